@@ -1,0 +1,31 @@
+# Two commands do everything: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint format clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m pixda_core toy --out data/toy
+	$(PY) -m pixda_core demo --data data/toy --out results/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pixda_core tests data_prep
+	$(VENV)/bin/ruff format --check pixda_core tests data_prep
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format pixda_core tests data_prep
+	$(VENV)/bin/ruff check --fix pixda_core tests data_prep
+
+clean-demo:
+	rm -rf results/demo data/toy

@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Command-line entry; the work is done by pixda_core.data.prep.main_lists (see --help)."""
+
+import sys
+
+from pixda_core.data.prep import main_lists
+
+if __name__ == "__main__":
+    sys.exit(main_lists())

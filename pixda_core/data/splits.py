@@ -1,0 +1,146 @@
+"""Few-shot splits of Cityscapes train: N labelled images per training city.
+
+A split file lists one image per line, relative to ``leftImg8bit/train/``, in the release's
+format ``city/city_XXXXXX_YYYYYY_leftImg8bit.png``. "N-shot" means N images per city: with the
+18 training cities, 1-shot is 18 images and 5-shot is 90.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .common import safe_relative
+
+TRAIN_CITIES = (
+    "aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt", "hamburg",
+    "hanover", "jena", "krefeld", "monchengladbach", "strasbourg", "stuttgart", "tubingen", "ulm",
+    "weimar", "zurich",
+)  # fmt: skip
+VAL_CITIES = ("frankfurt", "lindau", "munster")
+CITIES = {"train": TRAIN_CITIES, "val": VAL_CITIES}
+
+_NAME = re.compile(r"^(?P<city>[a-z]+)/(?P=city)_\d{6}_\d{6}_leftImg8bit\.png$")
+FORMAT = "city/city_XXXXXX_YYYYYY_leftImg8bit.png"
+
+
+@dataclass
+class Split:
+    """A validated split: the names in file order and the duplicates found (name -> count)."""
+
+    names: list[str]
+    duplicates: dict[str, int] = field(default_factory=dict)
+
+    def per_city(self) -> dict[str, int]:
+        return dict(Counter(n.split("/", 1)[0] for n in self.names))
+
+
+def city_images(root: str | os.PathLike, split: str = "train") -> dict[str, list[str]]:
+    """Image names of ``split`` grouped by city, each list sorted."""
+    from .cityscapes import scan_split
+
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in scan_split(Path(root), split):
+        groups[name.split("/", 1)[0]].append(name)
+    return dict(groups)
+
+
+def draw_split(root: str | os.PathLike, shots: int, seed: int = 0) -> list[str]:
+    """Draw ``shots`` images per training city, without replacement, reproducibly per seed.
+
+    Cities are visited in a fixed order and images drawn from each city's sorted list, so the
+    same root, shots and seed always give the same split. A city with fewer than ``shots``
+    images, or a training city absent from the root, is an error naming it.
+    """
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise DataError(f"shots must be a positive integer (images per city), got {shots!r}")
+    groups = city_images(root, "train")
+    rng = np.random.default_rng(seed)
+    names: list[str] = []
+    for city in TRAIN_CITIES:
+        have = groups.get(city, [])
+        if len(have) < shots:
+            raise DataError(
+                f"{shots}-shot split asks for {shots} images of {city!r} but {root} has "
+                f"{len(have)} in leftImg8bit/train/{city}"
+            )
+        picks = rng.choice(len(have), size=shots, replace=False)
+        names.extend(have[i] for i in sorted(picks))
+    return names
+
+
+def write_split(path: str | os.PathLike, names: list[str]) -> Path:
+    """Write a split file in the release's format (one name per line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{n}\n" for n in names))
+    return path
+
+
+def read_split(path: str | os.PathLike) -> list[str]:
+    """Read a split file; an empty file or a malformed line is an error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file {path} does not exist")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"split file {path} is not a text file; expected lines {FORMAT}") from None
+    names = []
+    for i, line in enumerate(lines, 1):
+        entry = line.strip()
+        if not entry:
+            continue
+        entry = safe_relative(entry, f"split file {path} line {i}")
+        if not _NAME.match(entry):
+            raise DataError(f"split file {path} line {i}: {entry!r} is not of the form {FORMAT}")
+        names.append(entry)
+    if not names:
+        raise DataError(f"split file {path} is empty; expected one {FORMAT} per line")
+    return names
+
+
+def validate_split(
+    names: list[str], root: str | os.PathLike, split: str = "train", where: str = "split"
+) -> Split:
+    """Check a split against a Cityscapes root: the right cities, every image present.
+
+    Duplicates are not an error (the published 5-shot list has one) but are reported in the
+    returned :class:`Split` so the caller can warn.
+    """
+    root = Path(root)
+    cities = CITIES[split]
+    base = root / "leftImg8bit" / split
+    for name in names:
+        city = name.split("/", 1)[0]
+        if city not in cities:
+            raise DataError(
+                f"{where}: {name!r} is from {city!r}, not a Cityscapes {split} city "
+                f"({', '.join(cities)})"
+            )
+    missing = [n for n in dict.fromkeys(names) if not (base / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{where}: {len(missing)} image(s) not found under {base} (first: {missing[0]})"
+        )
+    dups = {n: c for n, c in Counter(names).items() if c > 1}
+    return Split(list(names), dups)
+
+
+def load_split(path: str | os.PathLike, root: str | os.PathLike, split: str = "train") -> Split:
+    """Read and validate a split file; warns (does not fail) on duplicate entries."""
+    import warnings
+
+    result = validate_split(read_split(path), root, split, where=f"split file {path}")
+    if result.duplicates:
+        listed = ", ".join(f"{n} (x{c})" for n, c in result.duplicates.items())
+        warnings.warn(
+            f"split file {path} lists some images more than once: {listed}", stacklevel=2
+        )
+    return result

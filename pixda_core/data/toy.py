@@ -1,0 +1,534 @@
+"""The embedded toy benchmark: procedural street scenes written in the three real layouts.
+
+This is a synthetic stand-in for trying the kit on a laptop, not a claim about real data. It
+writes ``<out>/gta5``, ``<out>/synthia`` and ``<out>/cityscapes`` exactly as the real datasets
+ship (GTA5 palettised label PNGs, SYNTHIA 16-bit three-channel label PNGs, Cityscapes
+``gtFine_labelIds`` for the 18 train and 3 val cities), so every test and the demo go through
+the real loaders.
+
+Each scene is drawn as a map of classes (sky, buildings, road with sidewalks and lane marks,
+vegetation, terrain, poles with signs and lights, cars, persons, riders on bicycles or
+motorcycles, occasional trucks, buses and trains, walls and fences), with the pixel imbalance of
+street scenes: road, building, vegetation and sky dominate; poles, lights, signs and riders are
+rare. Each domain then renders it with its own look (palette, saturation, contrast, texture,
+blur, sensor noise, lighting) and its own layout statistics (camera height, traffic, people,
+an ego-vehicle hood in Cityscapes). ``gap`` scales every domain's departure from a shared
+neutral look: 0 gives identical appearance (only layout differs), 1 the default shift.
+
+Everything is deterministic per ``seed``: image ``i`` of a domain depends only on
+(seed, domain, i, size, gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from .. import labels as L
+from ..errors import DataError, PixdaError, run_cli
+from .splits import TRAIN_CITIES, VAL_CITIES
+
+# --- the classes a scene is drawn with: the 19 trainIds, then three that only some encodings
+# distinguish (lane marks are "road" except in SYNTHIA; ego vehicle and void are ignored).
+(ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON,
+ RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE) = range(19)  # fmt: skip
+LANE, EGO, VOID = 19, 20, 21
+NUM_DRAW_CLASSES = 22
+
+#: drawn class -> trainId (what a loader must decode).
+DRAW_TO_TRAINID = np.array(list(range(19)) + [ROAD, L.IGNORE_INDEX, L.IGNORE_INDEX], np.uint8)
+#: drawn class -> Cityscapes/GTA5 label id (lane -> road 7, ego vehicle 1, void -> static 4).
+DRAW_TO_CITYSCAPES_ID = np.array(list(L.TRAINID_TO_CITYSCAPES_ID[:19]) + [7, 1, 4], dtype=np.uint8)
+_SYN_INV = {t: s for s, t in sorted(L.SYNTHIA_ID_TO_TRAINID.items(), reverse=True)}
+#: drawn class -> SYNTHIA class id (lane marking 22, ego and void 0).
+DRAW_TO_SYNTHIA_ID = np.array([_SYN_INV[t] for t in range(19)] + [22, 0, 0], dtype=np.uint16)
+
+#: The real datasets' image sizes; toy sources keep their size relative to Cityscapes.
+REAL_SIZES = {"cityscapes": (2048, 1024), "gta5": (1914, 1052), "synthia": (1280, 760)}
+DOMAIN_CODES = {"gta5": 0, "synthia": 1, "cityscapes/train": 2, "cityscapes/val": 3}
+FORMAT_VERSION = 1
+
+
+def domain_size(domain: str, size: tuple[int, int]) -> tuple[int, int]:
+    """Image size of ``domain`` when the toy Cityscapes is ``size`` = (W, H)."""
+    cw, ch = REAL_SIZES["cityscapes"]
+    rw, rh = REAL_SIZES[domain.split("/")[0]]
+    return max(8, round(size[0] * rw / cw)), max(8, round(size[1] * rh / ch))
+
+
+# ------------------------------------------------------------------------------------ layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Layout statistics of one domain (fractions of the image, expected object counts)."""
+
+    horizon: tuple[float, float]
+    road_half_width: tuple[float, float]
+    sidewalk_width: tuple[float, float]
+    building_share: float
+    terrain_prob: float
+    cars: float
+    persons: float
+    riders: float
+    poles: float
+    trucks: float
+    buses: float
+    trains: float
+    fences: float
+    walls: float
+    voids: float
+    ego: bool
+
+
+LAYOUTS = {
+    "gta5": Layout((0.40, 0.50), (0.45, 0.65), (0.08, 0.2), 0.65, 0.5, 4.0, 1.5, 0.4, 3.0,
+                   0.5, 0.25, 0.08, 0.6, 0.4, 0.5, False),
+    "synthia": Layout((0.22, 0.60), (0.35, 0.60), (0.10, 0.3), 0.70, 0.3, 3.0, 4.0, 1.2, 3.5,
+                      0.3, 0.3, 0.05, 0.4, 0.6, 1.0, False),
+    "cityscapes": Layout((0.36, 0.46), (0.35, 0.55), (0.10, 0.25), 0.55, 0.6, 5.0, 3.0, 0.7,
+                         4.5, 0.3, 0.15, 0.06, 0.8, 0.5, 1.5, True),
+}  # fmt: skip
+
+
+class _Canvas:
+    """Draws the same shape into the class map and the instance map."""
+
+    def __init__(self, w: int, h: int):
+        self.cls = Image.new("L", (w, h), SKY)
+        self.ins = Image.new("I", (w, h), 0)
+        self._dc, self._di = ImageDraw.Draw(self.cls), ImageDraw.Draw(self.ins)
+        self.next_instance = 1
+
+    def new_instance(self) -> int:
+        self.next_instance += 1
+        return self.next_instance - 1
+
+    def shape(self, kind: str, xy, cls: int, inst: int = 0) -> None:
+        getattr(self._dc, kind)(xy, fill=cls)
+        getattr(self._di, kind)(xy, fill=inst)
+
+
+def draw_scene(rng: np.random.Generator, w: int, h: int, lay: Layout):
+    """Draw one street scene. Returns (classes (H, W) uint8, instances (H, W) int32)."""
+    cv = _Canvas(w, h)
+    y0 = h * rng.uniform(*lay.horizon)
+    vx = w * rng.uniform(0.4, 0.6)
+    ground = h - y0
+
+    # skyline: buildings, tree lines and gaps of sky standing on the horizon
+    x = -rng.uniform(0, 0.1) * w
+    while x < w:
+        bw = w * rng.uniform(0.05, 0.22)
+        r = rng.random()
+        if r < lay.building_share:
+            top = y0 - h * rng.uniform(0.08, 0.45)
+            cv.shape("rectangle", (x, top, x + bw, y0 + 1), BUILDING)
+        elif r < lay.building_share + (1 - lay.building_share) * 0.8:
+            for _ in range(rng.integers(1, 4)):
+                cx, rad = x + bw * rng.uniform(0.2, 0.8), h * rng.uniform(0.05, 0.16)
+                cy = y0 - rad * rng.uniform(0.3, 1.2)
+                cv.shape("ellipse", (cx - rad, cy - rad, cx + rad, cy + rad), VEGETATION)
+            cv.shape("rectangle", (x, y0 - h * 0.04, x + bw, y0 + 1), VEGETATION)
+        x += bw
+
+    # ground: terrain or vegetation verges, sidewalks, road, lane marks
+    verge = TERRAIN if rng.random() < lay.terrain_prob else VEGETATION
+    cv.shape("rectangle", (0, y0, w, h), verge)
+    rw = w * rng.uniform(*lay.road_half_width)
+    sw = w * rng.uniform(*lay.sidewalk_width)
+    apex = 0.015 * w
+
+    def edge(t, half):  # x offset from vx of a line that widens from apex to `half` at the bottom
+        return apex + (half - apex) * t
+
+    def ypos(t):
+        return y0 + ground * t
+
+    cv.shape("polygon", [(vx - apex * 1.5, y0), (vx + apex * 1.5, y0), (vx + rw + sw, h),
+                         (vx - rw - sw, h)], SIDEWALK)  # fmt: skip
+    cv.shape("polygon", [(vx - apex, y0), (vx + apex, y0), (vx + rw, h), (vx - rw, h)], ROAD)
+    t = 0.05
+    while t < 1.0:
+        t2 = min(1.0, t * 1.35 + 0.02)
+        a, b = 0.004 * w * t, 0.004 * w * t2
+        cv.shape("polygon", [(vx - a, ypos(t)), (vx + a, ypos(t)), (vx + b, ypos(t2)),
+                             (vx - b, ypos(t2))], LANE)  # fmt: skip
+        t = t2 + (t2 - t) * 0.8
+
+    # walls and fences along the outer edge of a sidewalk
+    for cls, rate, tall in ((FENCE, lay.fences, 0.22), (WALL, lay.walls, 0.3)):
+        for _ in range(rng.poisson(rate)):
+            side = rng.choice((-1, 1))
+            t1 = rng.uniform(0.05, 0.6)
+            t2 = min(1.0, t1 + rng.uniform(0.1, 0.4))
+            e1, e2 = vx + side * edge(t1, rw + sw), vx + side * edge(t2, rw + sw)
+            h1, h2 = tall * ground * t1, tall * ground * t2
+            cv.shape("polygon", [(e1, ypos(t1)), (e2, ypos(t2)), (e2, ypos(t2) - h2),
+                                 (e1, ypos(t1) - h1)], cls)  # fmt: skip
+
+    # things, drawn far to near
+    objects = []
+    for kind, rate in (("pole", lay.poles), ("person", lay.persons), ("rider", lay.riders),
+                       ("car", lay.cars), ("truck", lay.trucks), ("bus", lay.buses),
+                       ("train", lay.trains), ("void", lay.voids)):  # fmt: skip
+        objects += [(rng.uniform(0.08, 1.0), kind) for _ in range(rng.poisson(rate))]
+    objects.sort()
+    for t, kind in objects:
+        y, u, side = ypos(t), 0.55 * ground * t, rng.choice((-1, 1))
+        on_sidewalk = vx + side * (edge(t, rw) + edge(t, sw) * rng.uniform(0.1, 0.9))
+        on_road = vx + side * edge(t, rw) * rng.uniform(0.15, 0.85)
+        if kind == "pole":
+            x, pw = on_sidewalk, max(1.0, 0.035 * u)
+            top = y - 1.4 * u
+            cv.shape("rectangle", (x - pw / 2, top, x + pw / 2, y), POLE)
+            r = rng.random()
+            if r < 0.5:
+                s = 0.12 * u
+                cv.shape("rectangle", (x - s, top, x + s, top + 1.5 * s), SIGN)
+            elif r < 0.85:
+                cv.shape("rectangle", (x - 0.06 * u, top, x + 0.06 * u, top + 0.28 * u), LIGHT)
+        elif kind == "person":
+            x = on_sidewalk if rng.random() < 0.8 else on_road
+            inst, bw = cv.new_instance(), 0.11 * u
+            cv.shape("ellipse", (x - bw, y - 0.62 * u, x + bw, y), PERSON, inst)
+            cv.shape("ellipse", (x - 0.6 * bw, y - 0.78 * u, x + 0.6 * bw, y - 0.6 * u), PERSON,
+                     inst)  # fmt: skip
+        elif kind == "rider":
+            x, cycle = on_road, BICYCLE if rng.random() < 0.6 else MOTORCYCLE
+            inst, r = cv.new_instance(), (0.12 if cycle == BICYCLE else 0.15) * u
+            for wx in (x - 0.32 * u, x + 0.32 * u):
+                cv.shape("ellipse", (wx - r, y - 2 * r, wx + r, y), cycle, inst)
+            body = 0.05 if cycle == BICYCLE else 0.12
+            cv.shape("rectangle", (x - 0.32 * u, y - r - body * u - 0.02 * u, x + 0.32 * u,
+                                   y - r + 0.02 * u), cycle, inst)  # fmt: skip
+            inst = cv.new_instance()
+            cv.shape("ellipse", (x - 0.1 * u, y - r - 0.55 * u, x + 0.1 * u, y - r), RIDER, inst)
+            cv.shape("ellipse", (x - 0.06 * u, y - r - 0.7 * u, x + 0.06 * u, y - r - 0.53 * u),
+                     RIDER, inst)  # fmt: skip
+        elif kind in ("car", "truck", "bus", "train"):
+            cls, bw, bh = {"car": (CAR, 0.45, 0.55), "truck": (TRUCK, 0.6, 1.05),
+                           "bus": (BUS, 0.65, 1.2), "train": (TRAIN, 0.7, 1.3)}[kind]  # fmt: skip
+            x = on_road if kind != "train" else vx + rng.uniform(-0.3, 0.3) * edge(t, rw)
+            bw *= u * rng.uniform(0.85, 1.15)
+            inst = cv.new_instance()
+            cv.shape("rectangle", (x - bw, y - 0.6 * bh * u, x + bw, y), cls, inst)
+            cab = 0.8 if kind == "car" else 1.0
+            cv.shape(
+                "polygon",
+                [
+                    (x - bw * cab, y - 0.6 * bh * u),
+                    (x + bw * cab, y - 0.6 * bh * u),
+                    (x + bw * 0.75 * cab, y - bh * u),
+                    (x - bw * 0.75 * cab, y - bh * u),
+                ],
+                cls,
+                inst,
+            )
+        else:  # void: an unlabelled object (bin, box, bollard)
+            x, s = on_sidewalk, 0.15 * u * rng.uniform(0.5, 1.5)
+            cv.shape("rectangle", (x - s, y - 1.5 * s, x + s, y), VOID)
+
+    if lay.ego:  # the camera car's hood, as at the bottom of Cityscapes frames
+        hood = h * rng.uniform(0.06, 0.1)
+        cv.shape("ellipse", (-0.2 * w, h - hood, 1.2 * w, h + hood * 3), EGO)
+    return np.asarray(cv.cls, dtype=np.uint8), np.asarray(cv.ins, dtype=np.int32)
+
+
+# -------------------------------------------------------------------------------- appearance
+
+#: The shared neutral look, one RGB colour per drawn class.
+NEUTRAL_PALETTE = np.array([
+    (88, 86, 92), (152, 140, 136), (122, 106, 96), (160, 150, 128), (140, 128, 106),
+    (92, 92, 98), (64, 62, 44), (205, 190, 50), (72, 122, 52), (132, 150, 82), (150, 185, 228),
+    (112, 72, 82), (150, 60, 62), (92, 92, 140), (130, 120, 112), (185, 150, 62),
+    (118, 140, 152), (72, 60, 82), (62, 92, 112), (225, 225, 215), (42, 42, 46), (122, 110, 120),
+], dtype=np.float32)  # fmt: skip
+#: How strongly each drawn class is textured, and how much its instances vary in colour.
+TEXTURE = np.array([0.6, 0.5, 0.7, 0.5, 0.9, 0.2, 0.2, 0.1, 1.6, 1.1, 0.12, 0.5, 0.5, 0.3,
+                    0.4, 0.3, 0.3, 0.4, 0.4, 0.2, 0.2, 0.6], dtype=np.float32)  # fmt: skip
+INSTANCE_JITTER = np.zeros(NUM_DRAW_CLASSES, np.float32)
+INSTANCE_JITTER[[PERSON, RIDER]] = 30
+INSTANCE_JITTER[[CAR, TRUCK, BUS, MOTORCYCLE, BICYCLE]] = 55
+
+
+@dataclass(frozen=True)
+class Look:
+    """A domain's departure from the neutral look; ``gap`` scales every field towards neutral."""
+
+    palette_shift: float  # amplitude of a fixed per-class colour offset
+    saturation: float
+    contrast: float
+    brightness: float
+    tint: tuple[float, float, float]
+    texture: float
+    blur: float  # Gaussian sigma in pixels at 256 px width
+    noise: float  # sensor noise sigma, 0-255 scale
+    vignette: float
+    lighting: float  # amplitude of a random left-right lighting gradient
+
+
+NEUTRAL_LOOK = Look(0.0, 1.0, 1.0, 0.0, (1.0, 1.0, 1.0), 1.0, 0.0, 0.0, 0.0, 0.0)
+LOOKS = {
+    "gta5": Look(22.0, 1.4, 1.15, 6.0, (1.08, 1.0, 0.88), 0.6, 0.0, 1.0, 0.0, 0.15),
+    "synthia": Look(30.0, 0.95, 1.05, 10.0, (0.94, 1.0, 1.1), 0.2, 0.0, 0.0, 0.0, 0.05),
+    "cityscapes": Look(30.0, 0.55, 0.7, -18.0, (0.9, 1.04, 1.0), 1.6, 0.9, 7.0, 0.6, 0.35),
+}
+
+
+def scaled_look(domain: str, gap: float) -> Look:
+    look = LOOKS[domain]
+    n = asdict(NEUTRAL_LOOK)
+    mixed = {}
+    for k, v in asdict(look).items():
+        if isinstance(v, tuple):
+            mixed[k] = tuple(a + gap * (b - a) for a, b in zip(n[k], v, strict=True))
+        else:
+            mixed[k] = n[k] + gap * (v - n[k])
+    return Look(**mixed)
+
+
+def domain_palette(domain: str, gap: float) -> np.ndarray:
+    """The neutral palette plus the domain's fixed per-class offset (not seed dependent)."""
+    shift = np.random.default_rng(1000 + list(LOOKS).index(domain)).uniform(
+        -1, 1, size=NEUTRAL_PALETTE.shape
+    )
+    return NEUTRAL_PALETTE + gap * LOOKS[domain].palette_shift * shift.astype(np.float32)
+
+
+def render(rng, classes: np.ndarray, instances: np.ndarray, palette: np.ndarray, look: Look):
+    """Render a class map as an RGB image (H, W, 3) uint8, all vectorised."""
+    h, w = classes.shape
+    img = palette[classes].copy()
+    jitter = rng.normal(0, 1, size=(int(instances.max()) + 1, 3)).astype(np.float32)
+    jitter[0] = 0
+    img += jitter[instances] * INSTANCE_JITTER[classes][..., None]
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # building windows: a per-image grid, darker
+    pw, ph = rng.uniform(0.015, 0.04) * w, rng.uniform(0.03, 0.07) * h
+    windows = (classes == BUILDING) & ((xx % pw) < 0.5 * pw) & ((yy % ph) < 0.5 * ph)
+    img[windows] *= 0.62
+    # sky: brighter towards the horizon
+    sky = classes == SKY
+    img[sky] += (yy[sky] / h * 60)[:, None]
+
+    low = cv2.resize(rng.normal(0, 1, (h // 8 + 2, w // 8 + 2)).astype(np.float32), (w, h))
+    high = rng.normal(0, 1, (h, w)).astype(np.float32)
+    tex = (0.7 * low + 0.5 * high) * TEXTURE[classes] * look.texture
+    img += 14.0 * tex[..., None]
+
+    img *= (1 + look.lighting * rng.uniform(-1, 1) * (xx / w - 0.5))[..., None]
+    gray = img.mean(axis=2, keepdims=True)
+    img = gray + look.saturation * (img - gray)
+    img = (img - 128.0) * look.contrast + 128.0 + look.brightness
+    img *= np.asarray(look.tint, np.float32)
+    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+    img *= (1 - 0.25 * look.vignette * r2)[..., None]
+    if look.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), sigmaX=look.blur * w / 256)
+    if look.noise > 0:
+        img += rng.normal(0, look.noise, img.shape).astype(np.float32)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_scene(domain: str, index: int, seed: int = 0, size=(256, 128), gap: float = 1.0):
+    """One scene of ``domain`` ("gta5", "synthia", "cityscapes/train", "cityscapes/val").
+
+    Returns (image (H, W, 3) uint8 RGB, drawn classes (H, W) uint8, instances (H, W) int32).
+    Map the classes with ``DRAW_TO_TRAINID`` to get what a loader must decode.
+    """
+    kind = domain.split("/")[0]
+    w, h = domain_size(kind, size)
+    rng = np.random.default_rng([seed, DOMAIN_CODES[domain], index])
+    classes, instances = draw_scene(rng, w, h, LAYOUTS[kind])
+    image = render(rng, classes, instances, domain_palette(kind, gap), scaled_look(kind, gap))
+    return image, classes, instances
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class ToySpec:
+    """What a toy benchmark folder holds; saved as ``toy.json`` beside the three datasets."""
+
+    seed: int = 0
+    size: tuple[int, int] = (256, 128)
+    gap: float = 1.0
+    num_gta5: int = 300
+    num_synthia: int = 300
+    train_per_city: int = 8
+    val_per_city: int = 10
+    version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+
+def _png(path: Path, img: Image.Image) -> None:
+    img.save(path, compress_level=1)
+
+
+def _cityscapes_name(city: str, j: int) -> str:
+    return f"{city}/{city}_{j:06d}_000019_leftImg8bit.png"
+
+
+def iter_scenes(spec: ToySpec):
+    """(domain, index, name) for every scene the spec describes, in writing order."""
+    for i in range(spec.num_gta5):
+        yield "gta5", i, f"{i + 1:05d}.png"
+    for i in range(spec.num_synthia):
+        yield "synthia", i, f"{i:07d}.png"
+    for split, cities, n in (("train", TRAIN_CITIES, spec.train_per_city),
+                             ("val", VAL_CITIES, spec.val_per_city)):  # fmt: skip
+        for c, city in enumerate(cities):
+            for j in range(n):
+                yield f"cityscapes/{split}", c * 10000 + j, _cityscapes_name(city, j)
+
+
+def write_scene(out: Path, domain: str, name: str, image, classes, instances) -> None:
+    """Write one scene in its dataset's real layout and label encoding."""
+    if domain == "gta5":
+        _png(out / "gta5" / "images" / name, Image.fromarray(image))
+        lab = Image.fromarray(DRAW_TO_CITYSCAPES_ID[classes], mode="L")
+        lab.putpalette(_cityscapes_id_palette())  # GTA5 labels ship palettised
+        _png(out / "gta5" / "labels" / name, lab)
+    elif domain == "synthia":
+        _png(out / "synthia" / "RGB" / name, Image.fromarray(image))
+        bgr = np.zeros(classes.shape + (3,), np.uint16)  # OpenCV order: B, G = instance, R = class
+        bgr[..., 1] = instances.astype(np.uint16)
+        bgr[..., 2] = DRAW_TO_SYNTHIA_ID[classes]
+        path = out / "synthia" / "GT" / "LABELS" / name
+        if not cv2.imwrite(str(path), bgr):
+            raise DataError(f"could not write {path}")
+    else:
+        split = domain.split("/")[1]
+        img_path = out / "cityscapes" / "leftImg8bit" / split / name
+        lab_path = (
+            out
+            / "cityscapes"
+            / "gtFine"
+            / split
+            / name.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+        )
+        img_path.parent.mkdir(parents=True, exist_ok=True)
+        lab_path.parent.mkdir(parents=True, exist_ok=True)
+        _png(img_path, Image.fromarray(image))
+        _png(lab_path, Image.fromarray(DRAW_TO_CITYSCAPES_ID[classes], mode="L"))
+
+
+def _cityscapes_id_palette() -> list[int]:
+    from cityscapesscripts.helpers.labels import labels
+
+    pal = np.zeros((256, 3), np.uint8)
+    for lab in labels:
+        if lab.id >= 0:
+            pal[lab.id] = lab.color
+    return pal.flatten().tolist()
+
+
+def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool = True) -> Path:
+    """Write the toy benchmark described by ``spec`` under ``out``; returns ``out``.
+
+    An existing folder written with the same spec is left as it is; one written with another
+    spec, or holding something else, is refused (pass it to :func:`remove_toy` first).
+    """
+    out = Path(out)
+    manifest = out / "toy.json"
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old == spec.to_dict():
+            return out
+        raise DataError(
+            f"{out} already holds a toy benchmark written with other settings ({manifest}); "
+            "choose another --out or pass --force to replace it"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} exists and is not empty; choose an empty or new --out folder")
+    for sub in ("gta5/images", "gta5/labels", "synthia/RGB", "synthia/GT/LABELS"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    scenes = list(iter_scenes(spec))
+    for domain, index, name in tqdm(scenes, desc=f"toy benchmark -> {out}", disable=not progress):
+        image, classes, instances = make_scene(domain, index, spec.seed, spec.size, spec.gap)
+        write_scene(out, domain, name, image, classes, instances)
+    manifest.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")  # written last: complete
+    return out
+
+
+def remove_toy(out: str | os.PathLike) -> None:
+    """Delete a toy benchmark folder (only one that ``generate`` wrote: it has toy.json)."""
+    out = Path(out)
+    if not (out / "toy.json").is_file():
+        raise DataError(
+            f"{out} has no toy.json; refusing to delete a folder the generator did not write"
+        )
+    shutil.rmtree(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m pixda_core.data.toy",
+        description="Write the toy synthetic-to-real benchmark (GTA5, SYNTHIA and Cityscapes "
+        "layouts). A stand-in for trying the kit, not real data.",
+    )
+    p.add_argument("--out", default="data/toy", help="output folder (default: data/toy)")
+    p.add_argument("--seed", type=int, default=ToySpec.seed, help="random seed (default: 0)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=ToySpec.size,
+                   help="toy Cityscapes image size; the sources keep their real size ratio "
+                   "to it (default: 256 128; 2048 1024 gives the real sizes)")  # fmt: skip
+    p.add_argument("--gap", type=float, default=ToySpec.gap,
+                   help="appearance domain shift, 0 (none) to 1 (default) or more")  # fmt: skip
+    p.add_argument("--num-gta5", type=int, default=ToySpec.num_gta5)
+    p.add_argument("--num-synthia", type=int, default=ToySpec.num_synthia)
+    p.add_argument("--train-per-city", type=int, default=ToySpec.train_per_city,
+                   help="Cityscapes train images per city (18 cities)")  # fmt: skip
+    p.add_argument("--val-per-city", type=int, default=ToySpec.val_per_city,
+                   help="Cityscapes val images per city (3 cities)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace a toy folder written before")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    return _main(args)
+
+
+@run_cli
+def _main(args) -> int:
+    w, h = args.size
+    if not (8 <= w <= 2048 and 8 <= h <= 1024):
+        raise PixdaError(f"--size {w} {h}: expected W in 8..2048 and H in 8..1024")
+    if args.gap < 0:
+        raise PixdaError(f"--gap {args.gap}: expected a value >= 0")
+    for flag in ("num_gta5", "num_synthia", "train_per_city", "val_per_city"):
+        if getattr(args, flag) < 1:
+            raise PixdaError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: expected >= 1")
+    spec = ToySpec(args.seed, (w, h), args.gap, args.num_gta5, args.num_synthia,
+                   args.train_per_city, args.val_per_city)  # fmt: skip
+    out = Path(args.out)
+    if args.force and (out / "toy.json").is_file():
+        remove_toy(out)
+    existed = (out / "toy.json").is_file()
+    generate(out, spec, progress=not args.quiet)
+    print(f"toy benchmark {'up to date' if existed else 'written'}: {out} "
+          f"(gta5 {spec.num_gta5}, synthia {spec.num_synthia}, cityscapes train "
+          f"{18 * spec.train_per_city} / val {3 * spec.val_per_city}, seed {spec.seed}, "
+          f"size {w}x{h}, gap {spec.gap})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

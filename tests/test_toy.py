@@ -1,0 +1,149 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixda_core import labels as L
+from pixda_core.data import GTA5, Cityscapes, Synthia, toy
+from pixda_core.errors import DataError
+
+from .conftest import SPEC
+
+
+def test_scene_is_deterministic_per_seed():
+    a = toy.make_scene("gta5", 4, seed=1, size=(96, 48))
+    b = toy.make_scene("gta5", 4, seed=1, size=(96, 48))
+    c = toy.make_scene("gta5", 4, seed=2, size=(96, 48))
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))
+    assert not (a[1] == c[1]).all()
+
+
+def test_sizes_follow_the_real_ratios():
+    assert toy.domain_size("cityscapes", (2048, 1024)) == (2048, 1024)
+    assert toy.domain_size("gta5", (2048, 1024)) == (1914, 1052)
+    assert toy.domain_size("synthia", (2048, 1024)) == (1280, 760)
+    assert toy.domain_size("gta5", (256, 128)) == (239, 132)
+
+
+def test_written_layouts_and_encodings(toy_root):
+    assert json.loads((toy_root / "toy.json").read_text()) == SPEC.to_dict()
+    gta_label = Image.open(toy_root / "gta5" / "labels" / "00001.png")
+    assert gta_label.mode == "P"  # palettised, as GTA5 ships
+    raw = cv2.imread(
+        str(toy_root / "synthia" / "GT" / "LABELS" / "0000000.png"), cv2.IMREAD_UNCHANGED
+    )
+    assert raw.dtype == np.uint16 and raw.ndim == 3 and raw.shape[2] == 3
+    _, classes, instances = toy.make_scene("synthia", 0, SPEC.seed, SPEC.size, SPEC.gap)
+    assert (raw[..., 2] == toy.DRAW_TO_SYNTHIA_ID[classes]).all()  # class in R (BGR index 2)
+    assert (raw[..., 1] == instances).all() and instances.max() > 0  # instance ids in G
+    cities = sorted(p.name for p in (toy_root / "cityscapes" / "leftImg8bit" / "train").iterdir())
+    assert len(cities) == 18 and cities[0] == "aachen"
+    val = sorted(p.name for p in (toy_root / "cityscapes" / "gtFine" / "val").iterdir())
+    assert val == ["frankfurt", "lindau", "munster"]
+    assert (toy_root / "cityscapes" / "gtFine" / "val" / "lindau"
+            / "lindau_000001_000019_gtFine_labelIds.png").is_file()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "domain,make,index,name",
+    [
+        ("gta5", lambda r: GTA5(r / "gta5", size=None), 2, "00003.png"),
+        ("synthia", lambda r: Synthia(r / "synthia", size=None), 5, "0000005.png"),
+        ("cityscapes/train", lambda r: Cityscapes(r / "cityscapes", "train", size=None),
+         4, "bochum/bochum_000001_000019_leftImg8bit.png"),
+        ("cityscapes/val", lambda r: Cityscapes(r / "cityscapes", "val", size=None),
+         3, "lindau/lindau_000001_000019_leftImg8bit.png"),
+    ],
+)  # fmt: skip
+def test_loaders_decode_exactly_what_the_generator_drew(toy_root, domain, make, index, name):
+    ds = make(toy_root)
+    item = ds[index]
+    assert item["name"] == name
+    scene_index = index if "/" not in domain else _city_scene_index(name)
+    image, classes, _ = toy.make_scene(domain, scene_index, SPEC.seed, SPEC.size, SPEC.gap)
+    expected = toy.DRAW_TO_TRAINID[classes]
+    assert item["label"].dtype.is_floating_point is False
+    assert (item["label"].numpy() == expected).all()
+    assert (item["image"].permute(1, 2, 0).numpy() == image).all()
+    present = set(np.unique(expected)) - {255}
+    assert len(present) >= 6  # a real street scene, not a blank
+
+
+def _city_scene_index(name: str) -> int:
+    from pixda_core.data.splits import TRAIN_CITIES, VAL_CITIES
+
+    city, rest = name.split("/")
+    seq = int(rest.split("_")[1])
+    cities = TRAIN_CITIES if city in TRAIN_CITIES else VAL_CITIES
+    return cities.index(city) * 10000 + seq
+
+
+def test_lane_marks_ego_and_void_decode_as_the_real_datasets_would():
+    assert toy.DRAW_TO_TRAINID[toy.LANE] == 0  # road
+    assert toy.DRAW_TO_SYNTHIA_ID[toy.LANE] == 22 and L.SYNTHIA_LUT[22] == 0
+    assert L.CITYSCAPES_LUT[toy.DRAW_TO_CITYSCAPES_ID[toy.EGO]] == 255
+    assert L.CITYSCAPES_LUT[toy.DRAW_TO_CITYSCAPES_ID[toy.VOID]] == 255
+    # every drawn class round-trips through each encoding to the same trainId
+    assert (L.CITYSCAPES_LUT[toy.DRAW_TO_CITYSCAPES_ID] == toy.DRAW_TO_TRAINID).all()
+    syn = L.SYNTHIA_LUT[toy.DRAW_TO_SYNTHIA_ID]
+    assert (syn[:20] == toy.DRAW_TO_TRAINID[:20]).all() and (syn[20:] == 255).all()
+
+
+def _class_shares(domain: str, n: int = 24) -> np.ndarray:
+    hist = np.zeros(256)
+    for i in range(n):
+        _, classes, _ = toy.make_scene(domain, i, 0, (128, 64))
+        hist += np.bincount(toy.DRAW_TO_TRAINID[classes].ravel(), minlength=256)
+    return hist[:19] / hist[:19].sum()
+
+
+@pytest.mark.parametrize("domain", ["gta5", "synthia", "cityscapes/train"])
+def test_street_scene_imbalance(domain):
+    share = _class_shares(domain)
+    big = [L.CLASS_NAMES.index(c) for c in ("road", "building", "vegetation", "sky")]
+    rare = [L.CLASS_NAMES.index(c) for c in ("pole", "traffic light", "traffic sign", "rider")]
+    assert share[big].min() > 0.08
+    assert share[rare].max() < 0.02  # real Cityscapes: pole ~1.2%, the others well under 1%
+    assert share[rare].max() * 8 < share[big].min()
+    assert share[big].sum() > 0.6
+
+
+def _mean_colour_per_class(domain: str, gap: float) -> np.ndarray:
+    sums, counts = np.zeros((19, 3)), np.zeros(19)
+    for i in range(8):
+        image, classes, _ = toy.make_scene(domain, i, 0, (128, 64), gap)
+        t = toy.DRAW_TO_TRAINID[classes].ravel()
+        keep = t < 19
+        np.add.at(sums, t[keep], image.reshape(-1, 3)[keep])
+        counts += np.bincount(t[keep], minlength=19)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def test_gap_controls_the_appearance_shift():
+    def shift(gap):
+        a = _mean_colour_per_class("gta5", gap)
+        b = _mean_colour_per_class("cityscapes/train", gap)
+        common = [0, 1, 2, 8, 10, 13]
+        return np.abs(a[common] - b[common]).mean()
+
+    none, default = shift(0.0), shift(1.0)
+    assert none < 12  # same look: only layout and instance colours differ
+    assert default > 2.5 * none and default > 30
+
+
+def test_generate_refuses_a_folder_with_other_settings(toy_copy):
+    with pytest.raises(DataError, match="other settings"):
+        toy.generate(toy_copy, toy.ToySpec(seed=99), progress=False)
+    assert toy.generate(toy_copy, SPEC, progress=False) == toy_copy  # same spec: up to date
+
+
+def test_cli_rejects_bad_size_without_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pixda_core", "toy", "--out", str(tmp_path / "t"),
+                        "--size", "4", "3000"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2
+    assert "--size 4 3000" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "t").exists()
