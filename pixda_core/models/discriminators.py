@@ -1,0 +1,44 @@
+"""PixDA's two discriminators (method.md)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class PixelDiscriminator(nn.Module):
+    """D1: one logit per pixel at the input's resolution.
+
+    conv3x3(C->ndf) - LeakyReLU(0.2) - conv3x3(ndf->2 ndf) - LeakyReLU(0.2) - conv1x1(2 ndf->1).
+    Shape: (B, C, H, W) softmax maps -> (B, 1, H, W).
+    """
+
+    def __init__(self, num_classes: int = 19, ndf: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(num_classes, ndf, 3, 1, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 3, 1, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, 1, 1),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class FCDiscriminator(nn.Module):
+    """D2, the AdaptSegNet/ADVENT image discriminator: five conv4x4 stride 2 pad 1,
+    channels C->ndf->2ndf->4ndf->8ndf->1, LeakyReLU(0.2) between them.
+    Shape: (B, C, H, W) -> (B, 1, ~H/32, ~W/32)."""
+
+    def __init__(self, num_classes: int = 19, ndf: int = 64):
+        super().__init__()
+        chans = [num_classes, ndf, ndf * 2, ndf * 4, ndf * 8]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        layers.append(nn.Conv2d(chans[-1], 1, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
