@@ -282,3 +282,49 @@ class SegmentationDataset(Dataset):
         if missing:
             shown = ", ".join(str(s.image) for s in missing[:3])
             raise DataError(f"{what}: {len(missing)} listed images do not exist (first: {shown})")
+
+
+class FlatPairs(SegmentationDataset):
+    """A source dataset laid out as one image folder and one label folder of equal file names
+    (GTA5, SYNTHIA). Subclasses set ``title``, ``image_dir``, ``label_dir``, ``layout``.
+
+    Args:
+        root: the dataset folder.
+        size: (W, H) both image and label are resized to, or None for native size.
+        list_file: one file name per line (the release's format); None scans the image folder.
+        normalization: "none" (float 0-255 RGB) or "release" (BGR minus the release's mean).
+        augment: optional :class:`Augment` (random scale/crop/flip); off by default.
+    """
+
+    title: str
+    image_dir: str
+    label_dir: str
+    layout: str
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        size=(1024, 512),
+        list_file: str | os.PathLike | None = None,
+        normalization: str = "none",
+        augment: Augment | None = None,
+    ):
+        super().__init__(size, normalization, augment)
+        self.root = Path(root)
+        images, labels = self.root / self.image_dir, self.root / self.label_dir
+        require_dir(self.root, f"{self.title} root", self.layout)
+        require_dir(images, f"{self.title} {self.image_dir} folder", self.layout)
+        require_dir(labels, f"{self.title} {self.label_dir} folder", self.layout)
+        if list_file is None:
+            names = sorted(p.name for p in images.glob("*.png"))
+            if not names:
+                raise DataError(
+                    f"{self.title} root {self.root} has no {self.image_dir}/*.png; "
+                    f"expected {self.layout}"
+                )
+        else:
+            names = read_list_file(list_file)
+        self.samples = [Sample(n, images / n, labels / n) for n in names]
+        if list_file is not None:
+            self.check_images_exist(f"{self.title} list {list_file}")
+        self.check_labels_exist(f"{self.title} root {self.root}")
