@@ -483,7 +483,7 @@ def remove_toy(out: str | os.PathLike) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m pixda_core.data.toy",
+        prog="pixda toy",
         description="Write the toy synthetic-to-real benchmark (GTA5, SYNTHIA and Cityscapes "
         "layouts). A stand-in for trying the kit, not real data.",
     )
@@ -494,12 +494,16 @@ def main(argv: list[str] | None = None) -> int:
                    "to it (default: 256 128; 2048 1024 gives the real sizes)")  # fmt: skip
     p.add_argument("--gap", type=float, default=ToySpec.gap,
                    help="appearance domain shift, 0 (none) to 1 (default) or more")  # fmt: skip
-    p.add_argument("--num-gta5", type=int, default=ToySpec.num_gta5)
-    p.add_argument("--num-synthia", type=int, default=ToySpec.num_synthia)
+    p.add_argument("--num-gta5", type=int, default=ToySpec.num_gta5, metavar="N",
+                   help=f"GTA5 images (default: {ToySpec.num_gta5})")  # fmt: skip
+    p.add_argument("--num-synthia", type=int, default=ToySpec.num_synthia, metavar="N",
+                   help=f"SYNTHIA images (default: {ToySpec.num_synthia})")  # fmt: skip
     p.add_argument("--train-per-city", type=int, default=ToySpec.train_per_city,
-                   help="Cityscapes train images per city (18 cities)")  # fmt: skip
+                   metavar="N", help="Cityscapes train images per city, 18 cities "
+                   f"(default: {ToySpec.train_per_city})")  # fmt: skip
     p.add_argument("--val-per-city", type=int, default=ToySpec.val_per_city,
-                   help="Cityscapes val images per city (3 cities)")  # fmt: skip
+                   metavar="N", help="Cityscapes val images per city, 3 cities "
+                   f"(default: {ToySpec.val_per_city})")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace a toy folder written before")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)

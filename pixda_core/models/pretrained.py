@@ -46,13 +46,17 @@ def read_weights(path: str | os.PathLike) -> object:
         raise CheckpointError(f"weights file {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path} was refused: it is not a plain weights file and loading it could run code "
-            f"({str(exc).splitlines()[0]})"
+    except Exception as exc:  # torch raises many types on a damaged or foreign file
+        unsafe = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln]
+        if isinstance(exc, pickle.UnpicklingError) and unsafe:  # names code to import
+            raise CheckpointError(
+                f"{path} was refused: it is not a plain weights file and loading it could run "
+                f"code ({unsafe[0]})"
+            ) from None
+        raise CheckpointError(  # torch's own text advises weights_only=False: not repeated
+            f"{path} cannot be read as PyTorch weights ({type(exc).__name__}); is it a complete "
+            ".pth file?"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); is the file complete?") from None
 
 
 def _strip(keys_state: dict, prefix: str) -> dict:
