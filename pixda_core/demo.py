@@ -9,6 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -72,8 +73,13 @@ def run(data_root: str | os.PathLike = "data/toy", out: str | os.PathLike = "res
     ]
     print("\nshare of labelled pixels per class (%):")
     print((100 * table).round(2).to_string())
-    figs = save_figure(plot_class_frequency(stats), out / "class_frequency")
-    figs += save_figure(plot_samples(sample_rows(data_root)), out / "samples", formats=("png",))
+    figs = []
+    for fig, name, formats in (
+        (plot_class_frequency(stats), "class_frequency", ("png", "pdf")),
+        (plot_samples(sample_rows(data_root)), "samples", ("png",)),
+    ):
+        figs += save_figure(fig, out / name, formats=formats)
+        plt.close(fig)
     print("\nwrote " + ", ".join(str(p) for p in [out / "class_stats.csv", *figs]))
     return {"class_stats": out / "class_stats.csv", "figures": figs}
 

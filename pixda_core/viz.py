@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Rectangle
+from matplotlib.transforms import blended_transform_factory
 
-matplotlib.use("Agg") if not os.environ.get("MPLBACKEND") else None  # headless unless set
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
-
-from . import labels as L  # noqa: E402
+from . import labels as L
 
 
 def save_figure(

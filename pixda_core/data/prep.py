@@ -35,6 +35,22 @@ KINDS = ("gta5", "synthia", "cityscapes")
 _CLASSES = {"gta5": gta5.GTA5, "synthia": synthia.Synthia, "cityscapes": cs.Cityscapes}
 
 
+def _parallel_map(fn, items: list, desc: str, workers=None, progress=True) -> list:
+    """``[fn(x) for x in items]`` on a thread pool (PNG decoding releases the GIL), with tqdm."""
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, disable=not progress))
+
+
+def _train_histogram(train_ids: np.ndarray) -> np.ndarray:
+    """Pixel counts of one trainId map: the 19 classes, then everything ignored, (20,)."""
+    hist = np.bincount(train_ids.ravel(), minlength=256)
+    return np.append(hist[: L.NUM_CLASSES], hist[L.NUM_CLASSES :].sum())
+
+
+def _stack_histograms(rows: list) -> np.ndarray:
+    return np.stack(rows) if rows else np.zeros((0, L.NUM_CLASSES + 1), np.int64)
+
+
 def _kind(kind: str) -> str:
     if kind not in KINDS:
         raise DataError(f"dataset {kind!r} is not one of {', '.join(KINDS)}")
@@ -160,14 +176,9 @@ def check_dataset(
         if not samples:
             problems.append(("empty city", f"{group}: no images under {layout.root}"))
     problems += [("label without image", str(p)) for p in layout.orphan_labels]
-    samples = layout.samples
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        results = pool.map(lambda s: _check_sample(s, cls.read_label, cls.max_id), samples)
-        for res in tqdm(
-            results, total=len(samples), desc=f"checking {kind}", disable=not progress
-        ):
-            if res is not None:
-                problems.append(res)
+    results = _parallel_map(lambda s: _check_sample(s, cls.read_label, cls.max_id),
+                            layout.samples, f"checking {kind}", workers, progress)  # fmt: skip
+    problems += [res for res in results if res is not None]
     counts = {g: len(s) for g, s in layout.groups.items()}
     return CheckReport(layout.kind, layout.root, counts, problems)
 
@@ -191,14 +202,9 @@ def label_histograms(kind: str, samples: list[Sample], workers=None, progress=Tr
     cls = _CLASSES[_kind(kind)]
 
     def count(sample: Sample) -> np.ndarray:
-        train_ids = cls.lut[cls.read_label(sample.label)]
-        hist = np.bincount(train_ids.ravel(), minlength=256)
-        return np.append(hist[: L.NUM_CLASSES], hist[L.NUM_CLASSES :].sum())
+        return _train_histogram(cls.lut[cls.read_label(sample.label)])
 
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        it = pool.map(count, samples)
-        rows = list(tqdm(it, total=len(samples), desc=f"counting {kind}", disable=not progress))
-    return np.stack(rows) if rows else np.zeros((0, L.NUM_CLASSES + 1), np.int64)
+    return _stack_histograms(_parallel_map(count, samples, f"counting {kind}", workers, progress))
 
 
 def class_frequencies(hists: np.ndarray) -> pd.DataFrame:
@@ -232,13 +238,11 @@ def convert_labels(
         dst = out / rel.parent / (rel.stem.removesuffix("_gtFine_labelIds") + "_labelTrainIds.png")
         dst.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(train_ids).save(dst, compress_level=1)
-        hist = np.bincount(train_ids.ravel(), minlength=256)
-        return np.append(hist[: L.NUM_CLASSES], hist[L.NUM_CLASSES :].sum())
+        return _train_histogram(train_ids)
 
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        it = pool.map(convert, samples)
-        hists = list(tqdm(it, total=len(samples), desc=f"converting {kind}", disable=not progress))
-    hists = np.stack(hists) if hists else np.zeros((0, L.NUM_CLASSES + 1), np.int64)
+    hists = _stack_histograms(
+        _parallel_map(convert, samples, f"converting {kind}", workers, progress)
+    )
     freq = class_frequencies(hists)
     stats = {
         "dataset": kind,
@@ -325,9 +329,7 @@ def write_cache(
             lab.save(dst_lab, compress_level=1)
 
     samples = [s for s in layout.samples if s.label.is_file()]
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        list(tqdm(pool.map(one, samples), total=len(samples), desc=f"caching {kind}",
-                  disable=not progress))  # fmt: skip
+    _parallel_map(one, samples, f"caching {kind}", workers, progress)
     (out / "cache.json").write_text(
         json.dumps({"dataset": kind, "source": str(layout.root), "size": list(size)}) + "\n"
     )

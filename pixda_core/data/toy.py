@@ -22,6 +22,7 @@ Everything is deterministic per ``seed``: image ``i`` of a domain depends only o
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -430,6 +431,7 @@ def write_scene(out: Path, domain: str, name: str, image, classes, instances) ->
         _png(lab_path, Image.fromarray(DRAW_TO_CITYSCAPES_ID[classes], mode="L"))
 
 
+@functools.cache
 def _cityscapes_id_palette() -> list[int]:
     from cityscapesscripts.helpers.labels import labels
 
