@@ -20,12 +20,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pixda_core tests data_prep
-	$(VENV)/bin/ruff format --check pixda_core tests data_prep
+	$(VENV)/bin/ruff check pixda_core tests data_prep run.py
+	$(VENV)/bin/ruff format --check pixda_core tests data_prep run.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format pixda_core tests data_prep
-	$(VENV)/bin/ruff check --fix pixda_core tests data_prep
+	$(VENV)/bin/ruff format pixda_core tests data_prep run.py
+	$(VENV)/bin/ruff check --fix pixda_core tests data_prep run.py
 
 clean-demo:
 	rm -rf results/demo data/toy

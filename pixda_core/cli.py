@@ -14,6 +14,9 @@ commands:
   toy       write the toy benchmark in the GTA5 / SYNTHIA / Cityscapes layouts
   check     check a dataset root (same as data_prep/check_dataset.py)
   split     draw a seeded N-shot Cityscapes split and write it in the release's format
+  pretrain  train a source-only model (flags as run.py)
+  adapt     adapt a source-only model with PixDA or a baseline (flags as run.py --is_train)
+  evaluate  evaluate a run's checkpoint on the target val set (flags as run.py without it)
 
 `pixda COMMAND --help` describes each one."""
 
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from .data.prep import main_check as run
     elif command == "split":
         run = split_main
+    elif command in ("pretrain", "adapt", "evaluate"):
+        from .train import cli as train_cli
+
+        run = getattr(train_cli, f"{command}_main")
     else:
         print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -1,0 +1,92 @@
+"""Training checkpoints: one dict per file, written atomically, read without running code.
+
+A checkpoint holds everything a run needs to continue exactly: model, optimiser and scheduler
+states, the step and phase, the selection state, the RNG states and the config. It is written
+to a temporary file in the same folder and moved into place with ``os.replace``, so a crash or a
+full disk while writing leaves the previous checkpoint intact; it is read with
+``torch.load(weights_only=True)``, so a file from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models.pretrained import CheckpointError, read_weights
+
+FORMAT = "pixda-checkpoint-1"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save({"format": FORMAT, **state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; clear errors for anything else."""
+    obj = read_weights(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a pixda training checkpoint (no format {FORMAT!r}); to start from "
+            "weights only, pass it as the source-only model (--restore_from)"
+        )
+    return obj
+
+
+def step_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
+    """``step_N.pt`` files in ``folder`` by step."""
+    folder = Path(folder)
+    found = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = _STEP_FILE.match(p.name)
+            if m:
+                found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints (``keep`` 0 keeps all)."""
+    if keep <= 0:
+        return
+    steps = step_checkpoints(folder)
+    for step in list(steps)[:-keep]:
+        steps[step].unlink(missing_ok=True)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states as tensors and plain values (weights_only safe)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,122 @@
+"""Evaluation on the target val set at full label resolution, accumulated on the device.
+
+Val images are resized to ``data.val_size`` (the release feeds 1024x512); the logits are
+upsampled bilinearly (align_corners=True) to the label's own size (2048x1024 on Cityscapes)
+and only the confusion matrix is kept, so memory stays flat over the val set. Under
+``torchrun`` every rank evaluates its share and the matrices are summed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Subset
+
+from ..config import Config, protocol
+from ..data import Cityscapes
+from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
+from ..metrics import ConfusionMatrix
+from .runtime import Runtime, release_normalize
+
+
+def val_loader(cfg: Config, rt: Runtime) -> DataLoader:
+    """The target val set, this rank's share, in file order."""
+    ds = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+    n = len(ds) if cfg.data.val_limit is None else min(cfg.data.val_limit, len(ds))
+    subset = Subset(ds, list(range(rt.rank, n, rt.world)))
+    return DataLoader(
+        subset,
+        batch_size=cfg.data.val_batch_size,
+        num_workers=cfg.data.num_workers,
+        pin_memory=rt.device.type == "cuda",
+    )
+
+
+@torch.no_grad()
+def predict(model, images: torch.Tensor, rt: Runtime, out_size) -> torch.Tensor:
+    """Main-head logits for 0-255 RGB ``images``, upsampled to ``out_size`` (H, W), float32."""
+    with rt.autocast():
+        _, logits = model(release_normalize(rt.images(images)))
+    return F.interpolate(logits.float(), size=out_size, mode="bilinear", align_corners=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    rt: Runtime,
+    num_classes: int = 19,
+    predictions_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> ConfusionMatrix:
+    """Confusion matrix of ``model`` over ``loader`` (summed over ranks).
+
+    With ``predictions_dir``, also writes each prediction in the Cityscapes layout:
+    ``labelIds/<city>/<stem>_pred_labelIds.png`` (label ids 0-33, what the official evaluator
+    reads) and ``color/<city>/<stem>_pred_color.png``.
+    """
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(num_classes, device=rt.device)
+    for batch in tqdm(loader, desc="validation", leave=False, disable=not progress):
+        label = rt.labels(batch["label"])
+        pred = predict(model, batch["image"], rt, label.shape[-2:]).argmax(1)
+        cm.update(pred, label)
+        if predictions_dir is not None:
+            write_predictions(Path(predictions_dir), batch["name"], pred.cpu().numpy())
+    rt.all_reduce_(cm.mat)
+    model.train(was_training)
+    return cm
+
+
+def write_predictions(folder: Path, names, preds: np.ndarray) -> None:
+    for name, pred in zip(names, preds, strict=True):
+        city, file = name.split("/", 1)
+        stem = file.removesuffix("_leftImg8bit.png")
+        for kind, img in (
+            ("labelIds", TRAINID_TO_CITYSCAPES_ID[pred.astype(np.uint8)]),
+            ("color", colorize(pred)),
+        ):
+            out = folder / kind / city / f"{stem}_pred_{kind}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(out)
+
+
+def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int) -> dict:
+    """What ``metrics.json`` holds: mIoU under the source's protocol ("19" for GTA5, "16" for
+    SYNTHIA, plus ``miou_13`` for SYNTHIA), per-class IoU by name (null where a class is absent
+    from both prediction and ground truth), pixel accuracy and the step."""
+    iou = cm.iou()
+    out = {
+        "miou": _num(cm.miou(protocol(cfg))),
+        "protocol": protocol(cfg),
+        "per_class_iou": {CLASS_NAMES[c]: _num(v) for c, v in enumerate(iou)},
+        "pixel_accuracy": _num(cm.pixel_accuracy()),
+        "step": int(step),
+    }
+    if cfg.data.source == "synthia":
+        out["miou_13"] = _num(cm.miou("13"))
+    return out
+
+
+def _num(v: float):
+    return None if not np.isfinite(v) else float(v)
+
+
+def write_metrics(folder: Path, metrics: dict, cm: ConfusionMatrix, stem: str = "metrics") -> Path:
+    """``<stem>.json`` and ``<stem>_confusion.npy`` in ``folder`` (written atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, path)
+    cm.save(folder / f"{stem}_confusion.npy")
+    return path

@@ -1,0 +1,699 @@
+"""Training: source-only pretraining, and adaptation by PixDA or a baseline (method.md).
+
+Public entry points are plain functions over one :class:`~pixda_core.config.Config`:
+
+- :func:`train_source_only` trains G on the source alone (``cfg.pretrain``);
+- :func:`adapt` adapts a source-only model with ``cfg.method.name``:
+
+  ``pixda``       FDA source + target shots; G: seg on both + lambda_adv * L_pix through D1;
+                  D1 and D2 on detached predictions; D2-based sample selection after every
+                  source epoch; then ``kd_steps`` of distillation on the target shots;
+  ``finetune``    the source-only model trained on the target shots alone;
+  ``joint``       source + target shots, supervised only;
+  ``adaptsegnet`` source + target shots + whole-image output-space adversarial loss with D2.
+
+Both write a run folder (:mod:`pixda_core.train.rundir`) and return the final metrics. A run
+is one loop of steps; its whole state (models, optimisers, schedules, stream positions,
+selection state, phase) goes into each checkpoint, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Subset
+
+from .. import losses as L
+from ..checkpoint import (
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ..config import Config, preset
+from ..data import GTA5, Cityscapes, Synthia, draw_split, load_split, write_split
+from ..data.fda import fda_source_to_target
+from ..errors import ConfigError, PixdaError
+from ..labels import NUM_CLASSES
+from ..models import FCDiscriminator, PixelDiscriminator, deeplabv2, load_pretrained
+from .evaluate import evaluate, metrics_dict, val_loader, write_metrics
+from .rundir import RESUME_FREE, RunFolder
+from .runtime import Runtime, release_normalize, seed_everything, setup_runtime
+from .streams import Stream, per_rank
+
+SOURCE_STREAM, TARGET_STREAM = 1000, 1
+LOSS_COLUMNS = {
+    "source_only": ["loss_seg_src"],
+    "finetune": ["loss_seg_trg"],
+    "joint": ["loss_seg_src", "loss_seg_trg"],
+    "adaptsegnet": ["loss_seg_src", "loss_seg_trg", "loss_adv", "loss_d2"],
+    "pixda": ["loss_seg_src", "loss_seg_trg", "loss_adv", "loss_d1", "loss_d2", "loss_kd"],
+}
+
+
+class TrainingError(PixdaError):
+    """Training cannot go on (a non-finite loss, too few images for a batch)."""
+
+
+@dataclass
+class State:
+    """Everything besides weights and optimisers that a checkpoint must restore."""
+
+    step: int = 0
+    phase: str = "main"  # main -> kd -> done
+    src_position: int = 0
+    trg_position: int = 0
+    selection_round: int = 0
+    tau: float = 0.0
+    kept: list[int] = field(default_factory=list)
+    kd_end: int = 0
+    last_val_step: int = -1
+    end_reason: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def poly(max_iters: int, power: float):
+    return lambda step: (1 - min(step, max_iters) / max_iters) ** power
+
+
+def source_dataset(cfg: Config):
+    cls = {"gta5": GTA5, "synthia": Synthia}[cfg.data.source]
+    return cls(cfg.data.source_root, size=cfg.data.size, list_file=cfg.data.source_list)
+
+
+def target_split(cfg: Config, folder: RunFolder, rt: Runtime) -> Path:
+    """The target shots of the run, written to ``split.txt`` in the run folder: the user's
+    split file (validated) or one drawn with ``data.split_seed`` (default: the run's seed)."""
+    path = folder.path / "split.txt"
+    if rt.is_main and not path.exists():
+        if cfg.data.split_file is not None:
+            names = load_split(cfg.data.split_file, cfg.data.target_root).names
+        else:
+            seed = cfg.run.seed if cfg.data.split_seed is None else cfg.data.split_seed
+            names = draw_split(cfg.data.target_root, cfg.data.num_shots, seed)
+        write_split(path, names)
+    rt.barrier()
+    return path
+
+
+def seg_loss(cfg: Config):
+    return L.focal_loss if cfg.method.seg_loss == "focal" else L.cross_entropy
+
+
+def upsample(logits: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+
+
+def _require_batches(n: int, batch: int, rt: Runtime, what: str, flag: str) -> None:
+    if per_rank(n, batch, rt.world) == 0:
+        raise ConfigError(
+            f"{what} has {n} images, fewer than one batch of {flag} = {batch}"
+            + (f" on each of {rt.world} processes" if rt.distributed else "")
+        )
+
+
+class Job:
+    """One run: builds everything from the config, then :meth:`run` steps until done."""
+
+    def __init__(self, cfg: Config, kind: str, folder: RunFolder, rt: Runtime, init: str | None):
+        self.cfg, self.kind, self.folder, self.rt = cfg, kind, folder, rt
+        self.method = "source_only" if kind == "source_only" else cfg.method.name
+        self.opt_cfg = cfg.pretrain if kind == "source_only" else cfg.adapt
+        self.batch = self.opt_cfg.batch_size
+        self.seg_loss = seg_loss(cfg)
+        self.columns = LOSS_COLUMNS[self.method]
+        me = cfg.method
+        self.uses_source = self.method != "finetune"
+        self.uses_target = self.method != "source_only"
+        self.use_d1 = self.method == "pixda"
+        self.use_d2 = self.method == "adaptsegnet" or (self.method == "pixda" and me.selection)
+        self.selection = self.method == "pixda" and me.selection
+        self.kd_steps = me.kd_steps if self.method == "pixda" and me.distillation else 0
+
+        seed_everything(cfg.run.seed)
+        g = deeplabv2(NUM_CLASSES, cfg.model.backbone, cfg.model.multi_level)
+        if init is not None:
+            report = load_pretrained(g, init)
+            rt.log(f"initial weights {init}: {report}")
+        self.g = self._place(g)
+        self.d1 = self._place(PixelDiscriminator(NUM_CLASSES)) if self.use_d1 else None
+        self.d2 = self._place(FCDiscriminator(NUM_CLASSES)) if self.use_d2 else None
+        self.teacher = None
+
+        from ..models import param_groups
+
+        o = self.opt_cfg
+        sched = poly(o.max_iters, o.power)
+        self.opt_g = torch.optim.SGD(
+            param_groups(self.g, o.lr), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        )
+        self.optimizers = {"g": self.opt_g}
+        for name, d in (("d1", self.d1), ("d2", self.d2)):
+            if d is not None:
+                self.optimizers[name] = torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=o.betas)
+        self.schedulers = {
+            k: torch.optim.lr_scheduler.LambdaLR(opt, sched) for k, opt in self.optimizers.items()
+        }
+        self.g_ddp = self._wrap(self.g, find_unused=cfg.model.multi_level)
+        self.d1_ddp = self._wrap(self.d1) if self.d1 is not None else None
+        self.d2_ddp = self._wrap(self.d2) if self.d2 is not None else None
+
+        self.source = source_dataset(cfg) if self.uses_source else None
+        self.target = None
+        if self.uses_target:
+            split = target_split(cfg, folder, rt)
+            self.target = Cityscapes(cfg.data.target_root, "train", cfg.data.size, split)
+            _require_batches(
+                len(self.target), self.batch, rt, f"the target split {split}", "--batch_size"
+            )  # fmt: skip
+        if self.source is not None:
+            _require_batches(
+                len(self.source), self.batch, rt, f"the source set {cfg.data.source_root}",
+                "--batch_size",
+            )  # fmt: skip
+        self.val = val_loader(cfg, rt)
+        self.state = State(tau=me.tau, kept=list(range(len(self.source))) if self.source else [])
+        self.acc: dict[str, torch.Tensor] = {}
+        self.acc_n = 0
+        self.last_val: tuple[int, object] | None = None
+        self.writer = self._tensorboard()
+
+    # ----------------------------------------------------------------------- building
+    def _place(self, m: torch.nn.Module) -> torch.nn.Module:
+        m = m.to(self.rt.device)
+        if self.rt.channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        return m.train()
+
+    def _wrap(self, m: torch.nn.Module, find_unused: bool = False):
+        if not self.rt.distributed:
+            return m
+        ids = [self.rt.local_rank] if self.rt.device.type == "cuda" else None
+        return DDP(m, device_ids=ids, find_unused_parameters=find_unused)
+
+    def _tensorboard(self):
+        if not (self.cfg.run.tensorboard and self.rt.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.rt.log("run.tensorboard: the tensorboard package is not installed; skipped")
+            return None
+        return SummaryWriter(str(self.folder.path / "tensorboard"))
+
+    def _streams(self) -> None:
+        s, rt, workers = self.state, self.rt, self.cfg.data.num_workers
+        self.src = self.trg = None
+        if self.uses_source:
+            self.src = Stream(
+                self.source, s.kept, self.batch, self.cfg.run.seed,
+                SOURCE_STREAM + s.selection_round, s.src_position, rt, workers,
+            )  # fmt: skip
+        if self.uses_target:
+            self.trg = Stream(
+                self.target, range(len(self.target)), self.batch, self.cfg.run.seed,
+                TARGET_STREAM, s.trg_position, rt, workers,
+            )  # fmt: skip
+
+    @property
+    def total_steps(self) -> int:
+        return self.opt_cfg.early_stop + self.kd_steps
+
+    # ----------------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> None:
+        s = self.state
+        if self.src is not None:
+            s.src_position = self.src.position
+        if self.trg is not None:
+            s.trg_position = self.trg.position
+        if not self.rt.is_main:
+            self.rt.barrier()
+            return
+        state = {
+            "kind": self.kind,
+            "state": s.to_dict(),
+            "config": self.cfg.to_dict(),
+            "model": self.g.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: o.state_dict() for k, o in self.schedulers.items()},
+            "rng": rng_state(),
+            # losses summed since the last history row, so a resumed run writes the same rows
+            "loss_sums": {k: v.cpu() for k, v in self.acc.items()},
+            "loss_count": self.acc_n,
+        }
+        for name, m in (("d1", self.d1), ("d2", self.d2), ("teacher", self.teacher)):
+            if m is not None:
+                state[name] = m.state_dict()
+        ckpts = self.folder.checkpoints
+        path = save_checkpoint(state, ckpts / f"step_{s.step}.pt")
+        latest = self.folder.latest
+        tmp = latest.with_name(".latest.pt.link")
+        tmp.unlink(missing_ok=True)
+        try:
+            tmp.hardlink_to(path)
+        except OSError:  # no hard links on this file system: write a second copy
+            save_checkpoint(state, tmp)
+        tmp.replace(latest)
+        prune_checkpoints(ckpts, self.cfg.run.keep_checkpoints)
+        self.rt.barrier()
+
+    def restore(self, path: Path) -> None:
+        ck = load_checkpoint(path)
+        if ck.get("kind") != self.kind:
+            raise ConfigError(f"{path} is a {ck.get('kind')} checkpoint, not {self.kind}")
+        self.g.load_state_dict(ck["model"])
+        for name, m in (("d1", self.d1), ("d2", self.d2)):
+            if m is not None:
+                m.load_state_dict(ck[name])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(ck["optimizers"][k])
+        for k, sch in self.schedulers.items():
+            sch.load_state_dict(ck["schedulers"][k])
+        self.state = State(**ck["state"])
+        if "teacher" in ck:
+            self.teacher = self._make_teacher()
+            self.teacher.load_state_dict(ck["teacher"])
+        set_rng_state(ck["rng"])
+        self.acc = {k: v.to(self.rt.device) for k, v in ck["loss_sums"].items()}
+        self.acc_n = ck["loss_count"]
+        for table in ("history", "validations", "selection"):
+            self.folder.truncate(table, self.state.step)
+        self.rt.log(f"resumed {self.folder.path} at step {self.state.step} ({self.state.phase})")
+
+    def _make_teacher(self) -> torch.nn.Module:
+        teacher = copy.deepcopy(self.g).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    # ----------------------------------------------------------------------- the steps
+    def _seg(self, logits_main: torch.Tensor, label: torch.Tensor):
+        logits = upsample(logits_main.float(), label.shape[-2:])
+        return logits, self.seg_loss(logits, label)
+
+    def _forward(self, images: torch.Tensor, label: torch.Tensor):
+        with self.rt.autocast():
+            _, main = self.g_ddp(release_normalize(images))
+        return self._seg(main, label)
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().float()
+        self.acc[name] = self.acc[name] + value if name in self.acc else value
+
+    def _d_step(self, name: str, d_ddp, pred_src: torch.Tensor, pred_trg: torch.Tensor) -> None:
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        with self.rt.autocast():
+            out_src, out_trg = d_ddp(pred_src.softmax(1)), d_ddp(pred_trg.softmax(1))
+        loss = L.domain_bce(out_src, L.SOURCE) / 2 + L.domain_bce(out_trg, L.TARGET) / 2
+        loss.backward()
+        opt.step()
+        self._add(f"loss_{name}", loss)
+
+    def _frozen_d(self, d: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """D on G's output with D's own parameters out of the graph (gradient goes to G)."""
+        for p in d.parameters():
+            p.requires_grad_(False)
+        try:
+            with self.rt.autocast():
+                return d(x.softmax(1))
+        finally:
+            for p in d.parameters():
+                p.requires_grad_(True)
+
+    def main_step(self) -> None:
+        """One step of the main phase for the job's method."""
+        rt, me = self.rt, self.cfg.method
+        self.opt_g.zero_grad(set_to_none=True)
+        src = next(self.src) if self.src is not None else None
+        trg = next(self.trg) if self.trg is not None else None
+        trg_img = rt.images(trg["image"]) if trg is not None else None
+        pred_src = pred_trg = None
+        if src is not None:
+            src_img, src_lab = rt.images(src["image"]), rt.labels(src["label"])
+            if self.method != "source_only" and me.fda:
+                src_img = fda_source_to_target(src_img, trg_img, me.fda_beta)
+            logits, loss = self._forward(src_img, src_lab)
+            loss.backward()
+            self._add("loss_seg_src", loss)
+            pred_src = logits.detach()
+        if trg is not None:
+            trg_lab = rt.labels(trg["label"])
+            logits, loss = self._forward(trg_img, trg_lab)
+            self._add("loss_seg_trg", loss)
+            if self.method == "pixda":
+                d_out = self._frozen_d(self.d1, logits)
+                if me.pixel_weights:
+                    adv = L.pixel_adversarial_loss(
+                        logits, d_out, trg_lab, detach_weights=not me.release_gradient
+                    )
+                else:
+                    adv = L.domain_bce(d_out, L.SOURCE)
+                loss = loss + me.lambda_adv * adv
+                self._add("loss_adv", adv)
+            elif self.method == "adaptsegnet":
+                adv = L.domain_bce(self._frozen_d(self.d2, logits), L.SOURCE)
+                loss = loss + me.lambda_adv_image * adv
+                self._add("loss_adv", adv)
+            loss.backward()
+            pred_trg = logits.detach()
+        self.opt_g.step()
+        if self.d1 is not None:
+            self._d_step("d1", self.d1_ddp, pred_src, pred_trg)
+        if self.d2 is not None:
+            self._d_step("d2", self.d2_ddp, pred_src, pred_trg)
+        for sch in self.schedulers.values():
+            sch.step()
+
+    def kd_step(self) -> None:
+        """Distillation on the target shots from the frozen teacher (method.md)."""
+        me, rt = self.cfg.method, self.rt
+        self.opt_g.zero_grad(set_to_none=True)
+        trg = next(self.trg)
+        img, lab = rt.images(trg["image"]), rt.labels(trg["label"])
+        logits, loss = self._forward(img, lab)
+        with torch.no_grad(), rt.autocast():
+            _, t_main = self.teacher(release_normalize(img))
+        kd = L.distillation_loss(logits, upsample(t_main.float(), lab.shape[-2:]), me.kd_alpha)
+        (loss + me.lambda_kd * kd).backward()
+        self.opt_g.step()
+        self.schedulers["g"].step()
+        self._add("loss_seg_trg", loss)
+        self._add("loss_kd", kd)
+
+    # ----------------------------------------------------------------------- selection
+    @torch.no_grad()
+    def select(self) -> None:
+        """Score every kept source image with D2 (FDA towards a target shot) and keep those
+        whose BCE against the source label is above tau; then tau grows (method.md)."""
+        rt, me, s = self.rt, self.cfg.method, self.state
+        n = len(s.kept)
+        mine = list(range(rt.rank, n, rt.world))
+        bs = 2 * self.batch
+        workers = self.cfg.data.num_workers
+        src_loader = DataLoader(
+            Subset(self.source, [s.kept[i] for i in mine]), batch_size=bs, num_workers=workers
+        )
+        trg_loader = DataLoader(
+            Subset(self.target, [i % len(self.target) for i in mine]), batch_size=bs,
+            num_workers=workers,
+        )  # fmt: skip
+        scores = torch.zeros(n, device=rt.device)
+        self.g.eval()
+        at = 0
+        for sb, tb in zip(src_loader, trg_loader, strict=True):
+            img = rt.images(sb["image"])
+            if me.fda:
+                img = fda_source_to_target(img, rt.images(tb["image"]), me.fda_beta)
+            with rt.autocast():
+                _, main = self.g(release_normalize(img))
+                out = self.d2(upsample(main, sb["label"].shape[-2:]).softmax(1))
+            bce = F.binary_cross_entropy_with_logits(
+                out.float(), torch.zeros_like(out, dtype=torch.float32), reduction="none"
+            )
+            idx = torch.tensor(mine[at : at + len(img)], device=rt.device)
+            scores[idx] = bce.mean(dim=(1, 2, 3))
+            at += len(img)
+        self.g.train()
+        rt.all_reduce_(scores)
+        scores_host = scores.cpu()
+        keep = (scores_host > s.tau).tolist()
+        new = [k for k, ok in zip(s.kept, keep, strict=True) if ok]
+        s.selection_round += 1
+        row = {"step": s.step, "round": s.selection_round, "tau": round(s.tau, 6),
+               "candidates": n, "kept": len(new), "mean_score": float(scores_host.mean()),
+               "event": ""}  # fmt: skip
+        self.folder.append("selection", row)
+        if self.folder.is_main:
+            import pandas as pd
+
+            out = self.folder.path / "selection" / f"round_{s.selection_round}.csv"
+            out.parent.mkdir(exist_ok=True)
+            names = [self.source.samples[k].name for k in s.kept]
+            pd.DataFrame({"name": names, "score": scores_host.tolist(), "kept": keep}).to_csv(
+                out, index=False
+            )
+        rt.log(f"step {s.step}: selection round {s.selection_round} at tau {s.tau:.2f} kept "
+               f"{len(new)} of {n} source images")  # fmt: skip
+        s.tau += me.tau_step
+        s.kept = new
+        if per_rank(len(new), self.batch, rt.world) == 0:
+            s.end_reason = (f"selection kept {len(new)} source images, fewer than one batch of "
+                            f"{self.batch} per process")  # fmt: skip
+            s.phase = "kd" if self.kd_steps else "done"
+        else:
+            s.src_position = 0
+            self.src.close()
+            self.src = Stream(
+                self.source, s.kept, self.batch, self.cfg.run.seed,
+                SOURCE_STREAM + s.selection_round, 0, rt, workers,
+            )  # fmt: skip
+
+    # ----------------------------------------------------------------------- validation
+    def validate(self) -> None:
+        s = self.state
+        phase = s.phase
+        cm = evaluate(self.g, self.val, self.rt)
+        m = metrics_dict(cm, self.cfg, s.step)
+        row = {"step": s.step, "phase": phase, "miou": m["miou"]}
+        if "miou_13" in m:
+            row["miou_13"] = m["miou_13"]
+        row["pixel_accuracy"] = m["pixel_accuracy"]
+        row.update({f"iou_{k}": v for k, v in m["per_class_iou"].items()})
+        self.folder.append("validations", row)
+        self.last_val = (s.step, cm)
+        s.last_val_step = s.step
+        extra = f", mIoU-13 {m['miou_13'] * 100:.2f}" if "miou_13" in m else ""
+        self.rt.log(
+            f"step {s.step}: val mIoU-{m['protocol']} {_pct(m['miou'])}{extra}, pixel accuracy "
+            f"{_pct(m['pixel_accuracy'])}"
+        )
+        if self.writer is not None and m["miou"] is not None:
+            self.writer.add_scalar("val/miou", m["miou"], s.step)
+
+    # ----------------------------------------------------------------------- logging
+    def log_losses(self, bar, phase: str | None = None) -> None:
+        """Average the losses accumulated since the last row and write them (``phase``: the
+        phase they belong to, when a phase has just ended)."""
+        if not self.acc:
+            return
+        names = list(self.acc)
+        values = torch.stack([self.acc[n] for n in names]) / self.acc_n
+        self.rt.all_reduce_(values)
+        values = (values / self.rt.world).tolist()  # the one host sync of the logging interval
+        self.acc, self.acc_n = {}, 0
+        s = self.state
+        for n, v in zip(names, values, strict=True):
+            if not math.isfinite(v):
+                raise TrainingError(
+                    f"{n} became {v} at step {s.step} ({s.phase} phase); the last good "
+                    f"checkpoint is kept in {self.folder.checkpoints}; lower the learning rate "
+                    "or check the data"
+                )
+        phase = phase or s.phase
+        row = {"step": s.step, "phase": phase, "lr": self.opt_g.param_groups[0]["lr"]}
+        row.update(dict.fromkeys(self.columns))
+        pairs = list(zip(names, values, strict=True))
+        row.update(pairs)
+        self.folder.append("history", row)
+        shown = " ".join(f"{n.removeprefix('loss_')} {v:.4f}" for n, v in pairs)
+        if bar is not None:
+            bar.set_postfix_str(shown)
+        if not self.cfg.run.progress:
+            self.rt.log(f"step {s.step} [{phase}] {shown}")
+        if self.writer is not None:
+            for n, v in pairs:
+                self.writer.add_scalar(f"train/{n}", v, s.step)
+
+    # ----------------------------------------------------------------------- the loop
+    def run(self, resume: bool) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg, rt = self.cfg, self.rt
+        if resume and self.folder.latest.exists():
+            self.restore(self.folder.latest)
+        done = self.folder.path / "metrics.json"
+        if self.state.phase == "done" and done.exists():
+            self.rt.log(f"{self.folder.path} is complete (step {self.state.step})")
+            return json.loads(done.read_text())
+        self._streams()
+        s = self.state
+        if s.phase == "kd" and self.teacher is None:
+            self.teacher = self._make_teacher()
+        bar = tqdm(
+            total=self.total_steps, initial=s.step, desc=f"{self.method} {cfg.run.name}",
+            disable=not (cfg.run.progress and rt.is_main), file=sys.stderr,
+        )  # fmt: skip
+        try:
+            while s.phase != "done":
+                phase_before = s.phase
+                if s.phase == "main" and s.step >= self.opt_cfg.early_stop:
+                    s.end_reason = s.end_reason or f"iteration budget ({s.step}) spent"
+                    s.phase = "kd" if self.kd_steps else "done"
+                elif s.phase == "kd" and s.step >= s.kd_end:
+                    s.phase = "done"
+                if s.phase != phase_before:
+                    self._enter(phase_before)
+                    continue
+                if s.phase == "main":
+                    self.main_step()
+                else:
+                    self.kd_step()
+                s.step += 1
+                self.acc_n += 1
+                bar.update(1)
+                if s.step % cfg.run.log_every == 0:
+                    self.log_losses(bar)
+                validated = False
+                if s.phase == "main" and self.src is not None and self.src.at_epoch_end:
+                    self.validate()
+                    validated = True
+                    if self.selection and s.step < self.opt_cfg.early_stop:
+                        self.select()
+                if cfg.run.val_every and s.step % cfg.run.val_every == 0 and not validated:
+                    self.validate()
+                if s.phase != "main" and phase_before == "main":
+                    self._enter("main")
+                elif s.step % cfg.run.ckpt_every == 0:
+                    self.checkpoint()
+        finally:
+            bar.close()
+            for st in (self.src, self.trg):
+                if st is not None:
+                    st.close()
+        return self.finish()
+
+    def _enter(self, left: str) -> None:
+        """Bookkeeping when a phase ends: a log line, the teacher for KD, a checkpoint."""
+        s = self.state
+        if left == "main":
+            self.rt.log(f"step {s.step}: main phase over ({s.end_reason})")
+            if self.selection:
+                self.folder.append("selection", {
+                    "step": s.step, "round": s.selection_round, "tau": round(s.tau, 6),
+                    "candidates": len(s.kept), "kept": len(s.kept), "mean_score": None,
+                    "event": f"main phase over: {s.end_reason}",
+                })  # fmt: skip
+            if s.phase == "kd":
+                s.kd_end = s.step + self.kd_steps
+                self.teacher = self._make_teacher()
+                self.rt.log(f"distillation: {self.kd_steps} steps on the target shots")
+        if self.acc:
+            self.log_losses(None, phase=left)
+        if s.phase != "done":
+            self.checkpoint()
+
+    def finish(self) -> dict:
+        s = self.state
+        pred_dir = self.folder.path / "predictions" if self.cfg.run.save_predictions else None
+        if self.last_val is not None and self.last_val[0] == s.step and pred_dir is None:
+            cm = self.last_val[1]
+        else:
+            cm = evaluate(self.g, self.val, self.rt, predictions_dir=pred_dir)
+        metrics = metrics_dict(cm, self.cfg, s.step)
+        if self.last_val is None or self.last_val[0] != s.step:
+            self.last_val = (s.step, cm)
+            row = {"step": s.step, "phase": "final", "miou": metrics["miou"]}
+            if "miou_13" in metrics:
+                row["miou_13"] = metrics["miou_13"]
+            row["pixel_accuracy"] = metrics["pixel_accuracy"]
+            row.update({f"iou_{k}": v for k, v in metrics["per_class_iou"].items()})
+            self.folder.append("validations", row)
+        if self.rt.is_main:
+            write_metrics(self.folder.path, metrics, cm)
+        s.phase = "done"
+        self.checkpoint()
+        if self.writer is not None:
+            self.writer.close()
+        self.rt.log(f"{self.method} {self.cfg.run.name}: final mIoU-{metrics['protocol']} "
+                    f"{_pct(metrics['miou'])} at step {s.step} -> {self.folder.path}")  # fmt: skip
+        return metrics
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v * 100:.2f}"
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def train_source_only(cfg: Config, resume: bool = False) -> dict:
+    """Train G on the source alone (``cfg.pretrain``, init from ``cfg.model.init``), validate
+    on the target val set; the run folder is ``<run.out_dir>/<run.name>``. Returns the final
+    metrics (as in ``metrics.json``)."""
+    rt = setup_runtime(cfg.run)
+    folder = RunFolder.open(cfg, resume, rt.is_main)
+    return Job(cfg, "source_only", folder, rt, cfg.model.init).run(resume)
+
+
+def source_only_run(cfg: Config) -> Config:
+    """The config of the source-only run shared by every adaptation run of ``cfg``'s source
+    and preset: the adaptation-only settings (method, ``adapt``, shots, split, seed) are reset
+    to the preset's, and the folder is ``<out_dir>/source_only_<source>_<preset>_<hash>``,
+    the hash covering what is left, so runs that differ in it do not share a model."""
+    base = preset(cfg.preset)
+    data = replace(cfg.data, num_shots=base.data.num_shots, split_file=None, split_seed=None)
+    canon = replace(
+        cfg, data=data, adapt=base.adapt,
+        method=replace(base.method, seg_loss=cfg.method.seg_loss),
+        run=replace(cfg.run, name="source_only", seed=base.run.seed, restore_from=None),
+    )  # fmt: skip
+    d = canon.to_dict()
+    for section, key in RESUME_FREE:
+        d[section].pop(key)
+    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"source_only_{cfg.data.source}_{cfg.preset}_{digest}"
+    return replace(canon, run=replace(canon.run, name=name))
+
+
+def ensure_source_only(cfg: Config) -> Path:
+    """The source-only checkpoint to adapt from: ``run.restore_from`` when given, else the
+    shared source-only run for this source and preset, trained now when missing (and resumed
+    when a previous attempt was interrupted)."""
+    if cfg.run.restore_from is not None:
+        path = Path(cfg.run.restore_from)
+        if not path.is_file():
+            raise ConfigError(f"--restore_from {path} does not exist")
+        return path
+    so = source_only_run(cfg)
+    folder = Path(so.run.out_dir) / so.run.name
+    done = folder / "metrics.json"
+    if done.exists() and (folder / "checkpoints" / "latest.pt").exists():
+        print(f"source-only model: reusing {folder}", file=sys.stderr)
+    else:
+        print(
+            f"no --restore_from given: training a source-only model first in {folder} "
+            "(reused by later runs of this source and preset)",
+            file=sys.stderr,
+        )
+        train_source_only(so, resume=True)
+    return folder / "checkpoints" / "latest.pt"
+
+
+def adapt(cfg: Config, resume: bool = False) -> dict:
+    """Adapt a source-only model with ``cfg.method.name`` (see the module docstring). The
+    start point is ``cfg.run.restore_from`` or the shared source-only run (trained first when
+    missing). Returns the final metrics."""
+    init = ensure_source_only(cfg)
+    rt = setup_runtime(cfg.run)
+    folder = RunFolder.open(cfg, resume, rt.is_main)
+    return Job(cfg, "adapt", folder, rt, str(init)).run(resume)
+
+
+__all__ = ["adapt", "train_source_only", "ensure_source_only", "source_only_run",
+           "TrainingError"]  # fmt: skip

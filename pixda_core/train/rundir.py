@@ -1,0 +1,137 @@
+"""Run folders: ``<out_dir>/<name>/`` with the config, the split, the logs and the checkpoints.
+
+Layout::
+
+    config.yaml          the full config of the run
+    split.txt            the target shots used (release format)
+    metrics.json         final metrics (+ metrics_confusion.npy)
+    validations.csv      one row per validation (step, phase, miou, per-class IoU)
+    history.csv          losses and learning rate every ``run.log_every`` steps
+    selection.csv        source images kept per selection round; selection/round_<k>.csv
+                         scores every candidate (name, score, kept)
+    checkpoints/         step_<N>.pt and latest.pt
+    predictions/         coloured and label-id predictions, when asked for
+
+An existing run folder is never overwritten: starting a run whose folder exists is an error
+unless the run is resumed, and a resumed run must have the same configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import Config
+from ..errors import ConfigError
+
+#: keys that may differ between a run and its resumption (they do not change the numbers)
+RESUME_FREE = {
+    ("run", "device"), ("run", "progress"), ("run", "tensorboard"), ("run", "save_predictions"),
+    ("data", "num_workers"), ("data", "val_batch_size"), ("run", "keep_checkpoints"),
+}  # fmt: skip
+
+
+def check_writable(folder: Path, flag: str = "run.out_dir") -> None:
+    """Fail before training if ``folder`` cannot be created or written to."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".pixda_write_test_{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {folder} is not writable ({exc.strerror or exc}); choose another folder"
+        ) from None
+
+
+def config_differences(a: Config, b: Config) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    diffs = []
+    for section, values in da.items():
+        if not isinstance(values, dict):
+            if values != db[section]:
+                diffs.append(f"{section}: {values!r} -> {db[section]!r}")
+            continue
+        for key, value in values.items():
+            if (section, key) not in RESUME_FREE and value != db[section][key]:
+                diffs.append(f"{section}.{key}: {value!r} -> {db[section][key]!r}")
+    return diffs
+
+
+class RunFolder:
+    def __init__(self, path: Path, is_main: bool = True):
+        self.path = Path(path)
+        self.is_main = is_main
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def latest(self) -> Path:
+        return self.checkpoints / "latest.pt"
+
+    @classmethod
+    def open(cls, cfg: Config, resume: bool, is_main: bool = True) -> RunFolder:
+        """The run's folder: created for a new run, checked against ``cfg`` for a resumed one.
+
+        A new run whose folder already holds a run is refused; so is resuming a run whose saved
+        config differs from ``cfg`` (except in keys that cannot change the numbers)."""
+        out = Path(cfg.run.out_dir)
+        if is_main:
+            check_writable(out)
+        folder = cls(out / cfg.run.name, is_main)
+        saved = folder.path / "config.yaml"
+        if saved.exists():
+            if not resume:
+                raise ConfigError(
+                    f"run folder {folder.path} already exists; resume it with --continue_train "
+                    "(resume=True) or choose another --name"
+                )
+            diffs = config_differences(Config.from_yaml(saved), cfg)
+            if diffs:
+                raise ConfigError(
+                    f"cannot resume {folder.path}: its config.yaml differs in {'; '.join(diffs)}"
+                )
+        elif folder.path.exists() and any(folder.path.iterdir()) and not resume:
+            raise ConfigError(
+                f"run folder {folder.path} exists and is not empty; choose another --name"
+            )
+        if is_main:
+            folder.checkpoints.mkdir(parents=True, exist_ok=True)
+            if not saved.exists():
+                cfg.to_yaml(saved)
+        return folder
+
+    # ------------------------------------------------------------------------- tables
+    def append(self, table: str, row: dict) -> None:
+        """Append one row to ``<table>.csv`` (rank 0 only); the columns are fixed by the first
+        row, later rows are aligned to them."""
+        if not self.is_main:
+            return
+        path = self.path / f"{table}.csv"
+        frame = pd.DataFrame([row])
+        if path.exists() and path.stat().st_size:
+            columns = pd.read_csv(path, nrows=0).columns
+            frame = frame.reindex(columns=columns)
+            frame.to_csv(path, mode="a", header=False, index=False)
+        else:
+            frame.to_csv(path, index=False)
+
+    def truncate(self, table: str, step: int) -> None:
+        """Drop rows logged after ``step`` (they are replayed when a run resumes)."""
+        path = self.path / f"{table}.csv"
+        if not self.is_main or not path.exists() or not path.stat().st_size:
+            return
+        frame = pd.read_csv(path)
+        kept = frame[frame["step"] <= step]
+        if len(kept) != len(frame):
+            tmp = path.with_name(f".{path.name}.tmp")
+            kept.to_csv(tmp, index=False)
+            os.replace(tmp, path)
+
+    def read(self, table: str) -> pd.DataFrame:
+        path = self.path / f"{table}.csv"
+        return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()

@@ -1,0 +1,120 @@
+"""Batch streams whose position is one integer, so a resumed run sees the same batches.
+
+Each stream walks a list of dataset indices epoch after epoch; epoch ``e`` is a permutation
+drawn from ``(seed, stream, e)``, so it depends on nothing but those numbers. Under
+``torchrun`` rank ``r`` of ``N`` takes every N-th index of the permutation. Every epoch is cut
+to whole batches, so a batch never straddles two epochs and "one pass over the source set" is
+exactly ``steps_per_epoch`` steps. The position (samples consumed per rank) is counted in the
+training loop, not in the loader, so prefetching workers do not disturb it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def epoch_order(n: int, seed: int, stream: int, epoch: int) -> torch.Tensor:
+    state = np.random.SeedSequence([seed, stream, epoch]).generate_state(1, np.uint64)[0]
+    g = torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+    return torch.randperm(n, generator=g)
+
+
+def per_rank(n: int, batch: int, world: int) -> int:
+    """Samples one rank takes from an epoch of ``n`` indices (whole batches only)."""
+    return (n // world) // batch * batch
+
+
+class EpochStream(Sampler[int]):
+    """Endless sampler over ``indices`` starting ``start`` samples into the rank's sequence.
+
+    Shape of the sequence: epoch by epoch, ``per_rank(len(indices), batch, world)`` indices.
+    """
+
+    def __init__(
+        self,
+        indices: Sequence[int],
+        batch: int,
+        seed: int,
+        stream: int,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        shuffle: bool = True,
+    ):
+        self.indices = list(indices)
+        self.batch, self.seed, self.stream = batch, seed, stream
+        self.rank, self.world, self.shuffle = rank, world, shuffle
+        self.epoch_len = per_rank(len(self.indices), batch, world)
+        if self.epoch_len == 0:
+            raise ValueError(
+                f"{len(self.indices)} images cannot fill one batch of {batch} on each of "
+                f"{world} process(es)"
+            )
+        self.start = start
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.epoch_len // self.batch
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.epoch_len)
+        n = len(self.indices)
+        while True:
+            order = epoch_order(n, self.seed, self.stream, epoch) if self.shuffle else range(n)
+            mine = list(order)[self.rank :: self.world][: self.epoch_len]
+            for i in mine[offset:]:
+                yield self.indices[int(i)]
+            offset = 0
+            epoch += 1
+
+
+def stream_loader(
+    dataset: Dataset, sampler: Sampler, batch: int, workers: int, pin: bool
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+        drop_last=False,
+    )
+
+
+class Stream:
+    """A sampler, its loader and its position: ``next(stream)`` is the next batch."""
+
+    def __init__(self, dataset, indices, batch, seed, stream, start, rt, workers, shuffle=True):
+        self.sampler = EpochStream(
+            indices, batch, seed, stream, start, rt.rank, rt.world, shuffle
+        )  # fmt: skip
+        self.batch = batch
+        self.position = start
+        pin = rt.device.type == "cuda"
+        self.loader = stream_loader(dataset, self.sampler, batch, workers, pin)
+        self._it = iter(self.loader)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sampler.steps_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        return self.position // self.sampler.epoch_len
+
+    @property
+    def at_epoch_end(self) -> bool:
+        return self.position > 0 and self.position % self.sampler.epoch_len == 0
+
+    def __next__(self) -> dict:
+        batch = next(self._it)
+        self.position += self.batch
+        return batch
+
+    def close(self) -> None:
+        del self._it

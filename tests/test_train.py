@@ -1,0 +1,346 @@
+"""Training on the toy benchmark (CPU): every method and phase, selection, resume, run.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pixda_core.config import Config
+from pixda_core.errors import ConfigError
+from pixda_core.train import adapt, setup_runtime, train_source_only
+from pixda_core.train.loops import Job
+from pixda_core.train.rundir import RunFolder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(toy_root: Path, out: Path, **sections) -> Config:
+    """The toy preset shrunk to seconds: 64x32 images, batch 2, a handful of steps."""
+    data = {
+        "preset": "toy",
+        "data": {"source_root": str(toy_root / "gta5"),
+                 "target_root": str(toy_root / "cityscapes"),
+                 "size": [64, 32], "val_size": [64, 32], "val_batch_size": 6},
+        "pretrain": {"batch_size": 2, "max_iters": 40, "early_stop": 8, "lr": 1e-3},
+        "adapt": {"batch_size": 2, "max_iters": 40, "early_stop": 6, "lr": 1e-3},
+        "method": {"kd_steps": 3},
+        "run": {"out_dir": str(out), "progress": False, "log_every": 2, "ckpt_every": 3,
+                "seed": 5},
+    }  # fmt: skip
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return Config.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def source_only(toy_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("so")
+    cfg = tiny(toy_root, out, run={"name": "so"})
+    train_source_only(cfg)
+    return out / "so" / "checkpoints" / "latest.pt"
+
+
+def finite_history(folder: Path) -> pd.DataFrame:
+    hist = pd.read_csv(folder / "history.csv")
+    losses = hist.filter(like="loss_")
+    assert len(hist) > 0
+    assert np.isfinite(losses.to_numpy(dtype=float)[~losses.isna().to_numpy()]).all()
+    return hist
+
+
+def check_metrics(folder: Path, step: int) -> dict:
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["step"] == step and m["protocol"] == "19"
+    assert 0 <= m["miou"] <= 1 and 0 <= m["pixel_accuracy"] <= 1
+    assert len(m["per_class_iou"]) == 19 and "road" in m["per_class_iou"]
+    cm = np.load(folder / "metrics_confusion.npy")
+    assert cm.shape == (19, 19) and 0.5 * 6 * 96 * 48 < cm.sum() <= 6 * 96 * 48  # full res
+    return m
+
+
+def test_source_only_run_folder(source_only):
+    folder = source_only.parents[1]
+    assert {p.name for p in folder.iterdir()} >= {
+        "config.yaml", "metrics.json", "metrics_confusion.npy", "validations.csv",
+        "history.csv", "checkpoints",
+    }  # fmt: skip
+    check_metrics(folder, 8)
+    hist = finite_history(folder)
+    assert list(hist["step"]) == [2, 4, 6, 8]
+    assert hist["lr"].is_monotonic_decreasing
+    vals = pd.read_csv(folder / "validations.csv")
+    assert list(vals["step"]) == [4, 8] and list(vals["phase"]) == ["main", "main"]
+    ck = torch.load(source_only, weights_only=True)
+    assert ck["state"]["phase"] == "done" and ck["state"]["step"] == 8
+
+
+def test_source_only_loss_falls(toy_root, tmp_path):
+    cfg = tiny(toy_root, tmp_path, pretrain={"early_stop": 40}, run={"name": "fall"})
+    train_source_only(cfg)
+    loss = pd.read_csv(tmp_path / "fall" / "history.csv")["loss_seg_src"].to_numpy()
+    assert loss[-3:].mean() < 0.6 * loss[:3].mean()
+
+
+@pytest.mark.parametrize(
+    "method, extra, columns",
+    [
+        ("pixda", {}, ["loss_seg_src", "loss_seg_trg", "loss_adv", "loss_d1", "loss_d2"]),
+        ("pixda", {"pixel_weights": False, "selection": False}, ["loss_adv", "loss_d1"]),
+        ("pixda", {"release_gradient": True, "distillation": False}, ["loss_adv"]),
+        ("finetune", {}, ["loss_seg_trg"]),
+        ("joint", {}, ["loss_seg_src", "loss_seg_trg"]),
+        ("adaptsegnet", {}, ["loss_seg_src", "loss_seg_trg", "loss_adv", "loss_d2"]),
+    ],
+)
+def test_each_method_runs_with_finite_losses(toy_root, tmp_path, source_only, method, extra,
+                                              columns):  # fmt: skip
+    cfg = tiny(toy_root, tmp_path, method={"name": method, **extra},
+               run={"name": "r", "restore_from": str(source_only)})  # fmt: skip
+    metrics = adapt(cfg)
+    folder = tmp_path / "r"
+    hist = finite_history(folder)
+    for col in columns:
+        assert hist[col].notna().any(), col
+    kd = method == "pixda" and extra.get("distillation", True)
+    assert (hist["phase"] == "kd").any() == kd
+    assert metrics == json.loads((folder / "metrics.json").read_text())
+    assert (folder / "split.txt").read_text().count("\n") == 18  # 1 shot x 18 cities
+    assert Config.from_yaml(folder / "config.yaml") == cfg
+
+
+def test_pixel_weights_change_the_adversarial_loss(toy_root, tmp_path, source_only):
+    losses = []
+    for i, weights in enumerate((True, False)):
+        cfg = tiny(toy_root, tmp_path, method={"pixel_weights": weights, "selection": False,
+                   "distillation": False}, adapt={"early_stop": 2},
+                   run={"name": f"w{i}", "restore_from": str(source_only)})  # fmt: skip
+        adapt(cfg)
+        losses.append(pd.read_csv(tmp_path / f"w{i}" / "history.csv")["loss_adv"].iloc[0])
+    # the plain loss is BCE against "source" of a fresh D1 (~log 2); the weighted one scales
+    # each pixel by its CE and (1 - class share), so it moves away from it
+    assert abs(losses[1] - math.log(2)) < 0.1
+    assert losses[0] > 0 and abs(losses[0] - losses[1]) > 0.1 * losses[1]
+
+
+# ------------------------------------------------------------------------------ selection
+
+
+def make_job(cfg: Config) -> Job:
+    rt = setup_runtime(cfg.run)
+    return Job(cfg, "adapt", RunFolder.open(cfg, False), rt, cfg.run.restore_from)
+
+
+def test_selection_keeps_all_none_and_fewer_than_a_batch(toy_root, tmp_path, source_only):
+    base = {"restore_from": str(source_only)}
+    job = make_job(tiny(toy_root, tmp_path, method={"tau": 0.0, "tau_step": 0.0},
+                        run={"name": "all", **base}))  # fmt: skip
+    job._streams()
+    job.select()
+    assert len(job.state.kept) == 8 and job.state.phase == "main"
+    scores = pd.read_csv(tmp_path / "all" / "selection" / "round_1.csv")
+    assert len(scores) == 8 and scores["kept"].all() and (scores["score"] > 0).all()
+
+    # a threshold between the two highest scores keeps one image: fewer than a batch of 2
+    s = np.sort(scores["score"].to_numpy())
+    job = make_job(tiny(toy_root, tmp_path, method={"tau": float(s[-2] + s[-1]) / 2},
+                        run={"name": "one", **base}))  # fmt: skip
+    job._streams()
+    job.select()
+    assert len(job.state.kept) == 1 and job.state.phase == "kd"
+    assert "fewer than one batch" in job.state.end_reason
+
+    cfg = tiny(toy_root, tmp_path, method={"tau": 1e6, "distillation": False},
+               adapt={"early_stop": 30}, run={"name": "none", **base})  # fmt: skip
+    metrics = adapt(cfg)
+    sel = pd.read_csv(tmp_path / "none" / "selection.csv")
+    assert list(sel["kept"]) == [0, 0] and "kept 0 source images" in sel["event"].iloc[-1]
+    assert metrics["step"] == 4  # one source epoch (8 images / batch 2), then done
+
+
+def test_selection_shrinks_the_source_set_each_round(toy_root, tmp_path, source_only):
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        method={"tau": 0.0, "tau_step": 0.5, "kd_steps": 2},
+        adapt={"early_stop": 30},
+        run={"name": "rounds", "restore_from": str(source_only)},
+    )
+    adapt(cfg)
+    sel = pd.read_csv(tmp_path / "rounds" / "selection.csv")
+    rounds = sel[sel["event"].isna()]
+    assert list(rounds["tau"]) == [0.5 * i for i in range(len(rounds))]
+    assert (np.diff(rounds["kept"]) <= 0).all() and (rounds["kept"] <= rounds["candidates"]).all()
+    assert list(rounds["candidates"])[1:] == list(rounds["kept"])[:-1]
+
+
+# ------------------------------------------------------------------------------ run folders
+
+
+def test_an_existing_run_is_never_overwritten(toy_root, tmp_path, source_only):
+    cfg = tiny(toy_root, tmp_path, method={"name": "finetune"},
+               run={"name": "keep", "restore_from": str(source_only)})  # fmt: skip
+    adapt(cfg)
+    before = (tmp_path / "keep" / "metrics.json").read_bytes()
+    with pytest.raises(ConfigError, match="already exists.*--continue_train"):
+        adapt(cfg)
+    with pytest.raises(ConfigError, match="adapt.lr"):
+        adapt(cfg.override(adapt={"lr": 0.5}), resume=True)
+    assert adapt(cfg, resume=True) == json.loads(before)  # complete: nothing to do
+    assert (tmp_path / "keep" / "metrics.json").read_bytes() == before
+
+
+def test_too_few_shots_for_a_batch_is_a_clear_error(toy_root, tmp_path, source_only):
+    cfg = tiny(toy_root, tmp_path, adapt={"batch_size": 20}, data={"num_shots": 1},
+               run={"name": "big", "restore_from": str(source_only)})  # fmt: skip
+    with pytest.raises(ConfigError, match="18 images, fewer than one batch of --batch_size = 20"):
+        adapt(cfg)
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def run_py(*args, cwd=ROOT, check=True):
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def release_flags(toy_root, out, name):
+    return [
+        "--source_dataset", "gta5", "--source_dataroot", toy_root / "gta5",
+        "--target_dataset", "cityscapes", "--target_dataroot", toy_root / "cityscapes",
+        "--name", name, "--preset", "toy", "--checkpoints_dir", out, "--crop_size", "64,32",
+        "--batch_size", "2", "--max_iters", "20", "--early_stop", "4", "--kd_steps", "2",
+        "--set", "pretrain.batch_size=2", "--set", "pretrain.early_stop=4",
+        "--set", "run.ckpt_every=2", "--set", "data.val_batch_size=6", "--quiet",
+    ]  # fmt: skip
+
+
+def test_release_command_lines_train_then_test(toy_root, tmp_path):
+    flags = release_flags(toy_root, tmp_path, "toy_1shot")
+    train = run_py(*flags, "--is_train", "--num_shots", "1")
+    assert "no --restore_from given: training a source-only model first" in train.stderr
+    shared = [p for p in tmp_path.iterdir() if p.name.startswith("source_only_gta5_toy_")]
+    assert len(shared) == 1 and (shared[0] / "metrics.json").exists()
+    folder = tmp_path / "toy_1shot"
+    final = json.loads((folder / "metrics.json").read_text())
+    assert final["step"] == 6  # 4 adversarial + 2 distillation
+
+    again = run_py(*release_flags(toy_root, tmp_path, "toy_1shot_b"), "--is_train", "--num_shots",
+                   "1", "--method", "joint")  # fmt: skip
+    assert f"source-only model: reusing {shared[0]}" in again.stderr
+
+    test = run_py(*flags, "--which_iter", "4")
+    m = json.loads((folder / "metrics_step_4.json").read_text())
+    assert m["step"] == 4 and (folder / "metrics_step_4_confusion.npy").exists()
+    assert "mIoU-19" in test.stdout
+    latest = run_py(*flags)  # test mode without --which_iter: the latest checkpoint
+    assert json.loads((folder / "metrics_step_6.json").read_text())["miou"] == final["miou"]
+    assert "step 6" in latest.stdout
+
+    bad = run_py(*flags, "--which_iter", "5", check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--which_iter 5" in bad.stderr and "steps kept: 2, 4, 6" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--num_shots", "0", "--is_train"], ["--num_shots", "0"]),
+        (["--crop_size", "1024x", "--is_train"], ["--crop_size", "W,H"]),
+        (["--method", "dann", "--is_train"], ["--method", "dann"]),
+        (["--batch_size", "0", "--is_train"], ["--batch_size", "0"]),
+        (["--lr", "-1", "--is_train"], ["--lr", "-1"]),
+        (["--is_train", "--which_iter", "3"], ["--which_iter", "test mode"]),
+        (["--set", "method.nope=1", "--is_train"], ["method.nope"]),
+        (["--name", "missing_run"], ["missing_run", "no run folder"]),
+        (["--restore_from", "/nonexistent.pth", "--is_train"], ["/nonexistent.pth"]),
+    ],
+)
+def test_command_line_errors_are_clear(toy_root, tmp_path, args, words):
+    flags = release_flags(toy_root, tmp_path, "e") + args
+    proc = run_py(*flags, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in proc.stderr
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_resume_after_sigkill_gives_the_same_final_metrics(toy_root, tmp_path, source_only):
+    flags = release_flags(toy_root, tmp_path, "x") + [
+        "--is_train", "--restore_from", source_only, "--early_stop", "12", "--kd_steps", "4",
+        "--set", "run.ckpt_every=3",
+    ]  # fmt: skip
+    straight = [f if f != "x" else "straight" for f in flags]
+    run_py(*straight)
+    victim = [f if f != "x" else "killed" for f in flags]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *map(str, victim)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while not (ckpts / "step_6.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists(), "killed too late"
+    run_py(*victim, "--continue_train")
+    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert a == b
+    ha = pd.read_csv(tmp_path / "straight" / "history.csv")
+    hb = pd.read_csv(tmp_path / "killed" / "history.csv")
+    pd.testing.assert_frame_equal(ha, hb)
+    va = pd.read_csv(tmp_path / "straight" / "validations.csv")
+    vb = pd.read_csv(tmp_path / "killed" / "validations.csv")
+    pd.testing.assert_frame_equal(va, vb)
+
+
+# ------------------------------------------------------------------------------ torchrun
+
+
+def test_torchrun_two_processes_agree(toy_root, tmp_path, source_only):
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        adapt={"batch_size": 1, "early_stop": 4},
+        method={"kd_steps": 2},
+        run={"name": "ddp", "restore_from": str(source_only)},
+    )
+    cfg_path = cfg.to_yaml(tmp_path / "ddp.yaml")
+    script = tmp_path / "ddp_run.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "from pixda_core.config import Config\n"
+        "from pixda_core.train import adapt\n"
+        "m = adapt(Config.from_yaml(sys.argv[1]))\n"
+        "open(sys.argv[2] + f\"/rank{os.environ['RANK']}.json\", 'w').write(json.dumps(m))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), str(cfg_path), str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0 == r1 == json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert r0["step"] == 6 and math.isfinite(r0["miou"])
+    hist = pd.read_csv(tmp_path / "ddp" / "history.csv")
+    assert list(hist["step"]) == [2, 4, 6]  # rank 0 alone writes
