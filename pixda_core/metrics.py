@@ -19,7 +19,7 @@ from .labels import CLASS_NAMES, IGNORE_INDEX, protocol_classes
 
 
 class ConfusionMatrix:
-    """A (C, C) int64 confusion matrix, updated with one bincount per batch, no host sync."""
+    """A (C, C) int64 confusion matrix, updated with one scatter-add per batch, no host sync."""
 
     def __init__(self, num_classes: int = 19, ignore_index: int = IGNORE_INDEX, device=None):
         self.num_classes = num_classes
@@ -35,8 +35,12 @@ class ConfusionMatrix:
         c = self.num_classes
         pred, target = pred.to(self.mat.device), target.to(self.mat.device)
         valid = (target != self.ignore_index) & (target >= 0) & (target < c)
-        idx = target[valid].long() * c + pred[valid].long()
-        self.mat += torch.bincount(idx, minlength=c * c).reshape(c, c)
+        # invalid pixels go to one spare bin; a fixed-size scatter_add (unlike boolean
+        # indexing or bincount) needs no host synchronisation on CUDA
+        idx = torch.where(valid, target.long() * c + pred.long(), c * c).reshape(-1)
+        counts = torch.zeros(c * c + 1, dtype=torch.int64, device=self.mat.device)
+        counts.scatter_add_(0, idx, torch.ones_like(idx))
+        self.mat += counts[: c * c].reshape(c, c)
 
     def reset(self) -> None:
         self.mat.zero_()

@@ -344,3 +344,54 @@ def test_torchrun_two_processes_agree(toy_root, tmp_path, source_only):
     assert r0["step"] == 6 and math.isfinite(r0["miou"])
     hist = pd.read_csv(tmp_path / "ddp" / "history.csv")
     assert list(hist["step"]) == [2, 4, 6]  # rank 0 alone writes
+
+
+def test_saved_predictions_score_the_same_with_the_official_evaluator(toy_root, source_only):
+    np.in1d = np.isin  # numpy 2 removed in1d, which the evaluator still calls
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
+
+    from pixda_core.train.cli import evaluate_run
+
+    folder = source_only.parents[1]
+    cfg = Config.from_yaml(folder / "config.yaml")
+    ours = evaluate_run(cfg, which_iter=8, save_predictions=True)
+    preds = sorted((folder / "predictions_step_8" / "labelIds").glob("*/*_pred_labelIds.png"))
+    gts = sorted((toy_root / "cityscapes" / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))
+    assert len(preds) == len(gts) == 6
+    assert len(list((folder / "predictions_step_8" / "color").glob("*/*.png"))) == 6
+    args = ev.args
+    args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
+    args.evalLabels = [lab.id for lab in ev.labels if lab.id >= 0]
+    official = ev.evaluateImgLists([str(p) for p in preds], [str(g) for g in gts], args)
+    for name, value in ours["per_class_iou"].items():
+        theirs = official["classScores"][name]
+        if value is None:
+            assert np.isnan(theirs), name
+        else:
+            assert value == pytest.approx(theirs, abs=1e-9), name
+
+
+def test_a_non_finite_loss_stops_naming_step_and_loss_and_keeps_the_last_good_checkpoint(
+    toy_root, tmp_path, source_only, monkeypatch
+):
+    from pixda_core import losses
+    from pixda_core.checkpoint import load_checkpoint
+    from pixda_core.train import TrainingError
+
+    real, calls = losses.focal_loss, []
+
+    def poisoned(*args, **kwargs):  # the 4th step's loss turns NaN
+        calls.append(1)
+        out = real(*args, **kwargs)
+        return out * float("nan") if len(calls) == 4 else out
+
+    monkeypatch.setattr(losses, "focal_loss", poisoned)
+    cfg = tiny(toy_root, tmp_path, method={"name": "finetune"},
+               run={"name": "nan", "restore_from": str(source_only), "log_every": 5,
+                    "ckpt_every": 3})  # fmt: skip
+    with pytest.raises(TrainingError, match=r"loss_seg_trg is not finite \(nan\) at step 5"):
+        adapt(cfg)
+    latest = load_checkpoint(tmp_path / "nan" / "checkpoints" / "latest.pt")
+    assert latest["state"]["step"] == 3  # written before the NaN, kept
+    assert all(torch.isfinite(v).all() for v in latest["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "nan" / "metrics.json").exists()

@@ -235,8 +235,24 @@ class Job:
         return self.opt_cfg.early_stop + self.kd_steps
 
     # ----------------------------------------------------------------------- checkpoints
+    def _check_finite(self) -> None:
+        """Refuse to go on (or to checkpoint) with a non-finite loss; one host sync."""
+        if not self.acc:
+            return
+        names = list(self.acc)
+        finite = torch.isfinite(torch.stack([self.acc[n] for n in names])).tolist()
+        for n, ok in zip(names, finite, strict=True):
+            if not ok:
+                s = self.state
+                raise TrainingError(
+                    f"{n} is not finite (NaN or inf) at step {s.step} ({s.phase} phase, since "
+                    f"the last log line); the last good checkpoint is kept in "
+                    f"{self.folder.checkpoints}; lower the learning rate or check the data"
+                )
+
     def checkpoint(self) -> None:
         s = self.state
+        self._check_finite()
         if self.src is not None:
             s.src_position = self.src.position
         if self.trg is not None:
@@ -496,15 +512,15 @@ class Job:
         values = torch.stack([self.acc[n] for n in names]) / self.acc_n
         self.rt.all_reduce_(values)
         values = (values / self.rt.world).tolist()  # the one host sync of the logging interval
-        self.acc, self.acc_n = {}, 0
         s = self.state
         for n, v in zip(names, values, strict=True):
             if not math.isfinite(v):
                 raise TrainingError(
-                    f"{n} became {v} at step {s.step} ({s.phase} phase); the last good "
-                    f"checkpoint is kept in {self.folder.checkpoints}; lower the learning rate "
-                    "or check the data"
+                    f"{n} is not finite ({v}) at step {s.step} ({s.phase} phase, since the last "
+                    f"log line); the last good checkpoint is kept in {self.folder.checkpoints}; "
+                    "lower the learning rate or check the data"
                 )
+        self.acc, self.acc_n = {}, 0
         phase = phase or s.phase
         row = {"step": s.step, "phase": phase, "lr": self.opt_g.param_groups[0]["lr"]}
         row.update(dict.fromkeys(self.columns))
@@ -512,10 +528,12 @@ class Job:
         row.update(pairs)
         self.folder.append("history", row)
         shown = " ".join(f"{n.removeprefix('loss_')} {v:.4f}" for n, v in pairs)
-        if bar is not None:
-            bar.set_postfix_str(shown)
-        if not self.cfg.run.progress:
-            self.rt.log(f"step {s.step} [{phase}] {shown}")
+        line = f"step {s.step} [{phase}] {shown}"
+        if bar is not None and not bar.disable:
+            bar.set_postfix_str(shown, refresh=False)
+            bar.write(line, file=sys.stderr)
+        else:
+            self.rt.log(line)
         if self.writer is not None:
             for n, v in pairs:
                 self.writer.add_scalar(f"train/{n}", v, s.step)
@@ -638,6 +656,7 @@ def train_source_only(cfg: Config, resume: bool = False) -> dict:
     metrics (as in ``metrics.json``)."""
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)
+    rt.barrier()
     return Job(cfg, "source_only", folder, rt, cfg.model.init).run(resume)
 
 
@@ -692,6 +711,7 @@ def adapt(cfg: Config, resume: bool = False) -> dict:
     init = ensure_source_only(cfg)
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)
+    rt.barrier()
     return Job(cfg, "adapt", folder, rt, str(init)).run(resume)
 
 

@@ -80,9 +80,10 @@ class RunFolder:
         A new run whose folder already holds a run is refused; so is resuming a run whose saved
         config differs from ``cfg`` (except in keys that cannot change the numbers)."""
         out = Path(cfg.run.out_dir)
-        if is_main:
-            check_writable(out)
         folder = cls(out / cfg.run.name, is_main)
+        if not is_main:  # under torchrun rank 0 checks and creates; the others wait for it
+            return folder
+        check_writable(out)
         saved = folder.path / "config.yaml"
         if saved.exists():
             if not resume:
@@ -99,10 +100,9 @@ class RunFolder:
             raise ConfigError(
                 f"run folder {folder.path} exists and is not empty; choose another --name"
             )
-        if is_main:
-            folder.checkpoints.mkdir(parents=True, exist_ok=True)
-            if not saved.exists():
-                cfg.to_yaml(saved)
+        folder.checkpoints.mkdir(parents=True, exist_ok=True)
+        if not saved.exists():
+            cfg.to_yaml(saved)
         return folder
 
     # ------------------------------------------------------------------------- tables
