@@ -13,7 +13,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pixda_core toy --out data/toy
 	$(PY) -m pixda_core demo --data data/toy --out results/demo
 
 test: $(STAMP)

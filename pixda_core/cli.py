@@ -17,6 +17,7 @@ commands:
   pretrain  train a source-only model (flags as run.py)
   adapt     adapt a source-only model with PixDA or a baseline (flags as run.py --is_train)
   evaluate  evaluate a run's checkpoint on the target val set (flags as run.py without it)
+  sweep     notebook 03 for every (method, shots, seed) with papermill, then notebook 04
 
 `pixda COMMAND --help` describes each one."""
 
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         from .data.prep import main_check as run
     elif command == "split":
         run = split_main
+    elif command == "sweep":
+        from .sweep import main as run
     elif command in ("pretrain", "adapt", "evaluate"):
         from .train import cli as train_cli
 

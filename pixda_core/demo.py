@@ -1,97 +1,93 @@
-"""The main job of ``make demo``: toy data, its check, class statistics and figures.
+"""``make demo``: the whole kit on the embedded toy benchmark, on the CPU, in a few minutes.
 
-Later stages (source-only training, adaptation, sweeps) are added here as they land.
+1. the toy benchmark in ``data/toy`` (written when missing) and notebook 01 over it (checks,
+   split, class frequencies, samples, FDA preview);
+2. a small sweep (:mod:`pixda_core.sweep`): notebook 02 (source-only), notebook 03 for
+   1- and 5-shot FT and PixDA, then notebook 04 (per-class figures and tables).
+
+Executed notebooks, figures and ``summary.csv`` land in ``results/demo``. The demo shortens
+training (source-only 300 iterations, adaptation 75 + 20 distillation) to stay within about
+5 minutes on 2 cores; ``python -m pixda_core sweep`` with the ``toy`` preset's full length
+reproduces any cell of it at full length.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+import time
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
-from .data import GTA5, Cityscapes, Synthia, toy
-from .data.prep import check_dataset, class_frequencies, label_histograms, scan_layout
+from .data import toy
 from .errors import DataError, run_cli
-from .viz import plot_class_frequency, plot_samples, save_figure
 
-DOMAINS = {  # domain name -> (layout kind, sub-folder of the toy root)
-    "GTA5 (source)": ("gta5", "gta5"),
-    "SYNTHIA (source)": ("synthia", "synthia"),
-    "Cityscapes train (target)": ("cityscapes", "cityscapes"),
-}
-
-
-def class_statistics(data_root: Path, progress: bool = True) -> pd.DataFrame:
-    """Per-class pixel statistics of each domain, long format (class, domain, pixels, share,
-    images), computed from the label files at native resolution."""
-    frames = []
-    for domain, (kind, sub) in DOMAINS.items():
-        samples = scan_layout(kind, data_root / sub)
-        chosen = [s for g, ss in samples.groups.items() if g.startswith(("all", "train"))
-                  for s in ss]  # fmt: skip
-        freq = class_frequencies(label_histograms(kind, chosen, progress=progress))
-        frames.append(freq.assign(domain=domain))
-    return pd.concat(frames, ignore_index=True)
-
-
-def sample_rows(data_root: Path, n: int = 2):
-    rows = []
-    for title, ds in (
-        ("GTA5", GTA5(data_root / "gta5", size=None)),
-        ("SYNTHIA", Synthia(data_root / "synthia", size=None)),
-        ("Cityscapes", Cityscapes(data_root / "cityscapes", "train", size=None)),
-    ):
-        for i in range(n):
-            item = ds[i * 7]
-            image = item["image"].permute(1, 2, 0).numpy().astype(np.uint8)
-            short = Path(item["name"]).name.removesuffix("_leftImg8bit.png")
-            rows.append((f"{title}\n{short}", image, item["label"].numpy()))
-    return rows
+SHOTS = (1, 5)
+METHODS = ("source_only", "finetune", "pixda")
 
 
 def run(data_root: str | os.PathLike = "data/toy", out: str | os.PathLike = "results/demo",
-        progress: bool = True) -> dict:  # fmt: skip
-    data_root, out = Path(data_root), Path(out)
-    if not (data_root / "toy.json").is_file() and not data_root.exists():
-        print(f"generating the toy benchmark in {data_root}")
-        toy.generate(data_root, progress=progress)
-    for kind, sub in DOMAINS.values():
-        report = check_dataset(kind, data_root / sub, progress=False)
-        print(report.summary())
-        if not report.ok:
-            raise DataError(f"{data_root / sub} failed its check; see the problems above")
+        pretrain_iterations: int = 300, iterations: int = 75, overrides: dict | None = None,
+        progress: bool = True, shots=SHOTS) -> dict:  # fmt: skip
+    import papermill as pm
 
-    stats = class_statistics(data_root, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    stats.to_csv(out / "class_stats.csv", index=False)
-    table = stats.pivot(index="class", columns="domain", values="share").loc[
-        list(stats["class"].unique())
-    ]
-    print("\nshare of labelled pixels per class (%):")
-    print((100 * table).round(2).to_string())
-    figs = []
-    for fig, name, formats in (
-        (plot_class_frequency(stats), "class_frequency", ("png", "pdf")),
-        (plot_samples(sample_rows(data_root)), "samples", ("png",)),
-    ):
-        figs += save_figure(fig, out / name, formats=formats)
-        plt.close(fig)
-    print("\nwrote " + ", ".join(str(p) for p in [out / "class_stats.csv", *figs]))
-    return {"class_stats": out / "class_stats.csv", "figures": figs}
+    from .analysis import load_runs, per_class_table
+    from .sweep import NOTEBOOKS, run_sweep
+    from .workflow import resolve
+
+    t0 = time.time()
+    data_root, out = resolve(data_root), resolve(out)
+    if not (data_root / "toy.json").is_file() and not data_root.exists():
+        print(f"writing the toy benchmark to {data_root}")
+        toy.generate(data_root, progress=progress)
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    print("[demo] notebook 01: checks, split, class frequencies, samples, FDA preview", flush=True)
+    try:
+        pm.execute_notebook(
+            str(NOTEBOOKS / "01_data_preparation.ipynb"),
+            str(out / "notebooks" / "01_data_preparation.ipynb"),
+            parameters={"data_root": str(data_root), "out_dir": str(out / "data")},
+            cwd=str(NOTEBOOKS.parent), progress_bar=False,
+        )  # fmt: skip
+    except pm.PapermillExecutionError as exc:
+        raise DataError(f"notebook 01 failed on {data_root}: {exc.ename}: {exc.evalue}") from None
+    print(f"[demo] sweep: source-only, then FT and PixDA at {' and '.join(map(str, shots))} "
+          "shots", flush=True)  # fmt: skip
+    result = run_sweep(out / "sweep", data_root=str(data_root), preset="toy",
+                       pretrain_iterations=pretrain_iterations, iterations=iterations,
+                       overrides=overrides, shots=shots, methods=METHODS,
+                       seeds=(0,))  # fmt: skip
+    if result["failed"]:
+        raise DataError(f"{len(result['failed'])} demo run(s) failed: see {out}/sweep/failures.csv"
+                        f" and the executed notebooks in {out}/sweep/notebooks")  # fmt: skip
+    runs = load_runs(out / "sweep")
+    table = per_class_table(runs)
+    print("\nper-class IoU on the toy target val set (%):")
+    print(table.round(1).to_markdown())
+    analysis = out / "sweep" / "analysis"
+    print(f"\n[demo] done in {time.time() - t0:.0f} s")
+    print(f"  data figures:       {out / 'data'} (class_frequency, samples, fda_preview)")
+    print(f"  per-class figures:  {analysis} (per_class_iou, miou_vs_shots, "
+          "gain_over_source_only, confusion_*, error_maps; PNG and PDF)")  # fmt: skip
+    print(f"  per-class table:    {analysis / 'per_class_iou'}.{{csv,md,tex}}")
+    print(f"  summary:            {result['summary']}")
+    print(f"  executed notebooks: {out / 'notebooks'}, {out / 'sweep' / 'notebooks'}")
+    return {"summary": result["summary"], "analysis": analysis,
+            "table": pd.DataFrame(table)}  # fmt: skip
 
 
 @run_cli
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="pixda demo", description="Run the demo on the toy benchmark."
-    )
+    p = argparse.ArgumentParser(prog="pixda demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/toy", help="toy benchmark root (generated if missing)")
-    p.add_argument("--out", default="results/demo", help="where figures and tables go")
+    p.add_argument("--out", default="results/demo", help="where notebooks, figures, tables go")
+    p.add_argument("--pretrain-iterations", type=int, default=300)
+    p.add_argument("--iterations", type=int, default=75, help="adaptation iterations")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    run(args.data, args.out, progress=not args.quiet)
+    run(args.data, args.out, args.pretrain_iterations, args.iterations, progress=not args.quiet)
     return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,29 +1,42 @@
+"""`make demo`'s job, shrunk: notebook 01, the small sweep, notebook 04, the printed paths."""
+
 import pandas as pd
-from PIL import Image
 
 from pixda_core import demo
+from tests.test_notebooks import TINY, png_size
 
 
-def test_demo_writes_statistics_and_figures(toy_root, tmp_path, capsys):
+def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert demo.main(["--data", str(toy_root), "--out", str(out), "--quiet"]) == 0
-    stats = pd.read_csv(out / "class_stats.csv")
-    assert set(stats["domain"]) == set(demo.DOMAINS)
-    shares = stats.groupby("domain")["share"].sum()
-    assert ((shares - 1).abs() < 1e-9).all()
-    road = stats[stats["class"] == "road"].set_index("domain")["share"]
-    rider = stats[stats["class"] == "rider"].set_index("domain")["share"]
-    assert (road > 10 * rider).all()
-    for name in ("class_frequency.png", "class_frequency.pdf", "samples.png"):
-        assert (out / name).stat().st_size > 10_000
-    width, height = Image.open(out / "class_frequency.png").size
-    assert width > 1500 and height > 500
+    result = demo.run(
+        toy_root,
+        out,
+        pretrain_iterations=4,
+        iterations=2,
+        overrides=TINY,
+        progress=False,
+        shots=(1, 3),
+    )  # the toy fixture has 3 images per city
+    summary = pd.read_csv(result["summary"])
+    assert sorted(zip(summary["method"], summary["shots"], strict=True)) == [
+        ("finetune", 1),
+        ("finetune", 3),
+        ("pixda", 1),
+        ("pixda", 3),
+        ("source_only", 0),
+    ]
+    for name in ("class_frequency", "samples", "fda_preview"):
+        png_size(out / "data" / f"{name}.png")
+    for name in ("per_class_iou", "miou_vs_shots", "gain_over_source_only", "error_maps"):
+        png_size(out / "sweep" / "analysis" / f"{name}.png")
+    assert (out / "notebooks" / "01_data_preparation.ipynb").exists()
     printed = capsys.readouterr().out
-    assert "share of labelled pixels per class" in printed and "no problems found" in printed
+    assert "per-class IoU on the toy target val set" in printed and "| PixDA (3-shot)" in printed
+    assert str(result["summary"]) in printed
 
 
 def test_demo_refuses_a_broken_root(toy_copy, tmp_path, capsys):
     (toy_copy / "gta5" / "labels" / "00002.png").unlink()
     assert demo.main(["--data", str(toy_copy), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "failed its check" in err and str(toy_copy / "gta5") in err
+    assert "notebook 01 failed" in err and "failed its check" in err

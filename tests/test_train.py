@@ -302,6 +302,7 @@ def test_resume_after_sigkill_gives_the_same_final_metrics(toy_root, tmp_path, s
     run_py(*victim, "--continue_train")
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     b = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert (a.pop("run"), b.pop("run")) == ("straight", "killed")
     assert a == b
     ha = pd.read_csv(tmp_path / "straight" / "history.csv")
     hb = pd.read_csv(tmp_path / "killed" / "history.csv")

@@ -293,7 +293,8 @@ def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: b
     step = int(ck["state"]["step"])
     preds = folder / f"predictions_step_{step}" if save_predictions else None
     cm = evaluate(g, val_loader(cfg, rt), rt, predictions_dir=preds, progress=cfg.run.progress)
-    metrics = metrics_dict(cm, cfg, step)
+    method = "source_only" if ck.get("kind") == "source_only" else cfg.method.name
+    metrics = metrics_dict(cm, cfg, step, method)
     if rt.is_main:
         out = write_metrics(folder, metrics, cm, stem=f"metrics_step_{step}")
         extra = f", mIoU-13 {metrics['miou_13'] * 100:.2f}" if "miou_13" in metrics else ""

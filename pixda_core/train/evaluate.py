@@ -90,10 +90,11 @@ def write_predictions(folder: Path, names, preds: np.ndarray) -> None:
             Image.fromarray(img).save(out)
 
 
-def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int) -> dict:
+def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> dict:
     """What ``metrics.json`` holds: mIoU under the source's protocol ("19" for GTA5, "16" for
     SYNTHIA, plus ``miou_13`` for SYNTHIA), per-class IoU by name (null where a class is absent
-    from both prediction and ground truth), pixel accuracy and the step."""
+    from both prediction and ground truth), pixel accuracy, the step, and what the run was
+    (``method``: "source_only" or the adaptation method; ``shots``: 0 for source-only)."""
     iou = cm.iou()
     out = {
         "miou": _num(cm.miou(protocol(cfg))),
@@ -101,6 +102,11 @@ def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int) -> dict:
         "per_class_iou": {CLASS_NAMES[c]: _num(v) for c, v in enumerate(iou)},
         "pixel_accuracy": _num(cm.pixel_accuracy()),
         "step": int(step),
+        "method": method,
+        "source": cfg.data.source,
+        "shots": 0 if method == "source_only" else cfg.data.num_shots,
+        "seed": cfg.run.seed,
+        "run": cfg.run.name,
     }
     if cfg.data.source == "synthia":
         out["miou_13"] = _num(cm.miou("13"))

@@ -485,7 +485,7 @@ class Job:
         s = self.state
         phase = s.phase
         cm = evaluate(self.g, self.val, self.rt)
-        m = metrics_dict(cm, self.cfg, s.step)
+        m = metrics_dict(cm, self.cfg, s.step, self.method)
         row = {"step": s.step, "phase": phase, "miou": m["miou"]}
         if "miou_13" in m:
             row["miou_13"] = m["miou_13"]
@@ -623,7 +623,7 @@ class Job:
             cm = self.last_val[1]
         else:
             cm = evaluate(self.g, self.val, self.rt, predictions_dir=pred_dir)
-        metrics = metrics_dict(cm, self.cfg, s.step)
+        metrics = metrics_dict(cm, self.cfg, s.step, self.method)
         if self.last_val is None or self.last_val[0] != s.step:
             self.last_val = (s.step, cm)
             row = {"step": s.step, "phase": "final", "miou": metrics["miou"]}

@@ -1,0 +1,152 @@
+"""Per-class analysis over run folders: the tables and numbers that go into a paper.
+
+A run folder is any folder holding ``metrics.json`` and ``config.yaml`` (see
+:mod:`pixda_core.train.rundir`); a sweep folder holds run folders. Everything here reads those
+files only, so it works on runs made anywhere (a cluster, a laptop) once copied together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .labels import CLASS_NAMES
+from .metrics import ConfusionMatrix
+
+#: display names and order of the methods in tables and figures
+METHOD_NAMES = {"source_only": "source only", "finetune": "FT", "joint": "joint",
+                "adaptsegnet": "AdaptSegNet-style", "pixda": "PixDA"}  # fmt: skip
+
+
+def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Run folders among ``paths``: each path is a run folder or a folder of run folders
+    (searched recursively). Folders without ``metrics.json`` (unfinished runs) are left out."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise DataError(f"run folder {p} does not exist")
+        if (p / "metrics.json").is_file():
+            found.append(p)
+        else:
+            found += sorted(m.parent for m in p.rglob("metrics.json"))
+    return list(dict.fromkeys(found))
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """One row per finished run: ``run, path, method, source, shots, seed, miou, miou_13``
+    (NaN unless SYNTHIA), ``pixel_accuracy`` and one ``iou_<class>`` per class."""
+    rows = []
+    for folder in find_runs(paths):
+        try:
+            m = json.loads((folder / "metrics.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{folder / 'metrics.json'} is not valid JSON: {exc}") from None
+        if "method" not in m:
+            raise DataError(f"{folder / 'metrics.json'} has no 'method': written by an older kit?")
+        row = {"run": folder.name, "path": str(folder), "method": m["method"],
+               "source": m["source"], "shots": m["shots"], "seed": m["seed"],
+               "miou": m["miou"], "miou_13": m.get("miou_13", np.nan),
+               "pixel_accuracy": m["pixel_accuracy"]}  # fmt: skip
+        row.update({f"iou_{c}": m["per_class_iou"].get(c) for c in CLASS_NAMES})
+        rows.append(row)
+    if not rows:
+        raise DataError(f"no finished runs (folders with metrics.json) under {paths}")
+    frame = pd.DataFrame(rows)
+    iou_cols = [c for c in frame if c.startswith(("iou_", "miou"))]
+    frame[iou_cols] = frame[iou_cols].astype(float)
+    order = {m: i for i, m in enumerate(METHOD_NAMES)}
+    frame["_o"] = frame["method"].map(order).fillna(len(order))
+    return frame.sort_values(["_o", "shots", "seed"]).drop(columns="_o").reset_index(drop=True)
+
+
+def long_per_class(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-class IoU in long format: ``method, shots, seed, run, class, iou`` (IoU in %)."""
+    cols = [f"iou_{c}" for c in CLASS_NAMES]
+    long = runs.melt(id_vars=["method", "shots", "seed", "run"], value_vars=cols,
+                     var_name="class", value_name="iou")  # fmt: skip
+    long["class"] = long["class"].str.removeprefix("iou_")
+    long["iou"] *= 100
+    return long
+
+
+def per_class_table(runs: pd.DataFrame, shots: int | None = None) -> pd.DataFrame:
+    """Mean per-class IoU (%) over seeds, one row per (method, shots), one column per class,
+    plus ``mIoU``. ``shots`` keeps one shot count (source-only is kept whatever it is)."""
+    if shots is not None:
+        runs = runs[(runs["shots"] == shots) | (runs["method"] == "source_only")]
+    cols = [f"iou_{c}" for c in CLASS_NAMES]
+    table = runs.groupby(["method", "shots"], sort=False)[["miou", *cols]].mean() * 100
+    table.columns = ["mIoU", *CLASS_NAMES]
+    table.index = [f"{METHOD_NAMES.get(m, m)} ({s}-shot)" if m != "source_only"
+                   else METHOD_NAMES[m] for m, s in table.index]  # fmt: skip
+    return table
+
+
+def gain_over(runs: pd.DataFrame, baseline: str = "source_only") -> pd.DataFrame:
+    """Per-class IoU gain (points) of each (method, shots) mean over the ``baseline`` mean.
+
+    Long format: ``method, shots, class, gain``. A source-only baseline is compared at every
+    shot count; another baseline is matched shot for shot."""
+    long = long_per_class(runs)
+    mean = long.groupby(["method", "shots", "class"], sort=False)["iou"].mean().reset_index()
+    base = mean[mean["method"] == baseline]
+    if base.empty:
+        raise DataError(f"no {baseline!r} run among the runs; cannot compute gains over it")
+    others = mean[mean["method"] != baseline]
+    if baseline == "source_only":
+        merged = others.merge(base[["class", "iou"]], on="class", suffixes=("", "_base"))
+    else:
+        merged = others.merge(base[["shots", "class", "iou"]], on=["shots", "class"],
+                              suffixes=("", "_base"))  # fmt: skip
+    merged["gain"] = merged["iou"] - merged["iou_base"]
+    return merged[["method", "shots", "class", "gain"]]
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's ``summary.csv``: one row per run, columns ``method, shots, seed, source,
+    miou, miou_13`` (SYNTHIA only) and one ``iou_<class>`` per class."""
+    cols = ["method", "shots", "seed", "source", "miou"]
+    if runs["source"].eq("synthia").any():
+        cols.append("miou_13")
+    return runs[cols + [f"iou_{c}" for c in CLASS_NAMES]]
+
+
+def write_table(table: pd.DataFrame, folder: str | os.PathLike, stem: str,
+                digits: int = 1) -> list[Path]:  # fmt: skip
+    """Write ``table`` as ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex`` (numbers rounded
+    to ``digits``; missing values shown as '-')."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.{ext}" for ext in ("csv", "md", "tex")]
+    table.to_csv(paths[0])
+    shown = table.round(digits)
+    paths[1].write_text(shown.to_markdown(floatfmt=f".{digits}f", missingval="-") + "\n")
+    tex = shown.to_latex(float_format=f"%.{digits}f", na_rep="-", escape=True)
+    paths[2].write_text(tex)
+    return paths
+
+
+def confusion(run: str | os.PathLike) -> ConfusionMatrix:
+    path = Path(run) / "metrics_confusion.npy"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist (is {run} a finished run folder?)")
+    return ConfusionMatrix.load(path)
+
+
+def row_normalised(cm: ConfusionMatrix) -> pd.DataFrame:
+    """Confusion matrix with each ground-truth row divided by its total (NaN rows for classes
+    absent from the ground truth), indexed and labelled by class name."""
+    mat = cm.mat.double().cpu().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = mat / mat.sum(1, keepdims=True)
+    names = list(CLASS_NAMES[: mat.shape[0]])
+    return pd.DataFrame(norm, index=pd.Index(names, name="ground truth"),
+                        columns=pd.Index(names, name="prediction"))  # fmt: skip

@@ -1,0 +1,286 @@
+"""What the numbered notebooks call: notebook parameters -> config, data roots, previews.
+
+Relative paths in notebook parameters are taken from the repository root (not the notebook's
+working folder), so ``data/toy`` means the same in JupyterLab, under papermill and in a
+terminal. The toy benchmark is generated when the default toy root is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, preset
+from .errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_DIRS = {"gta5": "gta5", "synthia": "synthia"}
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """An absolute path; relative ones are taken from the repository root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else REPO / p
+
+
+@dataclass(frozen=True)
+class Roots:
+    source: Path
+    target: Path
+    kind: str  # "gta5" or "synthia"
+
+
+def data_roots(
+    data_root: str = "data/toy",
+    source: str = "gta5",
+    source_root: str | None = None,
+    target_root: str | None = None,
+    generate_toy: bool = True,
+) -> Roots:
+    """The source and target roots: ``<data_root>/{gta5,synthia,cityscapes}`` unless given
+    one by one. A missing ``data_root`` that holds no dataset yet is filled with the toy
+    benchmark (when ``generate_toy``)."""
+    if source not in SOURCE_DIRS:
+        raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCE_DIRS)}")
+    base = resolve(data_root)
+    src = resolve(source_root) if source_root else base / SOURCE_DIRS[source]
+    trg = resolve(target_root) if target_root else base / "cityscapes"
+    if generate_toy and not (source_root and target_root) and not base.exists():
+        from .data import toy
+
+        print(f"{base} does not exist: writing the toy benchmark there")
+        toy.generate(base, progress=False)
+    return Roots(src, trg, source)
+
+
+def make_config(
+    preset_name: str = "toy",
+    data_root: str = "data/toy",
+    source: str = "gta5",
+    source_root: str | None = None,
+    target_root: str | None = None,
+    method: str = "pixda",
+    num_shots: int = 1,
+    seed: int | None = None,
+    iterations: int | None = None,
+    pretrain_iterations: int | None = None,
+    run_name: str | None = None,
+    out_dir: str = "results",
+    device: str = "auto",
+    overrides: dict | None = None,
+) -> Config:
+    """The config the notebook parameters describe, checked like any config (a bad value is a
+    ConfigError naming it). ``iterations`` / ``pretrain_iterations`` set ``early_stop`` of the
+    adaptation / source-only training (and stretch the poly horizon when it is shorter);
+    ``overrides`` is a nested dict (``{"adapt": {"lr": 0.01}}``) merged last."""
+    roots = data_roots(data_root, source, source_root, target_root)
+    base = preset(preset_name)
+    data: dict = {
+        "data": {"source": source, "source_root": str(roots.source),
+                 "target_root": str(roots.target), "num_shots": num_shots},
+        "method": {"name": method},
+        "run": {"out_dir": str(resolve(out_dir)), "device": device},
+    }  # fmt: skip
+    if seed is not None:
+        data["run"]["seed"] = seed
+    if run_name:
+        data["run"]["name"] = run_name
+    for section, its in (("adapt", iterations), ("pretrain", pretrain_iterations)):
+        if its is None:
+            continue
+        opt = getattr(base, section)
+        if isinstance(its, int) and not isinstance(its, bool) and its > 0:
+            data[section] = {"early_stop": its, "max_iters": max(opt.max_iters, its)}
+        else:
+            data[section] = {"early_stop": its}  # the config rejects it, naming the key
+    for sec, values in (overrides or {}).items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"overrides[{sec!r}] must be a dict of keys, got {values!r}")
+        data.setdefault(sec, {}).update(values)
+    return Config.from_dict(data, base=base)
+
+
+def check_roots(roots: Roots) -> None:
+    """Run the data_prep checker on both roots; print each summary; stop on problems."""
+    from .data.prep import check_dataset
+    from .errors import DataError
+
+    for kind, root in ((roots.kind, roots.source), ("cityscapes", roots.target)):
+        report = check_dataset(kind, root, progress=False)
+        print(report.summary())
+        if not report.ok:
+            raise DataError(f"{root} failed its check; see the problems above")
+
+
+def split_table(names: list[str]):
+    """Images per training city of a split, with the file names (a DataFrame)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"city": [n.split("/", 1)[0] for n in names],
+                          "image": [n.split("/", 1)[1] for n in names]})  # fmt: skip
+    return (
+        frame.groupby("city", sort=False)["image"]
+        .agg(["count", ", ".join])
+        .rename(columns={"join": "images"})
+    )
+
+
+def class_statistics(roots: Roots):
+    """Share of labelled pixels per class in the source set and the Cityscapes train set
+    (long format: class, domain, pixels, share, images)."""
+    import pandas as pd
+
+    from .data.prep import class_frequencies, label_histograms, scan_layout
+
+    frames = []
+    domains = ((f"{roots.kind.upper()} (source)", roots.kind, roots.source),
+               ("Cityscapes train (target)", "cityscapes", roots.target))  # fmt: skip
+    for title, kind, root in domains:
+        layout = scan_layout(kind, root)
+        samples = [s for g, ss in layout.groups.items() if g.startswith(("all", "train"))
+                   for s in ss]  # fmt: skip
+        hists = label_histograms(kind, samples, progress=False)
+        frames.append(class_frequencies(hists).assign(domain=title))
+    return pd.concat(frames, ignore_index=True)
+
+
+def sample_rows(roots: Roots, n: int = 2):
+    """(title, image, trainIds) rows of source and target train images for a mosaic."""
+    from .data import GTA5, Cityscapes, Synthia
+
+    source = (GTA5 if roots.kind == "gta5" else Synthia)(roots.source, size=None)
+    target = Cityscapes(roots.target, "train", size=None)
+    rows = []
+    for title, ds in ((roots.kind.upper(), source), ("Cityscapes", target)):
+        for i in range(n):
+            item = ds[(i * 7) % len(ds)]
+            rows.append((f"{title}\n{Path(item['name']).name[:24]}", _u8(item["image"]),
+                         item["label"].numpy()))  # fmt: skip
+    return rows
+
+
+def default_run_name(cfg: Config) -> str:
+    return f"{cfg.method.name}_{cfg.data.num_shots}shot_seed{cfg.run.seed}"
+
+
+def fda_preview(roots: Roots, n: int = 3, beta: float = 0.01, size=(512, 256)):
+    """``n`` (source, target, source in target style) triples, uint8 RGB, for a figure."""
+    from .data import GTA5, Cityscapes, Synthia
+    from .data.fda import fda_source_to_target
+
+    src_ds = (GTA5 if roots.kind == "gta5" else Synthia)(roots.source, size=size)
+    trg_ds = Cityscapes(roots.target, "train", size=size)
+    rows = []
+    for i in range(n):
+        s = src_ds[(i * 37) % len(src_ds)]["image"]
+        t = trg_ds[(i * 11) % len(trg_ds)]["image"]
+        styled = fda_source_to_target(s[None], t[None], beta)[0]
+        rows.append(tuple(_u8(x) for x in (s, t, styled)))
+    return rows
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    return x.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def predict_val(run: str | os.PathLike, indices, device: str = "cpu"):
+    """Predictions of a run's final model on some target val images.
+
+    Returns a list of (name, image uint8 (H, W, 3), label (H, W), prediction (H, W)) at the
+    label's full resolution."""
+    from .checkpoint import load_checkpoint
+    from .data import Cityscapes
+    from .models import deeplabv2
+    from .train.evaluate import predict
+    from .train.runtime import Runtime
+
+    run = Path(run)
+    cfg = Config.from_yaml(run / "config.yaml")
+    ck = load_checkpoint(run / "checkpoints" / "latest.pt")
+    g = deeplabv2(19, cfg.model.backbone, cfg.model.multi_level)
+    g.load_state_dict(ck["model"])
+    g.eval()
+    rt = Runtime(torch.device(device))
+    val = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+    full = Cityscapes(cfg.data.target_root, "val", size=None)
+    out = []
+    for i in indices:
+        item = val[i]
+        label = item["label"]
+        pred = predict(g.to(rt.device), item["image"][None], rt, label.shape[-2:]).argmax(1)[0]
+        out.append((item["name"], _u8(full[i]["image"]), label.numpy(), pred.cpu().numpy()))
+    return out
+
+
+def pick_runs(runs, shots: int | None = None) -> dict[str, Path]:
+    """One run folder per method for error maps: the largest shot count (or ``shots``) and the
+    lowest seed; source-only whatever its shots. ``runs``: :func:`analysis.load_runs` frame."""
+    from .analysis import METHOD_NAMES
+
+    chosen: dict[str, Path] = {}
+    for method, group in runs.groupby("method", sort=False):
+        if method != "source_only":
+            group = group[group["shots"] == (shots if shots is not None else group["shots"].max())]
+        if len(group):
+            row = group.sort_values("seed").iloc[0]
+            label = METHOD_NAMES.get(method, method)
+            if method != "source_only":
+                label += f" {row['shots']}-shot"
+            chosen[label] = Path(row["path"])
+    return chosen
+
+
+class ErrorBrowser:
+    """Predictions of a few runs on target val images, computed once, shown on demand."""
+
+    def __init__(self, runs: dict[str, Path], num_images: int, device: str = "cpu"):
+        first = next(iter(runs.values()))
+        from .data import Cityscapes
+
+        n_val = len(Cityscapes(Config.from_yaml(first / "config.yaml").data.target_root, "val",
+                               size=None))  # fmt: skip
+        self.indices = list(range(min(num_images, n_val)))
+        self.preds = {label: predict_val(path, self.indices, device) for label, path in
+                      runs.items()}  # fmt: skip
+
+    def rows(self, images=None, methods=None):
+        images = self.indices if images is None else images
+        methods = list(self.preds) if not methods else methods
+        out = []
+        for i in images:
+            name, image, label, _ = self.preds[methods[0]][i]
+            preds = {m: self.preds[m][i][3] for m in methods}
+            out.append((Path(name).name.removesuffix("_leftImg8bit.png"), image, label, preds))
+        return out
+
+    def widget(self):
+        """An ipywidgets browser (JupyterLab): image, methods and a class filter."""
+        import ipywidgets as w
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        from .labels import CLASS_NAMES
+        from .viz import plot_error_maps
+
+        image = w.IntSlider(0, 0, len(self.indices) - 1, description="val image")
+        methods = w.SelectMultiple(options=list(self.preds), value=tuple(self.preds),
+                                   description="methods")  # fmt: skip
+        classes = w.SelectMultiple(options=CLASS_NAMES, description="classes", rows=8)
+        out = w.Output()
+
+        def draw(*_):
+            with out:
+                out.clear_output(wait=True)
+                fig = plot_error_maps(self.rows([image.value], list(methods.value) or None),
+                                      list(classes.value))  # fmt: skip
+                display(fig)
+                plt.close(fig)
+
+        for control in (image, methods, classes):
+            control.observe(draw, names="value")
+        draw()
+        return w.VBox([w.HBox([image, methods, classes]), out])

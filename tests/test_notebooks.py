@@ -1,0 +1,208 @@
+"""The numbered notebooks under papermill, the sweep, and the analysis helpers."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill as pm
+import pytest
+from PIL import Image
+
+from pixda_core import analysis as A
+from pixda_core.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+TINY = {
+    "data": {"size": [64, 32], "val_size": [64, 32], "val_batch_size": 6},
+    "pretrain": {"batch_size": 2},
+    "adapt": {"batch_size": 2},
+    "method": {"kd_steps": 2},
+}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    assert path.stat().st_size > 5_000, path
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_there_are_four_numbered_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_source_notebooks_have_no_outputs_and_one_literal_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0]
+    for stmt in ast.parse(tagged[0].source).body:  # literals only: papermill can replace them
+        assert isinstance(stmt, ast.Assign), ast.dump(stmt)
+        ast.literal_eval(stmt.value)
+
+
+def test_notebook_01_data_preparation(toy_root, tmp_path):
+    out = tmp_path / "01"
+    pm.execute_notebook(str(NOTEBOOKS[0]), str(tmp_path / "01.ipynb"), progress_bar=False,
+                        parameters={"data_root": str(toy_root), "num_shots": 2, "seed": 4,
+                                    "out_dir": str(out)})  # fmt: skip
+    split = (out / "split_2shot_seed4.txt").read_text().splitlines()
+    assert len(split) == 36 and len({s.split("/")[0] for s in split}) == 18
+    stats = pd.read_csv(out / "class_stats.csv")
+    assert set(stats["domain"]) == {"GTA5 (source)", "Cityscapes train (target)"}
+    assert stats.groupby("domain")["share"].sum().round(9).eq(1).all()
+    w, h = png_size(out / "class_frequency.png")
+    assert w > 1500 and h > 500
+    assert (out / "class_frequency.pdf").exists()
+    w, h = png_size(out / "fda_preview.png")
+    assert w > 1000 and h > 600  # three rows of three images
+    png_size(out / "samples.png")
+
+
+@pytest.fixture(scope="module")
+def sweep(toy_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "toy_sweep"
+    result = run_sweep(out, shots=(1, 2), methods=("source_only", "finetune", "pixda"),
+                       seeds=(0,), data_root=str(toy_root), iterations=4,
+                       pretrain_iterations=6, overrides=TINY)  # fmt: skip
+    return out, result
+
+
+def test_sweep_writes_runs_notebooks_and_summary(sweep):
+    out, result = sweep
+    assert result["failed"] == [] and len(result["ran"]) == 5  # 02 + 4 x 03
+    names = {"finetune_1shot_seed0", "finetune_2shot_seed0", "pixda_1shot_seed0",
+             "pixda_2shot_seed0"}  # fmt: skip
+    for name in names:
+        m = json.loads((out / name / "metrics.json").read_text())
+        assert 0 <= m["miou"] <= 1 and m["step"] in (4, 6)  # PixDA: + 2 distillation steps
+        executed = nbformat.read(out / "notebooks" / f"03_{name}.ipynb", as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+        png_size(out / name / "training.png")
+        png_size(out / name / "per_class_iou.png")
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns[:5]) == ["method", "shots", "seed", "source", "miou"]
+    assert "miou_13" not in summary and "iou_rider" in summary and len(summary.columns) == 24
+    assert sorted(zip(summary["method"], summary["shots"], strict=True)) == [
+        ("finetune", 1),
+        ("finetune", 2),
+        ("pixda", 1),
+        ("pixda", 2),
+        ("source_only", 0),
+    ]
+    so = [p for p in out.iterdir() if p.name.startswith("source_only_gta5_toy_")]
+    assert len(so) == 1 and (out / "notebooks" / "02_source_only_gta5_toy.ipynb").exists()
+
+
+def test_sweep_analysis_figures_and_tables(sweep):
+    out, _ = sweep
+    a = out / "analysis"
+    for name in ("per_class_iou", "miou_vs_shots", "gain_over_source_only", "error_maps"):
+        w, h = png_size(a / f"{name}.png")
+        assert w > 1000 and h > 500, name
+        assert (a / f"{name}.pdf").stat().st_size > 1000
+    assert len(list(a.glob("confusion_*.png"))) == 3  # source only, FT 2-shot, PixDA 2-shot
+    table = pd.read_csv(a / "per_class_iou.csv", index_col=0)
+    assert list(table.columns[:3]) == ["mIoU", "road", "sidewalk"] and len(table) == 5
+    assert "| source only" in (a / "per_class_iou.md").read_text()
+    assert "\\begin{tabular}" in (a / "per_class_iou.tex").read_text()
+
+
+def test_sweep_skips_what_is_done(sweep, toy_root):
+    out, _ = sweep
+    before = (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns
+    again = run_sweep(out, shots=(1, 2), methods=("source_only", "finetune", "pixda"),
+                      seeds=(0,), data_root=str(toy_root), iterations=4,
+                      pretrain_iterations=6, overrides=TINY, analysis=False)  # fmt: skip
+    assert again["ran"] == [] and again["failed"] == [] and len(again["skipped"]) == 5
+    assert (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
+    from pixda_core.sweep import main
+
+    out, _ = sweep
+    sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
+    flags = ["--out", str(out), "--data-root", str(toy_root), "--shots", "1", "3",
+             "--methods", "finetune", "--pretrain-iterations", "6", "--no-analysis",
+             *sets]  # fmt: skip
+    # 1-shot is done already and skipped; the 3-shot run gets a bad value, which reaches the
+    # notebook's config and fails there with the config's message
+    code = main([*flags, "--iterations", "0"])
+    assert code == 1
+    fails = pd.read_csv(out / "failures.csv")
+    assert list(fails["method"]) == ["finetune"] and list(fails["shots"]) == [3]
+    assert "adapt.early_stop = 0: expected between 1 and" in fails["error"].iloc[0]
+    executed = (out / "notebooks" / "03_finetune_3shot_seed0.ipynb").read_text()
+    assert "ConfigError" in executed and "adapt.early_stop" in executed
+    assert "failed 1" in capsys.readouterr().out
+
+
+def test_a_parameter_of_the_wrong_type_fails_in_the_notebook(sweep, toy_root):
+    out, _ = sweep
+    result = run_sweep(out, shots=(2,), methods=("joint",), seeds=(0,), data_root=str(toy_root),
+                       iterations="four", pretrain_iterations=6, overrides=TINY,
+                       analysis=False)  # fmt: skip
+    assert [f[:3] for f in result["failed"]] == [("joint", 2, 0)]
+    assert "adapt.early_stop = 'four': expected an integer" in result["failed"][0][3]
+
+
+def test_notebook_04_on_two_run_folders(sweep, tmp_path):
+    out, _ = sweep
+    runs = [str(out / "finetune_2shot_seed0"), str(out / "pixda_2shot_seed0")]
+    pm.execute_notebook(str(NOTEBOOKS[3]), str(tmp_path / "04.ipynb"), progress_bar=False,
+                        parameters={"runs": runs, "out_dir": str(tmp_path / "a"),
+                                    "classes": ["road", "sky"], "num_images": 2,
+                                    "interactive": False})  # fmt: skip
+    a = tmp_path / "a"
+    assert len(pd.read_csv(a / "summary.csv")) == 2
+    assert not (a / "gain_over_source_only.png").exists()  # no source-only run given
+    w, h = png_size(a / "error_maps.png")
+    assert h > 300 and w > 2 * h  # two rows: image, truth, 2 x (prediction, errors)
+
+
+def test_synthia_source_reports_miou_16_and_13(toy_root, tmp_path):
+    result = run_sweep(tmp_path / "syn", shots=(1,), methods=("source_only", "finetune"),
+                       seeds=(0,), source="synthia", data_root=str(toy_root), iterations=2,
+                       pretrain_iterations=4, overrides=TINY, analysis=False)  # fmt: skip
+    assert result["failed"] == []
+    m = json.loads((tmp_path / "syn" / "finetune_1shot_seed0" / "metrics.json").read_text())
+    assert m["protocol"] == "16" and m["source"] == "synthia"
+    assert 0 <= m["miou_13"] <= 1 and 0 <= m["miou"] <= 1
+    summary = pd.read_csv(tmp_path / "syn" / "summary.csv")
+    assert list(summary.columns[:6]) == ["method", "shots", "seed", "source", "miou", "miou_13"]
+    assert summary["miou_13"].notna().all()
+
+
+# ------------------------------------------------------------------------------ analysis
+
+
+def test_gain_and_tables_by_hand(tmp_path):
+    def fake(name, method, shots, seed, road, sky):
+        folder = tmp_path / name
+        folder.mkdir()
+        iou = {c: None for c in A.CLASS_NAMES} | {"road": road, "sky": sky}
+        (folder / "metrics.json").write_text(json.dumps({
+            "miou": (road + sky) / 2, "protocol": "19", "per_class_iou": iou,
+            "pixel_accuracy": 0.5, "step": 1, "method": method, "source": "gta5",
+            "shots": shots, "seed": seed, "run": name}))  # fmt: skip
+
+    fake("so", "source_only", 0, 0, 0.2, 0.5)
+    fake("p0", "pixda", 1, 0, 0.4, 0.6)
+    fake("p1", "pixda", 1, 1, 0.6, 0.6)
+    runs = A.load_runs(tmp_path)
+    assert list(runs["method"]) == ["source_only", "pixda", "pixda"]
+    gain = A.gain_over(runs).set_index("class")["gain"]
+    assert gain["road"] == pytest.approx(30.0) and gain["sky"] == pytest.approx(10.0)
+    table = A.per_class_table(runs)
+    assert table.loc["PixDA (1-shot)", "road"] == pytest.approx(50.0)
+    assert table.loc["source only", "mIoU"] == pytest.approx(35.0)
+    paths = A.write_table(table, tmp_path / "t", "per_class")
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    assert "50.0" in paths[1].read_text() and "-" in paths[1].read_text()  # NaN shown as '-'
