@@ -481,17 +481,20 @@ class Job:
             )  # fmt: skip
 
     # ----------------------------------------------------------------------- validation
-    def validate(self) -> None:
-        s = self.state
-        phase = s.phase
-        cm = evaluate(self.g, self.val, self.rt)
-        m = metrics_dict(cm, self.cfg, s.step, self.method)
-        row = {"step": s.step, "phase": phase, "miou": m["miou"]}
+    def _validation_row(self, m: dict, phase: str) -> None:
+        row = {"step": m["step"], "phase": phase, "miou": m["miou"]}
         if "miou_13" in m:
             row["miou_13"] = m["miou_13"]
         row["pixel_accuracy"] = m["pixel_accuracy"]
         row.update({f"iou_{k}": v for k, v in m["per_class_iou"].items()})
         self.folder.append("validations", row)
+
+    def validate(self) -> None:
+        s = self.state
+        phase = s.phase
+        cm = evaluate(self.g, self.val, self.rt)
+        m = metrics_dict(cm, self.cfg, s.step, self.method)
+        self._validation_row(m, phase)
         self.last_val = (s.step, cm)
         s.last_val_step = s.step
         extra = f", mIoU-13 {m['miou_13'] * 100:.2f}" if "miou_13" in m else ""
@@ -626,12 +629,7 @@ class Job:
         metrics = metrics_dict(cm, self.cfg, s.step, self.method)
         if self.last_val is None or self.last_val[0] != s.step:
             self.last_val = (s.step, cm)
-            row = {"step": s.step, "phase": "final", "miou": metrics["miou"]}
-            if "miou_13" in metrics:
-                row["miou_13"] = metrics["miou_13"]
-            row["pixel_accuracy"] = metrics["pixel_accuracy"]
-            row.update({f"iou_{k}": v for k, v in metrics["per_class_iou"].items()})
-            self.folder.append("validations", row)
+            self._validation_row(metrics, "final")
         if self.rt.is_main:
             write_metrics(self.folder.path, metrics, cm)
         s.phase = "done"
