@@ -121,8 +121,11 @@ class RunConfig:
     out_dir: str = "results"
     seed: int = 1993
     device: str = "auto"
-    #: CUDA autocast precision; the CPU always computes in fp32
+    #: autocast precision on CUDA; the CPU computes in fp32 unless ``cpu_bf16``
     precision: str = "bf16"
+    #: bf16 autocast on the CPU too (about 1.8x faster where the CPU has AVX512-BF16 or AMX;
+    #: off by default so that CPU runs stay in fp32)
+    cpu_bf16: bool = False
     channels_last: bool = True
     #: a loss line (and a history.csv row) every N steps; the only host synchronisation
     log_every: int = 50

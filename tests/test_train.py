@@ -396,3 +396,13 @@ def test_a_non_finite_loss_stops_naming_step_and_loss_and_keeps_the_last_good_ch
     assert latest["state"]["step"] == 3  # written before the NaN, kept
     assert all(torch.isfinite(v).all() for v in latest["model"].values() if v.is_floating_point())
     assert not (tmp_path / "nan" / "metrics.json").exists()
+
+
+def test_cpu_bf16_autocast_trains_with_finite_losses(toy_root, tmp_path, source_only):
+    cfg = tiny(toy_root, tmp_path, run={"name": "bf16", "restore_from": str(source_only),
+                                        "cpu_bf16": True})  # fmt: skip
+    rt = setup_runtime(cfg.run)
+    assert rt.precision == "bf16" and rt.autocast().fast_dtype == torch.bfloat16
+    adapt(cfg)
+    finite_history(tmp_path / "bf16")
+    assert setup_runtime(cfg.override(run={"cpu_bf16": False}).run).precision == "fp32"

@@ -166,7 +166,12 @@ def build_parser(prog: str, mode: str) -> argparse.ArgumentParser:
     o.add_argument(
         "--amp",
         choices=("bf16", "fp32"),
-        help="CUDA precision: bf16 autocast (default) or fp32; the CPU uses fp32",
+        help="CUDA precision: bf16 autocast (default) or fp32 (CPU: fp32 unless --cpu_bf16)",
+    )
+    o.add_argument(
+        "--cpu_bf16",
+        action="store_true",
+        help="bf16 autocast on the CPU too (faster on CPUs with AVX512-BF16/AMX)",
     )
     o.add_argument("--num_workers", type=int, help="data loader workers per process")
     o.add_argument(
@@ -224,6 +229,8 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
         d["size"] = d["val_size"] = args.crop_size
     if args.save_predictions:
         run["save_predictions"] = True
+    if args.cpu_bf16:
+        run["cpu_bf16"] = True
     if args.quiet:
         run["progress"] = False
     if args.gpu_ids is not None:

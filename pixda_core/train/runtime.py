@@ -42,9 +42,9 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self):
-        """bf16 autocast on CUDA when asked for; a no-op on the CPU or in fp32."""
-        if self.device.type == "cuda" and self.precision == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast on the run's device when its precision is bf16; else a no-op."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
         rank=rank,
         world=world,
         local_rank=local_rank,
-        precision=cfg.precision if use_cuda else "fp32",
+        precision=cfg.precision if use_cuda or cfg.cpu_bf16 else "fp32",
         channels_last=cfg.channels_last and use_cuda,
     )
 

@@ -1,0 +1,200 @@
+"""One PixDA training step, timed: the kit's step against a release-style step, same process.
+
+    python benchmarks/step.py --device cpu --size 256,128 --batch 2 --backbone resnet18
+    python benchmarks/step.py --device cuda --size 1024,512 --batch 4 --backbone resnet101
+
+Both steps are the kit's :class:`pixda_core.train.step.Trainer` running PixDA's main step (G on
+a source and a target batch with the pixel adversarial loss through D1, then D1 and D2 on
+detached predictions, three optimiser steps). The release-style one swaps in what the public
+release does differently: FDA in numpy, one image at a time, on the host; the class-balance
+weights by a Python loop over images and classes; the CE factor not detached; fp32 and the
+default memory format. Inputs are random images (0-255) and blocky random label maps with
+ignored pixels, never zeros. Times are medians over ``--reps`` steps after ``--warmup``
+steps, synchronised on CUDA. Prints a table; the last line is ``speedup_vs_release: X.XX``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixda_core.config import preset
+from pixda_core.labels import IGNORE_INDEX
+from pixda_core.train.runtime import Runtime
+from pixda_core.train.step import Trainer
+
+
+# ------------------------------------------------------------------ the release's host pieces
+def fda_numpy_per_image(src: torch.Tensor, trg: torch.Tensor, beta: float) -> torch.Tensor:
+    """FDA as the release runs it: to the host, numpy FFTs one image at a time, back."""
+    out = []
+    for s, t in zip(src.float().cpu().numpy(), trg.float().cpu().numpy(), strict=True):
+        fs, ft = np.fft.fft2(s, axes=(-2, -1)), np.fft.fft2(t, axes=(-2, -1))
+        amp_s = np.fft.fftshift(np.abs(fs), axes=(-2, -1))
+        amp_t = np.fft.fftshift(np.abs(ft), axes=(-2, -1))
+        h, w = s.shape[-2:]
+        b = int(np.floor(min(h, w) * beta))
+        ch, cw = h // 2, w // 2
+        amp_s[:, ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_t[
+            :, ch - b : ch + b + 1, cw - b : cw + b + 1
+        ]
+        amp_s = np.fft.ifftshift(amp_s, axes=(-2, -1))
+        mixed = np.fft.ifft2(amp_s * np.exp(1j * np.angle(fs)), axes=(-2, -1))
+        out.append(np.real(mixed).astype(np.float32))
+    return torch.from_numpy(np.stack(out)).to(src.device)
+
+
+def loop_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """1 - n_c / n_total per pixel, by Python loops over images and classes (as released)."""
+    weights = torch.zeros(labels.shape, device=labels.device)
+    for b in range(labels.shape[0]):
+        lab = labels[b]
+        total = lab.numel()
+        for c in range(num_classes):
+            mask = lab == c
+            count = int(mask.sum().item())
+            if count:
+                weights[b][mask] = 1 - count / total
+    return weights
+
+
+def release_pixel_adversarial_loss(seg_logits, d_logits, labels, detach_weights=False):
+    bce = F.binary_cross_entropy_with_logits(
+        d_logits.float().squeeze(1), torch.zeros_like(labels, dtype=torch.float32),
+        reduction="none",
+    )  # fmt: skip
+    ce = F.cross_entropy(seg_logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    return (bce * ce * loop_weights(labels, seg_logits.shape[1])).mean()
+
+
+# ------------------------------------------------------------------------------ the benchmark
+def random_batch(batch: int, w: int, h: int, device, g: torch.Generator) -> dict:
+    image = torch.rand(batch, 3, h, w, generator=g) * 255
+    coarse = torch.randint(0, 19, (batch, 1, max(h // 16, 1), max(w // 16, 1)), generator=g)
+    label = F.interpolate(coarse.float(), size=(h, w), mode="nearest").long()[:, 0]
+    label[torch.rand(batch, h, w, generator=g) < 0.05] = IGNORE_INDEX
+    return {"image": image.to(device), "label": label.to(device)}
+
+
+def build(args, release: bool) -> Trainer:
+    w, h = args.size
+    cfg = preset("paper").override(
+        model={"backbone": args.backbone, "multi_level": not args.single_level},
+        data={"size": [w, h]},
+        adapt={"batch_size": args.batch},
+        run={"device": args.device, "precision": args.precision},
+    )
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    # the kit computes in --precision on either device (on the CPU that is run.cpu_bf16)
+    rt = Runtime(device, precision="fp32" if release else args.precision,
+                 channels_last=cuda and not release)  # fmt: skip
+    trainer = Trainer(cfg, "adapt", rt)
+    if release:
+        trainer.style_transfer = fda_numpy_per_image
+        trainer.pixel_adv_loss = release_pixel_adversarial_loss
+    elif args.compile:
+        trainer.g_ddp = torch.compile(trainer.g_ddp)
+        trainer.d1_ddp = torch.compile(trainer.d1_ddp)
+    return trainer
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(args, release: bool) -> dict:
+    device = torch.device(args.device)
+    trainer = build(args, release)
+    g = torch.Generator().manual_seed(0)
+    w, h = args.size
+
+    def pair():
+        return random_batch(args.batch, w, h, device, g), random_batch(args.batch, w, h, device, g)
+
+    batches = [pair(), pair()]
+    for i in range(args.warmup):
+        trainer.main_step(*batches[i % 2])
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(args.reps):
+        sync(device)
+        t0 = time.perf_counter()
+        trainer.main_step(*batches[i % 2])
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:  # the process's peak resident memory (Linux reports KiB)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.main_step(*batches[0])
+    sync(device)
+    median = statistics.median(times)
+    flops = counter.get_total_flops()
+    return {"median_s": median, "min_s": min(times), "peak_gib": peak,
+            "tflop": flops / 1e12, "tflops": flops / median / 1e12}  # fmt: skip
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r} is not W,H") from None
+    return w, h
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--size", type=parse_size, default=(1024, 512), help="W,H of the inputs")
+    p.add_argument("--batch", type=int, default=4, help="source and target images per step")
+    p.add_argument("--backbone", default="resnet101")
+    p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                   help="the kit step's autocast precision, on CUDA or the CPU (the kit's "
+                   "run.cpu_bf16); the release-style step is fp32")  # fmt: skip
+    p.add_argument("--single-level", action="store_true", help="no aux head on layer3")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D1 (kit step)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--reps", type=int, default=6)
+    p.add_argument("--skip-release", action="store_true", help="time the kit's step only")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    threads = torch.get_num_threads()
+    print(f"device: {name} ({args.device}, {threads} CPU threads); torch {torch.__version__}")
+    w, h = args.size
+    print(f"step: PixDA main step, {args.backbone}, {w}x{h}, batch {args.batch}+{args.batch}, "
+          f"median of {args.reps} after {args.warmup} warm-up")  # fmt: skip
+    kit = measure(args, release=False)
+    rows = [(f"kit ({args.precision}{', compiled' if args.compile else ''})", kit)]
+    if not args.skip_release:
+        rows.append(("release-style (numpy FDA, loop weights, fp32)", measure(args, True)))
+    mem = "peak GPU GiB" if args.device.startswith("cuda") else "process peak RSS GiB"
+    print(f"\n| step | median s | min s | {mem} | TFLOP/step | TFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    for label, r in rows:
+        print(f"| {label} | {r['median_s']:.4f} | {r['min_s']:.4f} | {r['peak_gib']:.2f} | "
+              f"{r['tflop']:.3f} | {r['tflops']:.2f} |")  # fmt: skip
+    if not args.skip_release:
+        print(f"\nspeedup_vs_release: {rows[1][1]['median_s'] / kit['median_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

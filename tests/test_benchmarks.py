@@ -1,0 +1,45 @@
+"""The step benchmark's release-style pieces compute what the kit computes, and it runs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from pixda_core.data.fda import fda_source_to_target
+from pixda_core.losses import class_balance_weights, pixel_adversarial_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import step as bench  # noqa: E402
+
+
+def test_release_style_pieces_match_the_kit():
+    g = torch.Generator().manual_seed(1)
+    batch = bench.random_batch(3, 48, 24, "cpu", g)
+    labels = batch["label"]
+    assert (labels == 255).any() and labels.unique().numel() > 5
+    assert torch.allclose(bench.loop_weights(labels, 19), class_balance_weights(labels))
+    src, trg = (
+        torch.rand(3, 3, 24, 48, generator=g) * 255,
+        torch.rand(3, 3, 24, 48, generator=g) * 255,
+    )
+    ours = fda_source_to_target(src, trg, 0.05)
+    assert torch.allclose(bench.fda_numpy_per_image(src, trg, 0.05), ours, atol=1e-3)
+    logits = torch.randn(3, 19, 24, 48, generator=g)
+    d = torch.randn(3, 1, 24, 48, generator=g)
+    theirs = bench.release_pixel_adversarial_loss(logits, d, labels)
+    assert torch.allclose(theirs, pixel_adversarial_loss(logits, d, labels, detach_weights=False))
+
+
+def test_step_benchmark_prints_its_table_and_speedup():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--device", "cpu", "--size",
+         "64,32", "--batch", "1", "--backbone", "resnet18", "--warmup", "1", "--reps", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert any(line.startswith("| kit (bf16) |") for line in lines)
+    assert any(line.startswith("| release-style") for line in lines)
+    assert lines[-1].startswith("speedup_vs_release: ") and float(lines[-1].split()[-1]) > 0
