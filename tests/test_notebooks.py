@@ -206,3 +206,25 @@ def test_gain_and_tables_by_hand(tmp_path):
     paths = A.write_table(table, tmp_path / "t", "per_class")
     assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
     assert "50.0" in paths[1].read_text() and "-" in paths[1].read_text()  # NaN shown as '-'
+
+
+def test_error_browser_widget_in_jupyterlab(sweep):
+    import ipywidgets as w
+
+    from pixda_core import workflow as wf
+
+    out, _ = sweep
+    chosen = wf.pick_runs(A.load_runs(out))
+    assert list(chosen) == ["source only", "FT 2-shot", "PixDA 2-shot"]
+    browser = wf.ErrorBrowser(chosen, num_images=2)
+    rows = browser.rows([1], ["PixDA 2-shot"])
+    assert len(rows) == 1 and list(rows[0][3]) == ["PixDA 2-shot"]
+    assert rows[0][2].shape == rows[0][3]["PixDA 2-shot"].shape == (48, 96)  # full label size
+    box = browser.widget()
+    controls = box.children[0].children
+    assert isinstance(box, w.VBox) and [type(c) for c in controls] == [
+        w.IntSlider,
+        w.SelectMultiple,
+        w.SelectMultiple,
+    ]
+    controls[2].value = ("road",)  # redraws with the class filter, no error
