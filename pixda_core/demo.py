@@ -72,6 +72,10 @@ def run(data_root: str | os.PathLike = "data/toy", out: str | os.PathLike = "res
     print(f"  per-class table:    {analysis / 'per_class_iou'}.{{csv,md,tex}}")
     print(f"  summary:            {result['summary']}")
     print(f"  executed notebooks: {out / 'notebooks'}, {out / 'sweep' / 'notebooks'}")
+    print("any cell again, e.g. PixDA 5-shot seed 0, into another folder:\n"
+          f"  python -m pixda_core sweep --shots 5 --methods pixda --seeds 0 --source gta5 "
+          f"--preset toy --data-root {data_root} --pretrain-iterations {pretrain_iterations} "
+          f"--iterations {iterations} --out results/demo_again")  # fmt: skip
     return {"summary": result["summary"], "analysis": analysis,
             "table": pd.DataFrame(table)}  # fmt: skip
 

@@ -32,7 +32,16 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     assert (out / "notebooks" / "01_data_preparation.ipynb").exists()
     printed = capsys.readouterr().out
     assert "per-class IoU on the toy target val set" in printed and "| PixDA (3-shot)" in printed
-    assert str(result["summary"]) in printed
+    assert str(result["summary"]) in printed and "python -m pixda_core sweep --shots 5" in printed
+
+    # the sweep command reproduces a cell of the demo exactly (CPU, same seed)
+    from pixda_core.sweep import run_sweep
+
+    again = run_sweep(tmp_path / "again", shots=(3,), methods=("pixda",), seeds=(0,),
+                      data_root=str(toy_root), pretrain_iterations=4, iterations=2,
+                      overrides=TINY, analysis=False)  # fmt: skip
+    cell = pd.read_csv(again["summary"]).iloc[0]
+    assert cell["miou"] == summary.set_index(["method", "shots"]).loc[("pixda", 3), "miou"]
 
 
 def test_demo_refuses_a_broken_root(toy_copy, tmp_path, capsys):
