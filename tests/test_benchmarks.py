@@ -43,3 +43,15 @@ def test_step_benchmark_prints_its_table_and_speedup():
     assert any(line.startswith("| kit (bf16) |") for line in lines)
     assert any(line.startswith("| release-style") for line in lines)
     assert lines[-1].startswith("speedup_vs_release: ") and float(lines[-1].split()[-1]) > 0
+
+
+def test_loader_benchmark_reads_originals_and_cache():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "loader.py"), "--images", "6", "--workers",
+         "0", "--size", "256,128"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")][2:]
+    assert [r.split("|")[1].strip() for r in rows] == ["original PNGs", "data_prep cache"]
+    assert all(float(r.split("|")[3]) > 0 for r in rows)
