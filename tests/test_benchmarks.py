@@ -52,6 +52,6 @@ def test_loader_benchmark_reads_originals_and_cache():
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")][2:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ")][1:]  # no header
     assert [r.split("|")[1].strip() for r in rows] == ["original PNGs", "data_prep cache"]
     assert all(float(r.split("|")[3]) > 0 for r in rows)
