@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -135,6 +136,7 @@ class Job(Trainer):
         self.val = val_loader(cfg, rt)
         self.state = State(tau=me.tau, kept=list(range(len(self.source))) if self.source else [])
         self.last_val: tuple[int, object] | None = None
+        self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
         self.writer = self._tensorboard()
 
     # ----------------------------------------------------------------------- building
@@ -354,15 +356,24 @@ class Job(Trainer):
                     f"log line); the last good checkpoint is kept in {self.folder.checkpoints}; "
                     "lower the learning rate or check the data"
                 )
+        # host time per step and the share of it spent waiting for the next batches; on CUDA
+        # the host runs ahead of the GPU only a few steps, so over an interval this is the
+        # step time, and the wait is what the loader adds to it
+        wait, total = self.timing
+        step_s = total / max(self.acc_n, 1)
+        data_wait = wait / total if total > 0 else 0.0
+        self.timing = [0.0, 0.0]
         self.acc, self.acc_n = {}, 0
         phase = phase or s.phase
         row = {"step": s.step, "phase": phase, "lr": self.opt_g.param_groups[0]["lr"]}
         row.update(dict.fromkeys(self.columns))
         pairs = list(zip(names, values, strict=True))
         row.update(pairs)
+        row.update({"step_s": step_s, "data_wait": data_wait})
         self.folder.append("history", row)
         shown = " ".join(f"{n.removeprefix('loss_')} {v:.4f}" for n, v in pairs)
-        line = f"step {s.step} [{phase}] {shown}"
+        line = (f"step {s.step} [{phase}] {shown} | {step_s:.3f} s/step, waiting for data "
+                f"{data_wait:.0%}")  # fmt: skip
         if bar is not None and not bar.disable:
             bar.set_postfix_str(shown, refresh=False)
             bar.write(line, file=sys.stderr)
@@ -402,13 +413,17 @@ class Job(Trainer):
                 if s.phase != phase_before:
                     self._enter(phase_before)
                     continue
+                t0 = time.perf_counter()
                 if s.phase == "main":
-                    self.main_step(
-                        next(self.src) if self.src is not None else None,
-                        next(self.trg) if self.trg is not None else None,
-                    )
+                    src = next(self.src) if self.src is not None else None
+                    trg = next(self.trg) if self.trg is not None else None
+                    self.timing[0] += time.perf_counter() - t0
+                    self.main_step(src, trg)
                 else:
-                    self.kd_step(next(self.trg))
+                    trg = next(self.trg)
+                    self.timing[0] += time.perf_counter() - t0
+                    self.kd_step(trg)
+                self.timing[1] += time.perf_counter() - t0
                 s.step += 1
                 self.acc_n += 1
                 bar.update(1)
