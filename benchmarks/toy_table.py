@@ -20,10 +20,16 @@ RUN = re.compile(r"^(?P<method>[a-z]+)_(?P<shots>\d+)shot_seed(?P<seed>\d+)$")
 
 def collect(out: Path) -> pd.DataFrame:
     rows = []
+    seen_source_only = False
     for metrics in sorted(out.glob("*/metrics.json")):
         name = metrics.parent.name
         m = json.loads(metrics.read_text())
         if name.startswith("source_only_"):
+            # one source-only model per source and preset (a second folder appears only when
+            # the config gained a field mid-table; its model is the same, trained again)
+            if seen_source_only:
+                continue
+            seen_source_only = True
             for shots in (1, 5):
                 rows.append({"method": "source_only", "shots": shots, "seed": 0,
                              "miou": m["miou"]})  # fmt: skip
@@ -39,7 +45,9 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(miou=runs["miou"] * 100)
     stats = runs.groupby(["method", "shots"])["miou"].agg(["mean", "std", "count"]).reset_index()
     stats["cell"] = [
-        f"{r.mean:.1f} ± {r.std:.1f} (n={r['count']})" if r["count"] > 1 else f"{r.mean:.1f}"
+        f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['count']})"
+        if r["count"] > 1
+        else f"{r['mean']:.1f}"
         for _, r in stats.iterrows()
     ]
     wide = stats.pivot(index="method", columns="shots", values="cell")
