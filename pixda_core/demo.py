@@ -7,7 +7,7 @@
 
 Executed notebooks, figures and ``summary.csv`` land in ``results/demo``. The demo shortens
 training (source-only 300 iterations, adaptation 75 + 20 distillation) to stay within about
-5 minutes on 2 cores; ``python -m pixda_core sweep`` with the ``toy`` preset's full length
+6 minutes on 2 cores; ``python -m pixda_core sweep`` with the ``toy`` preset's full length
 reproduces any cell of it at full length.
 """
 
