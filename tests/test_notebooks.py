@@ -22,6 +22,7 @@ TINY = {
     "pretrain": {"batch_size": 2},
     "adapt": {"batch_size": 2},
     "method": {"kd_steps": 2},
+    "run": {"keep_checkpoints": 1},  # ~150 MB each: keep the disk use low
 }
 
 

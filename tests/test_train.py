@@ -36,7 +36,7 @@ def tiny(toy_root: Path, out: Path, **sections) -> Config:
         "adapt": {"batch_size": 2, "max_iters": 40, "early_stop": 6, "lr": 1e-3},
         "method": {"kd_steps": 3},
         "run": {"out_dir": str(out), "progress": False, "log_every": 2, "ckpt_every": 3,
-                "seed": 5},
+                "seed": 5, "keep_checkpoints": 1},  # ~150 MB each: keep the disk use low
     }  # fmt: skip
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
