@@ -33,6 +33,7 @@ import pandas as pd
 
 from .config import METHODS, PRESETS, SOURCES
 from .errors import ConfigError, run_cli
+from .train.cli import parse_set
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SWEEP_METHODS = ("source_only", *METHODS)
@@ -183,15 +184,6 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
     return path
 
 
-def _parse_set(text: str):
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or key.count(".") != 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not SECTION.KEY=VALUE")
-    return key, yaml.safe_load(value)
-
-
 @run_cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
@@ -216,7 +208,7 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, help="adaptation iterations (default: preset's)")
     p.add_argument("--pretrain-iterations", type=int,
                    help="source-only iterations (default: the preset's)")  # fmt: skip
-    p.add_argument("--set", dest="overrides", type=_parse_set, action="append", default=[],
+    p.add_argument("--set", dest="overrides", type=parse_set, action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="any other config value")  # fmt: skip
     p.add_argument("--no-analysis", action="store_true", help="skip notebook 04")
     args = p.parse_args(argv)

@@ -49,14 +49,14 @@ def _with_flag(exc: ConfigError) -> ConfigError:
 
 
 def parse_size_flag(text: str) -> list[int]:
-    parts = text.replace("x", ",").split(",")
+    """``--crop_size W,H`` through the data layer's own size parser."""
+    from ..data.common import parse_size
+    from ..errors import DataError
+
     try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not W,H (e.g. 1024,512)") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not W,H of positive integers")
-    return [w, h]
+        return list(parse_size(text))
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. 1024,512)") from None
 
 
 def parse_gpu_ids(text: str) -> list[int]:
@@ -71,7 +71,7 @@ def parse_gpu_ids(text: str) -> list[int]:
 
 def parse_set(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
-    if not sep or "." not in key:
+    if not sep or key.count(".") != 1:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not SECTION.KEY=VALUE (e.g. method.tau=0.6)"
         )
