@@ -31,10 +31,38 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     try:
         torch.save({"format": FORMAT, **state}, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError | RuntimeError) and not isinstance(exc, NotImplementedError):
+            # torch.save reports a failed write as RuntimeError ("... file write failed")
+            raise CheckpointError(
+                f"could not write the checkpoint {path} ({exc}); the checkpoints written "
+                f"before it in {path.parent} are intact: free space, then resume"
+            ) from None
         raise
     return path
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)``, with a clear error when ``path``'s weights are for
+    another model (backbone or class count)."""
+    target = getattr(model, "module", model)
+    own = target.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        first = shapes[:1] or missing[:1] or unexpected[:1]
+        detail = (f"{first[0]}: {tuple(state[first[0]].shape)} != {tuple(own[first[0]].shape)}"
+                  if shapes else f"first key not matched: {first[0]}")  # fmt: skip
+        head = own.get("layer6.conv2d_list.0.weight")
+        note = f" (model: {head.shape[0]} classes)" if head is not None else ""
+        raise CheckpointError(
+            f"{path} does not fit the model ({len(shapes)} tensors of another shape, "
+            f"{len(missing)} missing, {len(unexpected)} unknown; {detail}); it is for another "
+            f"backbone or class count{note}"
+        )
+    target.load_state_dict(state)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -33,6 +33,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 SEG_LOSSES = ("focal", "ce")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("bf16", "fp32")
+ON_ERROR = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,13 @@ class DataConfig:
     #: evaluate on the first N val images only (quick checks); None = all
     val_limit: int | None = None
     val_batch_size: int = 2
+    #: images per batch in PixDA's selection pass (inference only, so larger than training's)
+    select_batch_size: int = 16
     num_workers: int = 4
+    #: an image or label that cannot be read: "stop" the run naming the file, or "skip" it
+    #: (training: the next readable image takes its place; validation: it is left out) with
+    #: a warning per file and a count at the end of each epoch
+    on_error: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -256,7 +263,9 @@ def validate(cfg: Config) -> None:
         _check(all(x >= 8 for x in v), f"data.{key}", list(v), "W,H of at least 8 pixels each")
     _check(d.val_limit is None or d.val_limit >= 1, "data.val_limit", d.val_limit, "None or >= 1")
     _check(d.val_batch_size >= 1, "data.val_batch_size", d.val_batch_size, ">= 1")
+    _check(d.select_batch_size >= 1, "data.select_batch_size", d.select_batch_size, ">= 1")
     _check(d.num_workers >= 0, "data.num_workers", d.num_workers, ">= 0")
+    _check(d.on_error in ON_ERROR, "data.on_error", d.on_error, "stop or skip")
     _check(m.backbone in BACKBONES, "model.backbone", m.backbone, f"one of {', '.join(BACKBONES)}")
     for sec in ("pretrain", "adapt"):
         o: OptimConfig = getattr(cfg, sec)

@@ -2,12 +2,14 @@
 
 A :class:`PixdaError` is a problem with the user's input (a path, a file, a value, a flag):
 its message names the offending thing and what was expected. Command-line entry points run
-through :func:`run_cli`, which prints such a message to stderr and exits with status 2; any
-other exception is a bug in the kit and keeps its traceback.
+through :func:`run_cli`, which prints such a message to stderr and exits with status 2; so is
+a file system refusing a write (full disk, read-only or unwritable folder), named by its path.
+Any other exception is a bug in the kit and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -27,6 +29,23 @@ class ConfigError(PixdaError):
 
 USER_ERROR_EXIT = 2
 
+#: write failures that come from the machine, not from the kit: reported without a traceback
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def user_message(exc: PixdaError) -> str:
+    """The message of ``exc`` as the user should read it.
+
+    An error raised in a DataLoader worker reaches the main process re-created with the
+    worker's traceback pasted into its message ("Caught DataError in DataLoader worker
+    process 0. Original Traceback ..."); only its last line, the original message, is kept.
+    """
+    text = str(exc)
+    if "Original Traceback (most recent call last)" in text:
+        last = [ln for ln in text.strip().splitlines() if ln.strip()][-1]
+        text = last.split(": ", 1)[1] if last.startswith(("pixda_core.", "Pixda")) else last
+    return text
+
 
 def run_cli(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a command-line ``main`` so that user errors exit 2 with a one-line message."""
@@ -36,7 +55,17 @@ def run_cli(main: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return int(main(*args, **kwargs) or 0)
         except PixdaError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {user_message(exc)}", file=sys.stderr)
+            return USER_ERROR_EXIT
+        except OSError as exc:
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = exc.filename or "a file"
+            print(
+                f"error: {where}: {exc.strerror}; what was written before is kept (free "
+                "space or fix the permissions, then resume)",
+                file=sys.stderr,
+            )
             return USER_ERROR_EXIT
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -328,3 +328,52 @@ class FlatPairs(SegmentationDataset):
         if list_file is not None:
             self.check_images_exist(f"{self.title} list {list_file}")
         self.check_labels_exist(f"{self.title} root {self.root}")
+
+
+class SkipUnreadable(Dataset):
+    """``data.on_error: skip``: a wrapper whose items never fail on an unreadable file.
+
+    An item whose image or label raises :class:`DataError` is replaced (``replace=True``,
+    training: the next readable item of the dataset takes its place, so batches keep their
+    size) or dropped (``replace=False``, evaluation: the item is a marker that
+    :func:`collate_skipping` leaves out of the batch). Either way the batch carries
+    ``skipped``: one ``"name<TAB>message"`` string per file left out, for the loop to warn
+    about and count.
+    """
+
+    def __init__(self, dataset: SegmentationDataset, replace: bool = True):
+        self.dataset, self.replace = dataset, replace
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self.dataset.samples
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        n, skipped = len(self.dataset), []
+        for k in range(n if self.replace else 1):
+            j = (index + k) % n
+            try:
+                item = self.dataset[j]
+            except DataError as exc:
+                skipped.append(f"{self.dataset.samples[j].name}\t{exc}")
+                continue
+            item["skipped"] = skipped
+            return item
+        if not self.replace:
+            return {"skipped": skipped}
+        raise DataError(f"none of the {n} images could be read (first: {skipped[0]})")
+
+
+def collate_skipping(items: list[dict]) -> dict:
+    """Collate items of :class:`SkipUnreadable`: markers of dropped files are left out, and
+    every file skipped for this batch is listed under ``skipped``."""
+    from torch.utils.data import default_collate
+
+    skipped = [s for item in items for s in item.pop("skipped", [])]
+    kept = [item for item in items if item]
+    batch = default_collate(kept) if kept else {}
+    batch["skipped"] = skipped
+    return batch

@@ -119,6 +119,15 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
                 f"(first: {', '.join(backbone_gaps[:4])}); is it for another backbone? "
                 "Pass strict=False to load it anyway"
             )
+        # an aux head (layer5) the model was built without is fine; backbone tensors are not
+        extra = [k for k, why in report.skipped
+                 if why == "not in the model" and not k.startswith("layer5.")]  # fmt: skip
+        if fmt in ("release checkpoint", "pixda checkpoint") and extra:
+            raise CheckpointError(
+                f"{path} ({fmt}) holds {len(extra)} tensors the model does not have (first: "
+                f"{', '.join(extra[:3])}); it is for another backbone (model: "
+                f"{getattr(target, 'backbone_name', '?')})"
+            )
         if fmt in ("release checkpoint", "pixda checkpoint"):
             head_gaps = [k for k in report.missing if k.startswith(heads)]
             if head_gaps:

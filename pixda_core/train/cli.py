@@ -267,7 +267,7 @@ def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: b
     """Evaluate the checkpoint of step ``which_iter`` (default: the latest) of the run
     ``cfg.run.name`` on the target val set; writes ``metrics_step_<N>.json`` (+ confusion)
     into the run folder and returns the metrics."""
-    from ..checkpoint import load_checkpoint, step_checkpoints
+    from ..checkpoint import load_checkpoint, load_model_state, step_checkpoints
     from ..labels import NUM_CLASSES
     from ..models import deeplabv2
     from .evaluate import evaluate, metrics_dict, val_loader, write_metrics
@@ -295,7 +295,7 @@ def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: b
     ck = load_checkpoint(path)
     rt = setup_runtime(cfg.run)
     g = deeplabv2(NUM_CLASSES, cfg.model.backbone, cfg.model.multi_level)
-    g.load_state_dict(ck["model"])
+    load_model_state(g, ck["model"], path)
     g = g.to(rt.device)
     step = int(ck["state"]["step"])
     preds = folder / f"predictions_step_{step}" if save_predictions else None

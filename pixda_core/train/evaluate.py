@@ -20,21 +20,27 @@ from torch.utils.data import DataLoader, Subset
 
 from ..config import Config, protocol
 from ..data import Cityscapes
+from ..data.common import SkipUnreadable, collate_skipping
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
 from ..metrics import ConfusionMatrix
 from .runtime import Runtime, release_normalize
 
 
 def val_loader(cfg: Config, rt: Runtime) -> DataLoader:
-    """The target val set, this rank's share, in file order."""
+    """The target val set, this rank's share, in file order. With ``data.on_error: skip`` an
+    unreadable file is left out of the evaluation (and counted by :func:`evaluate`)."""
     ds = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
     n = len(ds) if cfg.data.val_limit is None else min(cfg.data.val_limit, len(ds))
+    collate = None
+    if cfg.data.on_error == "skip":
+        ds, collate = SkipUnreadable(ds, replace=False), collate_skipping
     subset = Subset(ds, list(range(rt.rank, n, rt.world)))
     return DataLoader(
         subset,
         batch_size=cfg.data.val_batch_size,
         num_workers=cfg.data.num_workers,
         pin_memory=rt.device.type == "cuda",
+        collate_fn=collate,
     )
 
 
@@ -63,15 +69,22 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
+    from .streams import SkipReport
+
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, device=rt.device)
+    skips = SkipReport("val set", rt.log)
     for batch in tqdm(loader, desc="validation", leave=False, disable=not progress):
+        skips.add(batch.pop("skipped", []))
+        if "label" not in batch:  # every image of this batch was unreadable and skipped
+            continue
         label = rt.labels(batch["label"])
         pred = predict(model, batch["image"], rt, label.shape[-2:]).argmax(1)
         cm.update(pred, label)
         if predictions_dir is not None:
             write_predictions(Path(predictions_dir), batch["name"], pred.cpu().numpy())
+    skips.report("evaluation (these images are not in the scores)")
     rt.all_reduce_(cm.mat)
     model.train(was_training)
     return cm

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -33,20 +34,24 @@ from torch.utils.data import DataLoader, Subset
 
 from ..checkpoint import (
     load_checkpoint,
+    load_model_state,
     prune_checkpoints,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    step_checkpoints,
 )
 from ..config import Config, preset
 from ..data import GTA5, Cityscapes, Synthia, draw_split, load_split, write_split
+from ..data.common import SkipUnreadable, collate_skipping
 from ..data.fda import fda_source_to_target
 from ..errors import ConfigError, PixdaError
+from ..models.pretrained import CheckpointError
 from .evaluate import evaluate, metrics_dict, val_loader, write_metrics
 from .rundir import RESUME_FREE, RunFolder
 from .runtime import Runtime, release_normalize, setup_runtime
 from .step import Trainer, upsample
-from .streams import Stream, per_rank
+from .streams import SkipReport, Stream, per_rank
 
 SOURCE_STREAM, TARGET_STREAM = 1000, 1
 LOSS_COLUMNS = {
@@ -137,6 +142,7 @@ class Job(Trainer):
         self.state = State(tau=me.tau, kept=list(range(len(self.source))) if self.source else [])
         self.last_val: tuple[int, object] | None = None
         self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
+        self.unreadable: set[str] = set()  # files skipped under data.on_error=skip (warned once)
         self.writer = self._tensorboard()
 
     # ----------------------------------------------------------------------- building
@@ -151,18 +157,24 @@ class Job(Trainer):
         return SummaryWriter(str(self.folder.path / "tensorboard"))
 
     def _streams(self) -> None:
-        s, rt, workers = self.state, self.rt, self.cfg.data.num_workers
+        s = self.state
         self.src = self.trg = None
         if self.uses_source:
-            self.src = Stream(
-                self.source, s.kept, self.batch, self.cfg.run.seed,
-                SOURCE_STREAM + s.selection_round, s.src_position, rt, workers,
-            )  # fmt: skip
+            self.src = self._source_stream(s.src_position)
         if self.uses_target:
             self.trg = Stream(
                 self.target, range(len(self.target)), self.batch, self.cfg.run.seed,
-                TARGET_STREAM, s.trg_position, rt, workers,
+                TARGET_STREAM, s.trg_position, self.rt, self.cfg.data.num_workers,
+                on_error=self.cfg.data.on_error, what="target shots", warned=self.unreadable,
             )  # fmt: skip
+
+    def _source_stream(self, start: int) -> Stream:
+        s = self.state
+        return Stream(
+            self.source, s.kept, self.batch, self.cfg.run.seed,
+            SOURCE_STREAM + s.selection_round, start, self.rt, self.cfg.data.num_workers,
+            on_error=self.cfg.data.on_error, what="source set", warned=self.unreadable,
+        )  # fmt: skip
 
     @property
     def total_steps(self) -> int:
@@ -222,14 +234,37 @@ class Job(Trainer):
         prune_checkpoints(ckpts, self.cfg.run.keep_checkpoints)
         self.rt.barrier()
 
-    def restore(self, path: Path) -> None:
-        ck = load_checkpoint(path)
+    def resume_point(self) -> tuple[Path, dict] | None:
+        """The newest readable checkpoint of the run: ``latest.pt``, or when that cannot be
+        read (truncated, damaged), the newest ``step_N.pt`` that can. None for a run that has
+        none yet; an error when there are checkpoints but none is readable."""
+        ckpts = self.folder.checkpoints
+        candidates = [self.folder.latest] + list(reversed(step_checkpoints(ckpts).values()))
+        candidates = [p for p in candidates if p.exists()]
+        failures = []
+        for path in candidates:
+            try:
+                ck = load_checkpoint(path)
+            except CheckpointError as exc:
+                failures.append(str(exc))
+                continue
+            if failures:
+                self.rt.log(f"warning: {failures[0]}; resuming from {path} instead")
+            return path, ck
+        if failures:
+            raise CheckpointError(
+                f"cannot resume {self.folder.path}: none of its {len(failures)} checkpoints can "
+                f"be read ({failures[0]})"
+            )
+        return None
+
+    def restore(self, path: Path, ck: dict) -> None:
         if ck.get("kind") != self.kind:
             raise ConfigError(f"{path} is a {ck.get('kind')} checkpoint, not {self.kind}")
-        self.g.load_state_dict(ck["model"])
+        load_model_state(self.g, ck["model"], path)
         for name, m in (("d1", self.d1), ("d2", self.d2)):
             if m is not None:
-                m.load_state_dict(ck[name])
+                load_model_state(m, ck[name], path)
         for k, o in self.optimizers.items():
             o.load_state_dict(ck["optimizers"][k])
         for k, sch in self.schedulers.items():
@@ -249,43 +284,62 @@ class Job(Trainer):
     @torch.no_grad()
     def select(self) -> None:
         """Score every kept source image with D2 (FDA towards a target shot) and keep those
-        whose BCE against the source label is above tau; then tau grows (method.md)."""
+        whose BCE against the source label is above tau; then tau grows (method.md).
+
+        An inference pass: no gradients, autocast, eval-mode G and batches of
+        ``data.select_batch_size``. Source image ``i`` of the kept list is styled towards
+        target shot ``i mod N``. Under ``data.on_error: skip`` an unreadable source image
+        is not kept."""
         rt, me, s = self.rt, self.cfg.method, self.state
         n = len(s.kept)
         mine = list(range(rt.rank, n, rt.world))
-        bs = 2 * self.batch
-        workers = self.cfg.data.num_workers
-        src_loader = DataLoader(
-            Subset(self.source, [s.kept[i] for i in mine]), batch_size=bs, num_workers=workers
-        )
-        trg_loader = DataLoader(
-            Subset(self.target, [i % len(self.target) for i in mine]), batch_size=bs,
-            num_workers=workers,
-        )  # fmt: skip
+        slot = {i: k for k, i in enumerate(mine)}  # kept position -> place in this rank's order
+        where = {self.source.samples[k].name: i for i, k in enumerate(s.kept)}
+        bs, workers = self.cfg.data.select_batch_size, self.cfg.data.num_workers
+        src, trg, collate = self.source, self.target, None
+        skips = SkipReport("source set", rt.log, self.unreadable)
+        if self.cfg.data.on_error == "skip":
+            src, trg = SkipUnreadable(src, replace=False), SkipUnreadable(trg, replace=True)
+            collate = collate_skipping
+        loaders = [
+            DataLoader(Subset(ds, idx), batch_size=bs, num_workers=workers, collate_fn=collate,
+                       pin_memory=rt.device.type == "cuda")
+            for ds, idx in ((src, [s.kept[i] for i in mine]),
+                            (trg, [i % len(self.target) for i in mine]))
+        ]  # fmt: skip
         scores = torch.zeros(n, device=rt.device)
+        unread = torch.zeros(n, device=rt.device)
         self.g.eval()
-        at = 0
-        for sb, tb in zip(src_loader, trg_loader, strict=True):
+        for b, (sb, tb) in enumerate(zip(*loaders, strict=True)):
+            tb.pop("skipped", None)
+            skipped = sb.pop("skipped", [])
+            if skipped:
+                skips.add(skipped)
+                unread[[where[e.partition("\t")[0]] for e in skipped]] = 1
+            if "image" not in sb:
+                continue
+            pos = [where[name] for name in sb["name"]]
             img = rt.images(sb["image"])
             if me.fda:
-                img = fda_source_to_target(img, rt.images(tb["image"]), me.fda_beta)
+                paired = tb["image"][[slot[i] - b * bs for i in pos]]
+                img = fda_source_to_target(img, rt.images(paired), me.fda_beta)
             with rt.autocast():
                 _, main = self.g(release_normalize(img))
                 out = self.d2(upsample(main, sb["label"].shape[-2:]).softmax(1))
             bce = F.binary_cross_entropy_with_logits(
                 out.float(), torch.zeros_like(out, dtype=torch.float32), reduction="none"
             )
-            idx = torch.tensor(mine[at : at + len(img)], device=rt.device)
-            scores[idx] = bce.mean(dim=(1, 2, 3))
-            at += len(img)
+            scores[torch.tensor(pos, device=rt.device)] = bce.mean(dim=(1, 2, 3))
         self.g.train()
+        skips.report(f"selection round {s.selection_round + 1}")
         rt.all_reduce_(scores)
-        scores_host = scores.cpu()
-        keep = (scores_host > s.tau).tolist()
+        rt.all_reduce_(unread)
+        scores_host = scores.cpu().masked_fill(unread.cpu() > 0, float("nan"))
+        keep = (scores_host > s.tau).tolist()  # NaN (unreadable) is never kept
         new = [k for k, ok in zip(s.kept, keep, strict=True) if ok]
         s.selection_round += 1
         row = {"step": s.step, "round": s.selection_round, "tau": round(s.tau, 6),
-               "candidates": n, "kept": len(new), "mean_score": float(scores_host.mean()),
+               "candidates": n, "kept": len(new), "mean_score": float(scores_host.nanmean()),
                "event": ""}  # fmt: skip
         self.folder.append("selection", row)
         if self.folder.is_main:
@@ -308,10 +362,7 @@ class Job(Trainer):
         else:
             s.src_position = 0
             self.src.close()
-            self.src = Stream(
-                self.source, s.kept, self.batch, self.cfg.run.seed,
-                SOURCE_STREAM + s.selection_round, 0, rt, workers,
-            )  # fmt: skip
+            self.src = self._source_stream(0)
 
     # ----------------------------------------------------------------------- validation
     def _validation_row(self, m: dict, phase: str) -> None:
@@ -388,8 +439,12 @@ class Job(Trainer):
         from tqdm.auto import tqdm
 
         cfg, rt = self.cfg, self.rt
-        if resume and self.folder.latest.exists():
-            self.restore(self.folder.latest)
+        point = self.resume_point() if resume else None
+        if point is not None:
+            self.restore(*point)
+        elif resume:  # killed before its first checkpoint: start over, without its log rows
+            for table in ("history", "validations", "selection"):
+                self.folder.truncate(table, 0)
         done = self.folder.path / "metrics.json"
         if self.state.phase == "done" and done.exists():
             self.rt.log(f"{self.folder.path} is complete (step {self.state.step})")
@@ -497,10 +552,45 @@ def _pct(v) -> str:
 # ---------------------------------------------------------------------------- entry points
 
 
+def preflight(cfg: Config, kind: str, resume: bool) -> None:
+    """Every check that can be made before a run starts, so that a bad path, dataset, split or
+    weights file is reported before anything is trained or written (a run folder that failed
+    these checks would otherwise block the corrected command): the output folder is writable
+    and the run name free (or resumable); the source and target roots have their layouts and
+    labels; the split file (or the drawn split) fits the target root; ``run.restore_from`` is
+    a readable weights file that fits the model."""
+    from ..labels import NUM_CLASSES
+    from ..models import deeplabv2
+    from ..models.pretrained import load_pretrained
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 owns the run folder
+        RunFolder.check(cfg, resume)
+    method = "source_only" if kind == "source_only" else cfg.method.name
+    if method != "finetune":
+        source_dataset(cfg)
+    Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+    if method != "source_only":
+        Cityscapes(cfg.data.target_root, "train", size=cfg.data.size)
+        written = Path(cfg.run.out_dir) / cfg.run.name / "split.txt"
+        if not (resume and written.exists()):
+            if cfg.data.split_file is not None:
+                load_split(cfg.data.split_file, cfg.data.target_root)
+            else:
+                draw_split(cfg.data.target_root, cfg.data.num_shots, 0)
+    init = cfg.run.restore_from if kind == "adapt" else cfg.model.init
+    if init is not None:
+        if not Path(init).is_file():
+            flag = "--restore_from" if kind == "adapt" else "model.init"
+            raise ConfigError(f"{flag} {init} does not exist")
+        g = deeplabv2(NUM_CLASSES, cfg.model.backbone, cfg.model.multi_level)
+        load_pretrained(g, init)
+
+
 def train_source_only(cfg: Config, resume: bool = False) -> dict:
     """Train G on the source alone (``cfg.pretrain``, init from ``cfg.model.init``), validate
     on the target val set; the run folder is ``<run.out_dir>/<run.name>``. Returns the final
     metrics (as in ``metrics.json``)."""
+    preflight(cfg, "source_only", resume)
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)
     rt.barrier()
@@ -555,6 +645,7 @@ def adapt(cfg: Config, resume: bool = False) -> dict:
     """Adapt a source-only model with ``cfg.method.name`` (see the module docstring). The
     start point is ``cfg.run.restore_from`` or the shared source-only run (trained first when
     missing). Returns the final metrics."""
+    preflight(cfg, "adapt", resume)
     init = ensure_source_only(cfg)
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)

@@ -30,10 +30,12 @@ from ..errors import ConfigError
 RESUME_FREE = {
     ("run", "device"), ("run", "progress"), ("run", "tensorboard"), ("run", "save_predictions"),
     ("data", "num_workers"), ("data", "val_batch_size"), ("run", "keep_checkpoints"),
+    ("data", "on_error"),  # a run stopped by a corrupt file may be resumed skipping it
+    ("data", "select_batch_size"),  # eval-mode inference: the batch does not change scores
 }  # fmt: skip
 
 
-def check_writable(folder: Path, flag: str = "run.out_dir") -> None:
+def check_writable(folder: Path, flag: str = "--checkpoints_dir (config run.out_dir)") -> None:
     """Fail before training if ``folder`` cannot be created or written to."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -74,33 +76,41 @@ class RunFolder:
         return self.checkpoints / "latest.pt"
 
     @classmethod
-    def open(cls, cfg: Config, resume: bool, is_main: bool = True) -> RunFolder:
-        """The run's folder: created for a new run, checked against ``cfg`` for a resumed one.
-
-        A new run whose folder already holds a run is refused; so is resuming a run whose saved
-        config differs from ``cfg`` (except in keys that cannot change the numbers)."""
+    def check(cls, cfg: Config, resume: bool) -> Path:
+        """What :meth:`open` checks, without writing anything but the output folder itself:
+        the output folder is writable, a new run does not reuse an existing run's folder, and a
+        resumed run has the same config (except in keys that cannot change the numbers)."""
         out = Path(cfg.run.out_dir)
-        folder = cls(out / cfg.run.name, is_main)
-        if not is_main:  # under torchrun rank 0 checks and creates; the others wait for it
-            return folder
+        path = out / cfg.run.name
         check_writable(out)
-        saved = folder.path / "config.yaml"
+        saved = path / "config.yaml"
         if saved.exists():
             if not resume:
                 raise ConfigError(
-                    f"run folder {folder.path} already exists; resume it with --continue_train "
+                    f"run folder {path} already exists; resume it with --continue_train "
                     "(resume=True) or choose another --name"
                 )
             diffs = config_differences(Config.from_yaml(saved), cfg)
             if diffs:
                 raise ConfigError(
-                    f"cannot resume {folder.path}: its config.yaml differs in {'; '.join(diffs)}"
+                    f"cannot resume {path}: its config.yaml differs in {'; '.join(diffs)}"
                 )
-        elif folder.path.exists() and any(folder.path.iterdir()) and not resume:
-            raise ConfigError(
-                f"run folder {folder.path} exists and is not empty; choose another --name"
-            )
+        elif path.exists() and not path.is_dir():
+            raise ConfigError(f"--name {cfg.run.name}: {path} exists and is not a folder")
+        elif path.exists() and any(path.iterdir()) and not resume:
+            raise ConfigError(f"run folder {path} exists and is not empty; choose another --name")
+        return path
+
+    @classmethod
+    def open(cls, cfg: Config, resume: bool, is_main: bool = True) -> RunFolder:
+        """The run's folder: created for a new run, checked against ``cfg`` for a resumed one
+        (see :meth:`check`)."""
+        folder = cls(Path(cfg.run.out_dir) / cfg.run.name, is_main)
+        if not is_main:  # under torchrun rank 0 checks and creates; the others wait for it
+            return folder
+        cls.check(cfg, resume)
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
+        saved = folder.path / "config.yaml"
         if not saved.exists():
             cfg.to_yaml(saved)
         return folder

@@ -73,7 +73,7 @@ class EpochStream(Sampler[int]):
 
 
 def stream_loader(
-    dataset: Dataset, sampler: Sampler, batch: int, workers: int, pin: bool
+    dataset: Dataset, sampler: Sampler, batch: int, workers: int, pin: bool, collate_fn=None
 ) -> DataLoader:
     return DataLoader(
         dataset,
@@ -83,20 +83,60 @@ def stream_loader(
         pin_memory=pin,
         persistent_workers=workers > 0,
         drop_last=False,
+        collate_fn=collate_fn,
     )
 
 
-class Stream:
-    """A sampler, its loader and its position: ``next(stream)`` is the next batch."""
+class SkipReport:
+    """Files skipped under ``data.on_error: skip``: a warning the first time each one is
+    met, and a count per epoch (or per evaluation) when asked."""
 
-    def __init__(self, dataset, indices, batch, seed, stream, start, rt, workers, shuffle=True):
+    def __init__(self, what: str, log, warned: set[str] | None = None):
+        self.what, self.log = what, log
+        self.warned: set[str] = set() if warned is None else warned  # shared: warn once a run
+        self.count = 0
+
+    def add(self, skipped: list[str]) -> None:
+        for entry in skipped:
+            name, _, why = entry.partition("\t")
+            self.count += 1
+            if name not in self.warned:
+                self.warned.add(name)
+                self.log(
+                    f"warning: skipping {name} of the {self.what} (data.on_error=skip): {why}"
+                )
+
+    def report(self, when: str) -> None:
+        if self.count:
+            self.log(
+                f"{when}: skipped {self.count} unreadable image(s) of the {self.what} "
+                f"(data.on_error=skip; {len(self.warned)} distinct file(s) so far)"
+            )
+        self.count = 0
+
+
+class Stream:
+    """A sampler, its loader and its position: ``next(stream)`` is the next batch.
+
+    With ``on_error="skip"`` an unreadable file is replaced by the next readable image of the
+    dataset; each is warned about once and counted at the end of every epoch."""
+
+    def __init__(self, dataset, indices, batch, seed, stream, start, rt, workers, shuffle=True,
+                 on_error="stop", what="training set", warned=None):  # fmt: skip
+        from ..data.common import SkipUnreadable, collate_skipping
+
         self.sampler = EpochStream(
             indices, batch, seed, stream, start, rt.rank, rt.world, shuffle
         )  # fmt: skip
         self.batch = batch
         self.position = start
         pin = rt.device.type == "cuda"
-        self.loader = stream_loader(dataset, self.sampler, batch, workers, pin)
+        self.skips = SkipReport(what, rt.log, warned) if on_error == "skip" else None
+        if self.skips is not None:
+            dataset, collate = SkipUnreadable(dataset, replace=True), collate_skipping
+        else:
+            collate = None
+        self.loader = stream_loader(dataset, self.sampler, batch, workers, pin, collate)
         self._it = iter(self.loader)
 
     @property
@@ -114,6 +154,10 @@ class Stream:
     def __next__(self) -> dict:
         batch = next(self._it)
         self.position += self.batch
+        if self.skips is not None:
+            self.skips.add(batch.pop("skipped"))
+            if self.at_epoch_end:
+                self.skips.report(f"end of epoch {self.epoch}")
         return batch
 
     def close(self) -> None:
