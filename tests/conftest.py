@@ -25,3 +25,35 @@ def toy_copy(toy_root, tmp_path) -> Path:
     dst = tmp_path / "toy"
     shutil.copytree(toy_root, dst)
     return dst
+
+
+# ----------------------------------------------------------------- command-line error tests
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """A source-only model for the toy preset (random init, ResNet-18, one head) in the
+    kit's checkpoint format, so that error tests need not train one."""
+    import torch
+
+    from pixda_core.models import deeplabv2
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "so.pth"
+    torch.save({"model": deeplabv2(19, "resnet18", multi_level=False).state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sweep(toy_root, tmp_path_factory):
+    """A finished toy sweep (source-only, FT and PixDA at 1 and 2 shots), shared by the
+    notebook tests and the notebook error tests."""
+    from pixda_core.sweep import run_sweep
+
+    from .helpers import TINY
+
+    out = tmp_path_factory.mktemp("sweep") / "toy_sweep"
+    result = run_sweep(out, shots=(1, 2), methods=("source_only", "finetune", "pixda"),
+                       seeds=(0,), data_root=str(toy_root), iterations=4,
+                       pretrain_iterations=6, overrides=TINY)  # fmt: skip
+    return out, result

@@ -15,15 +15,10 @@ from PIL import Image
 from pixda_core import analysis as A
 from pixda_core.sweep import run_sweep
 
+from .helpers import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-TINY = {
-    "data": {"size": [64, 32], "val_size": [64, 32], "val_batch_size": 6},
-    "pretrain": {"batch_size": 2},
-    "adapt": {"batch_size": 2},
-    "method": {"kd_steps": 2},
-    "run": {"keep_checkpoints": 1},  # ~150 MB each: keep the disk use low
-}
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -64,15 +59,6 @@ def test_notebook_01_data_preparation(toy_root, tmp_path):
     w, h = png_size(out / "fda_preview.png")
     assert w > 1000 and h > 600  # three rows of three images
     png_size(out / "samples.png")
-
-
-@pytest.fixture(scope="module")
-def sweep(toy_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sweep") / "toy_sweep"
-    result = run_sweep(out, shots=(1, 2), methods=("source_only", "finetune", "pixda"),
-                       seeds=(0,), data_root=str(toy_root), iterations=4,
-                       pretrain_iterations=6, overrides=TINY)  # fmt: skip
-    return out, result
 
 
 def test_sweep_writes_runs_notebooks_and_summary(sweep):
@@ -123,35 +109,6 @@ def test_sweep_skips_what_is_done(sweep, toy_root):
                       pretrain_iterations=6, overrides=TINY, analysis=False)  # fmt: skip
     assert again["ran"] == [] and again["failed"] == [] and len(again["skipped"]) == 5
     assert (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns == before
-
-
-def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
-    from pixda_core.sweep import main
-
-    out, _ = sweep
-    sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
-    flags = ["--out", str(out), "--data-root", str(toy_root), "--shots", "1", "3",
-             "--methods", "finetune", "--pretrain-iterations", "6", "--no-analysis",
-             *sets]  # fmt: skip
-    # 1-shot is done already and skipped; the 3-shot run gets a bad value, which reaches the
-    # notebook's config and fails there with the config's message
-    code = main([*flags, "--iterations", "0"])
-    assert code == 1
-    fails = pd.read_csv(out / "failures.csv")
-    assert list(fails["method"]) == ["finetune"] and list(fails["shots"]) == [3]
-    assert "adapt.early_stop = 0: expected between 1 and" in fails["error"].iloc[0]
-    executed = (out / "notebooks" / "03_finetune_3shot_seed0.ipynb").read_text()
-    assert "ConfigError" in executed and "adapt.early_stop" in executed
-    assert "failed 1" in capsys.readouterr().out
-
-
-def test_a_parameter_of_the_wrong_type_fails_in_the_notebook(sweep, toy_root):
-    out, _ = sweep
-    result = run_sweep(out, shots=(2,), methods=("joint",), seeds=(0,), data_root=str(toy_root),
-                       iterations="four", pretrain_iterations=6, overrides=TINY,
-                       analysis=False)  # fmt: skip
-    assert [f[:3] for f in result["failed"]] == [("joint", 2, 0)]
-    assert "adapt.early_stop = 'four': expected an integer" in result["failed"][0][3]
 
 
 def test_notebook_04_on_two_run_folders(sweep, tmp_path):

@@ -1,0 +1,81 @@
+"""Bad configuration, through ``run.py``'s flags, ``--set`` and ``--config``: exit code 2, no
+traceback, the flag (or config key) and the value named, and nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import assert_user_error, cli, release_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--set", "method.nope=1"], ["unknown config key method.nope", "expected one of name"]),
+        (["--set", "nosection.key=1"], ["unknown config key nosection"]),
+        (["--set", "adapt.lr=fast"], ["adapt.lr", "'fast'", "expected a number"]),
+        (["--set", "run.seed=1.5"], ["--seed (config run.seed) = 1.5", "expected an integer"]),
+        (["--set", "method.selection=maybe"], ["method.selection", "'maybe'", "true/false"]),
+        (["--set", "data.on_error=ignore"], ["data.on_error", "'ignore'", "stop or skip"]),
+        (["--set", "lr=0.1"], ["'lr=0.1' is not SECTION.KEY=VALUE"]),
+        (["--lr", "-1"], ["--lr (config adapt.lr) = -1.0", "expected > 0"]),
+        (["--lr", "fast"], ["--lr", "invalid float value: 'fast'"]),
+        (["--batch_size", "0"], ["--batch_size (config adapt.batch_size) = 0", ">= 1"]),
+        (["--num_shots", "0"], ["--num_shots (config data.num_shots) = 0", "positive"]),
+        (["--num_shots", "two"], ["--num_shots", "invalid int value: 'two'"]),
+        (["--early_stop", "50"], ["--early_stop (config adapt.early_stop) = 50",
+                                  "between 1 and adapt.max_iters (20)"]),
+        (["--preset", "huge"], ["--preset", "invalid choice: 'huge'"]),
+        (["--method", "dann"], ["--method", "invalid choice: 'dann'"]),
+        (["--backbone", "vgg16"], ["--backbone", "invalid choice: 'vgg16'"]),
+        (["--crop_size", "1024x"], ["--crop_size", "'1024x' is not W,H", "e.g. 1024,512"]),
+        (["--crop_size", "1024,512,3"], ["--crop_size", "is not W,H"]),
+        (["--crop_size", "4,4"], ["--crop_size (config data.size) = [4, 4]", "at least 8"]),
+        (["--gpu_ids", "first"], ["--gpu_ids", "'first' is not a list like 0 or 0,1"]),
+        (["--which_iter", "3"], ["--which_iter selects a checkpoint", "test mode"]),
+        (["--name", "a/b"], ["--name (config run.name) = 'a/b'", "a folder name"]),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("-") else None,
+)  # fmt: skip
+def test_bad_flags_and_values(toy_root, tmp_path, capsys, args, words):
+    code, err = cli(capsys, *release_args(toy_root, tmp_path), "--is_train", *args)
+    assert_user_error(code, err, *words)
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
+def test_config_file_with_unknown_key_and_wrong_type(toy_root, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method:\n  name: pixda\n  lamda_adv: 0.2\n")
+    code, err = cli(capsys, *release_args(toy_root, tmp_path), "--is_train", "--config", bad)
+    assert_user_error(code, err, f"--config {bad}", "unknown config key method.lamda_adv")
+    bad.write_text("adapt:\n  batch_size: '4'\n")
+    code, err = cli(capsys, *release_args(toy_root, tmp_path), "--is_train", "--config", bad)
+    assert_user_error(code, err, f"--config {bad}", "adapt.batch_size = '4'", "an integer")
+    bad.write_text("adapt: [1, 2\n")
+    code, err = cli(capsys, *release_args(toy_root, tmp_path), "--is_train", "--config", bad)
+    assert_user_error(code, err, f"--config {bad} is not valid YAML")
+    missing = tmp_path / "none.yaml"
+    code, err = cli(capsys, *release_args(toy_root, tmp_path), "--is_train", "--config", missing)
+    assert_user_error(code, err, f"--config {missing}", "No such file")
+
+
+def test_the_real_entry_point_reports_the_same_way(toy_root, tmp_path):
+    """``python run.py`` itself: the same message and exit code as the in-process calls."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *release_args(toy_root, tmp_path), "--is_train",
+         "--num_shots", "0"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert_user_error(proc.returncode, proc.stderr, "--num_shots (config data.num_shots) = 0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixda_core", "adapt", *release_args(toy_root, tmp_path),
+         "--source_dataroot", tmp_path / "missing"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert_user_error(proc.returncode, proc.stderr, tmp_path / "missing", "does not exist")

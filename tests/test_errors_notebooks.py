@@ -1,0 +1,74 @@
+"""Notebook parameters that are wrong, and sweeps that collide: the config's message in the
+executed notebook, a failed run in the sweep's accounting, and a second sweep on the same
+folder waiting for the first instead of racing it."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pixda_core.sweep import run_sweep
+
+from .helpers import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
+    from pixda_core.sweep import main
+
+    out, _ = sweep
+    sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
+    flags = ["--out", str(out), "--data-root", str(toy_root), "--shots", "1", "3",
+             "--methods", "finetune", "--pretrain-iterations", "6", "--no-analysis",
+             *sets]  # fmt: skip
+    # 1-shot is done already and skipped; the 3-shot run gets a bad value, which reaches the
+    # notebook's config and fails there with the config's message
+    code = main([*flags, "--iterations", "0"])
+    assert code == 1
+    fails = pd.read_csv(out / "failures.csv")
+    assert list(fails["method"]) == ["finetune"] and list(fails["shots"]) == [3]
+    assert "adapt.early_stop = 0: expected between 1 and" in fails["error"].iloc[0]
+    executed = (out / "notebooks" / "03_finetune_3shot_seed0.ipynb").read_text()
+    assert "ConfigError" in executed and "adapt.early_stop" in executed
+    assert "failed 1" in capsys.readouterr().out
+
+
+def test_a_parameter_of_the_wrong_type_fails_in_the_notebook(sweep, toy_root):
+    out, _ = sweep
+    result = run_sweep(out, shots=(2,), methods=("joint",), seeds=(0,), data_root=str(toy_root),
+                       iterations="four", pretrain_iterations=6, overrides=TINY,
+                       analysis=False)  # fmt: skip
+    assert [f[:3] for f in result["failed"]] == [("joint", 2, 0)]
+    assert "adapt.early_stop = 'four': expected an integer" in result["failed"][0][3]
+
+
+def test_a_second_sweep_on_the_same_folder_waits_for_the_first(sweep, toy_root):
+    """While one sweep holds the folder's lock a second one says so and waits, writing
+    nothing; once the lock is free it goes on (here: everything is done, so it skips)."""
+    out, _ = sweep
+    summary = out / "summary.csv"
+    before = summary.read_bytes()
+    sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
+    cmd = [sys.executable, "-m", "pixda_core", "sweep", "--out", str(out), "--data-root",
+           str(toy_root), "--shots", "1", "2", "--methods", "source_only", "finetune", "pixda",
+           "--iterations", "4", "--pretrain-iterations", "6", "--no-analysis", *sets]  # fmt: skip
+    with open(out / ".sweep.lock", "w") as held:  # the first sweep, still running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)  # fmt: skip
+        line = second.stderr.readline()  # blocks until the second sweep reports
+        assert f"another sweep is running in {out}; waiting for it" in line
+        time.sleep(1.0)
+        assert second.poll() is None, "the second sweep did not wait"
+        assert summary.read_bytes() == before
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr[-2000:]
+    assert "ran 0, skipped 5" in stdout, stdout[-1000:]
+    table = pd.read_csv(summary)
+    assert len(table) == 5 and table["miou"].between(0, 1).all()

@@ -1,0 +1,113 @@
+"""Where results go: an output folder that cannot be written (found before anything is
+trained), a run name already taken (never overwritten), and a disk that fills up while a
+checkpoint is written (the previous checkpoints stay intact and the run resumes)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+import torch
+
+from pixda_core import checkpoint as ckpt_module
+from pixda_core.checkpoint import load_checkpoint
+from pixda_core.train.rundir import RunFolder
+
+from .helpers import assert_user_error, cli, release_args
+
+
+def train(capsys, toy, out, *extra):
+    return cli(capsys, *release_args(toy, out), "--is_train", *extra)
+
+
+def test_output_folder_under_a_file(toy_root, tmp_path, capsys):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be\n")
+    code, err = train(capsys, toy_root, blocker / "runs")  # no --restore_from: would train one
+    assert_user_error(code, err, f"--checkpoints_dir (config run.out_dir) {blocker / 'runs'} is "
+                      "not writable", "choose another folder")  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+def test_read_only_output_folder(toy_root, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        code, err = train(capsys, toy_root, ro)
+        assert_user_error(code, err, f"{ro} is not writable", "Permission denied")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_a_run_name_that_exists(toy_root, tmp_path, capsys, weights):
+    args = ["--method", "finetune"]
+    assert train(capsys, toy_root, tmp_path, "--restore_from", weights, *args)[0] == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()}
+    # without --restore_from the shared source-only model would be trained first: the name is
+    # checked before that
+    code, err = train(capsys, toy_root, tmp_path, *args)
+    assert_user_error(code, err, f"run folder {tmp_path / 'e'} already exists",
+                      "--continue_train", "another --name")  # fmt: skip
+    assert not list(tmp_path.glob("source_only_*"))
+    after = {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_run_name_that_is_a_file(toy_root, tmp_path, capsys, weights):
+    (tmp_path / "e").write_text("notes\n")
+    code, err = train(capsys, toy_root, tmp_path, "--restore_from", weights)
+    assert_user_error(code, err, "--name e", f"{tmp_path / 'e'} exists and is not a folder")
+
+
+def _disk_fills_at(monkeypatch, call: int) -> None:
+    """The ``call``-th ``torch.save`` of a checkpoint writes half its bytes, then fails the way
+    a full disk does."""
+    real, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) != call:
+            return real(obj, path, *args, **kwargs)
+        real(obj, path, *args, **kwargs)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+
+
+def test_a_full_disk_while_checkpointing(toy_root, tmp_path, capsys, weights, monkeypatch):
+    args = ["--restore_from", weights, "--method", "finetune", "--early_stop", "6"]
+    assert train(capsys, toy_root, tmp_path, *args, "--name", "straight")[0] == 0
+    with monkeypatch.context() as m:
+        _disk_fills_at(m, 2)  # step_2.pt (latest.pt is a hard link to it), then step_4.pt
+        code, err = train(capsys, toy_root, tmp_path, *args, "--name", "full")
+    ckpts = tmp_path / "full" / "checkpoints"
+    assert_user_error(code, err, f"could not write the checkpoint {ckpts / 'step_4.pt'}",
+                      "No space left on device", "are intact")  # fmt: skip
+    assert load_checkpoint(ckpts / "latest.pt")["state"]["step"] == 2
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest.pt", "step_2.pt"]  # no debris
+    code, err = train(capsys, toy_root, tmp_path, *args, "--name", "full", "--continue_train")
+    assert code == 0, err
+    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert {**a, "run": None} == {**b, "run": None}
+
+
+def test_a_full_disk_while_logging(toy_root, tmp_path, capsys, weights, monkeypatch):
+    real = RunFolder.append
+
+    def append(self, table, row):
+        if table == "history":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / "history.csv"))
+        return real(self, table, row)
+
+    monkeypatch.setattr(RunFolder, "append", append)
+    code, err = train(capsys, toy_root, tmp_path, "--restore_from", weights)
+    assert_user_error(code, err, f"{tmp_path / 'e' / 'history.csv'}: No space left on device",
+                      "what was written before is kept")  # fmt: skip
+    assert (tmp_path / "e" / "config.yaml").exists()

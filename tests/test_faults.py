@@ -1,0 +1,109 @@
+"""Faults during a run: SIGKILL at random points, each time resumed with ``--continue_train``,
+ends with exactly the results of a run never stopped; a NaN or inf loss stops the run naming
+the loss and the step, keeping the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pixda_core import losses
+from pixda_core.checkpoint import load_checkpoint
+
+from .helpers import assert_user_error, cli, release_args
+
+ROOT = Path(__file__).resolve().parents[1]
+KILLS = 5
+
+
+def _rows(path: Path) -> int:
+    try:
+        return max(len(path.read_text().splitlines()) - 1, 0)
+    except FileNotFoundError:
+        return 0
+
+
+def test_random_sigkills_then_resume_give_the_uninterrupted_results(toy_root, tmp_path, weights):
+    # PixDA with every phase: selection after each 4-step source epoch (tau kept at 0.4, so
+    # rounds go on), validation after each, then distillation; 46 steps in all
+    def flags(name):
+        return release_args(toy_root, tmp_path, name) + [
+            "--is_train", "--restore_from", str(weights), "--early_stop", "40", "--max_iters",
+            "60", "--kd_steps", "6", "--set", "method.tau_step=0", "--set", "run.ckpt_every=3",
+            "--set", "run.log_every=2",
+        ]  # fmt: skip
+
+    def start(name, *extra):
+        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *flags(name), *extra],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+
+    straight = start("straight")
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()[-3000:]
+
+    rng = random.Random(2026)
+    folder = tmp_path / "killed"
+    history, kills = folder / "history.csv", 0
+    while kills < KILLS:
+        proc = start("killed", *(["--continue_train"] if kills else []))
+        target = _rows(history) + rng.randint(1, 2)  # 2-4 more steps logged, then a bit more
+        deadline = time.time() + 300
+        while _rows(history) < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
+        assert proc.poll() is None, f"the run ended before kill {kills + 1}: " + (
+            proc.stderr.read()[-2000:]
+        )  # fmt: skip
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        kills += 1
+    assert not (folder / "metrics.json").exists()
+    last = start("killed", "--continue_train")
+    assert last.wait(timeout=600) == 0, last.stderr.read()[-3000:]
+
+    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    b = json.loads((folder / "metrics.json").read_text())
+    assert a["step"] == 46 and {**a, "run": None} == {**b, "run": None}
+    timing = ["step_s", "data_wait"]  # wall-clock measurements, not results
+    for table in ("history", "validations", "selection"):
+        ta = pd.read_csv(tmp_path / "straight" / f"{table}.csv")
+        tb = pd.read_csv(folder / f"{table}.csv")
+        if table == "history":
+            ta, tb = ta.drop(columns=timing), tb.drop(columns=timing)
+        pd.testing.assert_frame_equal(ta, tb)
+    assert len(pd.read_csv(folder / "selection.csv")) >= 10  # the rounds were replayed exactly
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_non_finite_loss_stops_the_run(toy_root, tmp_path, capsys, weights, monkeypatch, bad):
+    real, calls = losses.focal_loss, []
+
+    def poisoned(*args, **kwargs):  # the 5th step's loss turns NaN or inf
+        calls.append(1)
+        out = real(*args, **kwargs)
+        return out * float(bad) if len(calls) == 5 else out
+
+    monkeypatch.setattr(losses, "focal_loss", poisoned)
+    code, err = cli(
+        capsys, *release_args(toy_root, tmp_path), "--is_train", "--restore_from", weights,
+        "--method", "finetune", "--early_stop", "8", "--set", "run.log_every=5",
+        "--set", "run.ckpt_every=3",
+    )  # fmt: skip
+    ckpts = tmp_path / "e" / "checkpoints"
+    assert_user_error(code, err, f"loss_seg_trg is not finite ({bad}) at step 5",
+                      f"the last good checkpoint is kept in {ckpts}")  # fmt: skip
+    latest = load_checkpoint(ckpts / "latest.pt")
+    assert latest["state"]["step"] == 3  # written before the bad loss, kept
+    assert all(torch.isfinite(v).all() for v in latest["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "e" / "metrics.json").exists()
