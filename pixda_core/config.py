@@ -134,6 +134,12 @@ class RunConfig:
     #: off by default so that CPU runs stay in fp32)
     cpu_bf16: bool = False
     channels_last: bool = True
+    #: torch.compile G and D1 for training (first steps slower while it compiles)
+    compile: bool = False
+    #: one G forward over the source and target batches together instead of two: faster,
+    #: but BatchNorm then computes its batch statistics over both domains at once (the
+    #: method runs them separately), so results differ; off by default
+    concat_forward: bool = False
     #: a loss line (and a history.csv row) every N steps; the only host synchronisation
     log_every: int = 50
     #: an extra validation every N steps (0 = only after each source epoch and at the end)

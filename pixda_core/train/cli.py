@@ -173,6 +173,18 @@ def build_parser(prog: str, mode: str) -> argparse.ArgumentParser:
         action="store_true",
         help="bf16 autocast on the CPU too (faster on CPUs with AVX512-BF16/AMX)",
     )
+    o.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile G and D1 (CUDA: faster after the first steps, which compile)",
+    )
+    o.add_argument(
+        "--concat_forward",
+        action="store_true",
+        help="one G forward over source and target together instead of two; faster, but it "
+        "CHANGES BatchNorm batch statistics (computed over both domains at once, where the "
+        "method uses one domain at a time), so results differ from the method's; off by default",
+    )
     o.add_argument("--num_workers", type=int, help="data loader workers per process")
     o.add_argument(
         "--save_predictions",
@@ -231,6 +243,10 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
         run["save_predictions"] = True
     if args.cpu_bf16:
         run["cpu_bf16"] = True
+    if args.compile:
+        run["compile"] = True
+    if args.concat_forward:
+        run["concat_forward"] = True
     if args.quiet:
         run["progress"] = False
     if args.gpu_ids is not None:

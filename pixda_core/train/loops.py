@@ -601,7 +601,8 @@ def source_only_run(cfg: Config) -> Config:
     """The config of the source-only run shared by every adaptation run of ``cfg``'s source
     and preset: the adaptation-only settings (method, ``adapt``, shots, split, seed) are reset
     to the preset's, and the folder is ``<out_dir>/source_only_<source>_<preset>_<hash>``,
-    the hash covering what is left, so runs that differ in it do not share a model."""
+    the hash covering what is left where it differs from the preset, so runs that differ in
+    it do not share a model."""
     base = preset(cfg.preset)
     data = replace(cfg.data, num_shots=base.data.num_shots, split_file=None, split_seed=None)
     canon = replace(
@@ -609,10 +610,14 @@ def source_only_run(cfg: Config) -> Config:
         method=replace(base.method, seg_loss=cfg.method.seg_loss),
         run=replace(cfg.run, name="source_only", seed=base.run.seed, restore_from=None),
     )  # fmt: skip
-    d = canon.to_dict()
+    # the hash covers what differs from the preset, so that a new config key (at its
+    # default) does not rename the folders of models trained before it existed
+    d, ref = canon.to_dict(), base.to_dict()
     for section, key in RESUME_FREE:
         d[section].pop(key)
-    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+    diff = {sec: {k: v for k, v in vals.items() if v != ref[sec][k]}
+            for sec, vals in d.items() if isinstance(vals, dict)}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(diff, sort_keys=True).encode()).hexdigest()[:8]
     name = f"source_only_{cfg.data.source}_{cfg.preset}_{digest}"
     return replace(canon, run=replace(canon.run, name=name))
 

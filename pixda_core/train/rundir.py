@@ -32,6 +32,7 @@ RESUME_FREE = {
     ("data", "num_workers"), ("data", "val_batch_size"), ("run", "keep_checkpoints"),
     ("data", "on_error"),  # a run stopped by a corrupt file may be resumed skipping it
     ("data", "select_batch_size"),  # eval-mode inference: the batch does not change scores
+    ("run", "compile"),  # the same computation, compiled
 }  # fmt: skip
 
 

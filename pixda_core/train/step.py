@@ -83,6 +83,12 @@ class Trainer:
         self.g_ddp = self._wrap(self.g, find_unused=cfg.model.multi_level)
         self.d1_ddp = self._wrap(self.d1) if self.d1 is not None else None
         self.d2_ddp = self._wrap(self.d2) if self.d2 is not None else None
+        self.d1_frozen = self.d1  # D1 on G's output, its own parameters out of the graph
+        if cfg.run.compile:
+            self.g_ddp = torch.compile(self.g_ddp)
+            if self.d1 is not None:
+                self.d1_ddp = torch.compile(self.d1_ddp)
+                self.d1_frozen = torch.compile(self.d1)
 
     # ----------------------------------------------------------------------- building
     def _place(self, m: torch.nn.Module) -> torch.nn.Module:
@@ -108,10 +114,13 @@ class Trainer:
         logits = upsample(logits_main.float(), label.shape[-2:])
         return logits, self.seg_loss(logits, label)
 
-    def _forward(self, images: torch.Tensor, label: torch.Tensor):
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
         with self.rt.autocast():
             _, main = self.g_ddp(release_normalize(images))
-        return self._seg(main, label)
+        return main
+
+    def _forward(self, images: torch.Tensor, label: torch.Tensor):
+        return self._seg(self._logits(images), label)
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().float()
@@ -127,13 +136,14 @@ class Trainer:
         opt.step()
         self._add(f"loss_{name}", loss)
 
-    def _frozen_d(self, d: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """D on G's output with D's own parameters out of the graph (gradient goes to G)."""
+    def _frozen_d(self, forward, d: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """D on G's output with D's own parameters out of the graph (gradient goes to G);
+        ``forward`` is D itself or its compiled version."""
         for p in d.parameters():
             p.requires_grad_(False)
         try:
             with self.rt.autocast():
-                return d(x.softmax(1))
+                return forward(x.softmax(1))
         finally:
             for p in d.parameters():
                 p.requires_grad_(True)
@@ -141,25 +151,36 @@ class Trainer:
     def main_step(self, src: dict | None, trg: dict | None) -> None:
         """One step of the main phase for the trainer's method: ``src`` and ``trg`` are
         batches (dicts with ``image`` (B, 3, H, W) RGB 0-255 and ``label`` (B, H, W)); either
-        may be None where the method does not use that domain."""
+        may be None where the method does not use that domain.
+
+        G sees the source batch, then the target batch, each followed by its backward pass
+        (BatchNorm statistics per domain, as the method does); with ``run.concat_forward``
+        both go through G in one forward and one backward pass."""
         rt, me = self.rt, self.cfg.method
         self.opt_g.zero_grad(set_to_none=True)
         trg_img = rt.images(trg["image"]) if trg is not None else None
-        pred_src = pred_trg = None
+        together = self.cfg.run.concat_forward and src is not None and trg is not None
+        pred_src = pred_trg = total = None
         if src is not None:
             src_img, src_lab = rt.images(src["image"]), rt.labels(src["label"])
             if self.method != "source_only" and me.fda:
                 src_img = self.style_transfer(src_img, trg_img, me.fda_beta)
-            logits, loss = self._forward(src_img, src_lab)
-            loss.backward()
+            if together:
+                both = self._logits(torch.cat([src_img, trg_img]))
+                main_src, main_trg = both.split([len(src_img), len(trg_img)])
+            logits, loss = self._seg(main_src if together else self._logits(src_img), src_lab)
+            if together:
+                total = loss
+            else:
+                loss.backward()
             self._add("loss_seg_src", loss)
             pred_src = logits.detach()
         if trg is not None:
             trg_lab = rt.labels(trg["label"])
-            logits, loss = self._forward(trg_img, trg_lab)
+            logits, loss = self._seg(main_trg if together else self._logits(trg_img), trg_lab)
             self._add("loss_seg_trg", loss)
             if self.method == "pixda":
-                d_out = self._frozen_d(self.d1, logits)
+                d_out = self._frozen_d(self.d1_frozen, self.d1, logits)
                 if me.pixel_weights:
                     adv = self.pixel_adv_loss(
                         logits, d_out, trg_lab, detach_weights=not me.release_gradient
@@ -169,10 +190,10 @@ class Trainer:
                 loss = loss + me.lambda_adv * adv
                 self._add("loss_adv", adv)
             elif self.method == "adaptsegnet":
-                adv = L.domain_bce(self._frozen_d(self.d2, logits), L.SOURCE)
+                adv = L.domain_bce(self._frozen_d(self.d2, self.d2, logits), L.SOURCE)
                 loss = loss + me.lambda_adv_image * adv
                 self._add("loss_adv", adv)
-            loss.backward()
+            (loss if total is None else total + loss).backward()
             pred_trg = logits.detach()
         self.opt_g.step()
         if self.d1 is not None:

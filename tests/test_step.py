@@ -1,0 +1,72 @@
+"""The training step's speed options compute what the plain step computes: the concatenated
+source+target forward (the same step when BatchNorm statistics are out of the picture, and a
+different one when they are not, as ``--help`` warns) and the torch.compile'd step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixda_core.config import preset
+from pixda_core.train.runtime import Runtime
+from pixda_core.train.step import Trainer
+
+
+def batch(seed: int, b: int = 2, w: int = 64, h: int = 32) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, 19, (b, 1, h // 8, w // 8), generator=g).float()
+    label = F.interpolate(coarse, size=(h, w), mode="nearest").long()[:, 0]
+    label[torch.rand(b, h, w, generator=g) < 0.05] = 255
+    return {"image": torch.rand(b, 3, h, w, generator=g) * 255, "label": label}
+
+
+def trainer(frozen_bn: bool = False, **run) -> Trainer:
+    cfg = preset("toy").override(
+        data={"size": [64, 32]}, adapt={"batch_size": 2}, run={"seed": 3, **run}
+    )
+    t = Trainer(cfg, "adapt", Runtime(torch.device("cpu")))
+    if frozen_bn:  # batch statistics out of the picture: BatchNorm uses its running values
+        for m in t.g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+    return t
+
+
+def steps(t: Trainer, n: int = 2) -> dict:
+    for i in range(n):
+        t.main_step(batch(2 * i), batch(2 * i + 1))
+    return {k: v.item() for k, v in t.acc.items()}
+
+
+def max_weight_difference(a: Trainer, b: Trainer) -> float:
+    pa, pb = a.g.state_dict(), b.g.state_dict()
+    return max((pa[k].float() - pb[k].float()).abs().max().item() for k in pa)
+
+
+def test_concatenated_forward_is_the_same_step_without_batch_statistics():
+    plain, concat = trainer(frozen_bn=True), trainer(frozen_bn=True, concat_forward=True)
+    la, lb = steps(plain), steps(concat)
+    assert la.keys() == lb.keys() >= {"loss_seg_src", "loss_seg_trg", "loss_adv", "loss_d1"}
+    for k in la:
+        assert la[k] == pytest.approx(lb[k], rel=1e-4, abs=1e-5), k
+    assert max_weight_difference(plain, concat) < 1e-4
+    assert max_weight_difference(plain, trainer()) > 1e-2  # the steps did move the weights
+
+
+def test_concatenated_forward_changes_batchnorm_statistics():
+    plain, concat = trainer(), trainer(concat_forward=True)
+    la, lb = steps(plain, 1), steps(concat, 1)
+    assert abs(la["loss_seg_src"] - lb["loss_seg_src"]) > 1e-3
+    rm_a = plain.g.bn1.running_mean
+    rm_b = concat.g.bn1.running_mean  # one update over both domains instead of two
+    assert not torch.allclose(rm_a, rm_b)
+
+
+def test_compiled_step_matches_the_eager_step():
+    eager, compiled = trainer(), trainer(compile=True)
+    la, lb = steps(eager), steps(compiled)
+    for k in la:
+        assert la[k] == pytest.approx(lb[k], rel=1e-3, abs=1e-4), k
+    assert max_weight_difference(eager, compiled) < 1e-3
+    assert max_weight_difference(eager, trainer()) > 1e-2
