@@ -89,8 +89,10 @@ def build(args, release: bool) -> Trainer:
         model={"backbone": args.backbone, "multi_level": not args.single_level},
         data={"size": [w, h]},
         adapt={"batch_size": args.batch},
-        run={"device": args.device, "precision": args.precision},
-    )
+        run={"device": args.device, "precision": args.precision,
+             "compile": args.compile and not release,
+             "concat_forward": args.concat_forward and not release},
+    )  # fmt: skip
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     # the kit computes in --precision on either device (on the CPU that is run.cpu_bf16)
@@ -100,9 +102,6 @@ def build(args, release: bool) -> Trainer:
     if release:
         trainer.style_transfer = fda_numpy_per_image
         trainer.pixel_adv_loss = release_pixel_adversarial_loss
-    elif args.compile:
-        trainer.g_ddp = torch.compile(trainer.g_ddp)
-        trainer.d1_ddp = torch.compile(trainer.d1_ddp)
     return trainer
 
 
@@ -168,6 +167,16 @@ def main(argv=None) -> int:
                    "run.cpu_bf16); the release-style step is fp32")  # fmt: skip
     p.add_argument("--single-level", action="store_true", help="no aux head on layer3")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D1 (kit step)")
+    p.add_argument("--concat-forward", action="store_true",
+                   help="kit step: one G forward over source+target (run.concat_forward; "
+                   "changes BatchNorm batch statistics)")  # fmt: skip
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N kit steps with torch.profiler and print the operators "
+                   "that take the most time")  # fmt: skip
+    p.add_argument("--trace", help="with --profile: write a Chrome/Perfetto trace to this file")
+    p.add_argument("--check-sync", action="store_true",
+                   help="CUDA: run 3 kit steps with torch.cuda.set_sync_debug_mode('error'), "
+                   "which fails on any host synchronisation inside the step")  # fmt: skip
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--skip-release", action="store_true", help="time the kit's step only")
@@ -182,7 +191,8 @@ def main(argv=None) -> int:
     print(f"step: PixDA main step, {args.backbone}, {w}x{h}, batch {args.batch}+{args.batch}, "
           f"median of {args.reps} after {args.warmup} warm-up")  # fmt: skip
     kit = measure(args, release=False)
-    rows = [(f"kit ({args.precision}{', compiled' if args.compile else ''})", kit)]
+    extras = ", compiled" * args.compile + ", concat forward" * args.concat_forward
+    rows = [(f"kit ({args.precision}{extras})", kit)]
     if not args.skip_release:
         rows.append(("release-style (numpy FDA, loop weights, fp32)", measure(args, True)))
     mem = "peak GPU GiB" if args.device.startswith("cuda") else "process peak RSS GiB"
@@ -191,9 +201,67 @@ def main(argv=None) -> int:
     for label, r in rows:
         print(f"| {label} | {r['median_s']:.4f} | {r['min_s']:.4f} | {r['peak_gib']:.2f} | "
               f"{r['tflop']:.3f} | {r['tflops']:.2f} |")  # fmt: skip
+    if args.check_sync:
+        check_sync(args)
+    if args.profile:
+        profile(args)
     if not args.skip_release:
         print(f"\nspeedup_vs_release: {rows[1][1]['median_s'] / kit['median_s']:.2f}")
     return 0
+
+
+def check_sync(args) -> None:
+    """Run kit steps with CUDA's sync debug mode set to error: a step that makes the host
+    wait for the GPU (``.item()``, a boolean mask, ``nonzero``, a CPU copy) raises."""
+    device = torch.device(args.device)
+    if device.type != "cuda":
+        print("\nhost synchronisation check: CUDA only, skipped")
+        return
+    trainer = build(args, release=False)
+    g = torch.Generator().manual_seed(2)
+    w, h = args.size
+    src, trg = (random_batch(args.batch, w, h, device, g) for _ in range(2))
+    for _ in range(max(args.warmup, 1)):  # cudnn.benchmark and lazy inits may sync once
+        trainer.main_step(src, trg)
+    torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.main_step(src, trg)
+        verdict = "none in 3 steps"
+    except RuntimeError as exc:
+        verdict = f"FOUND: {str(exc).splitlines()[0]}"
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize(device)
+    print(f"\nhost synchronisations inside the kit step: {verdict}")
+
+
+def profile(args) -> None:
+    """Operators by self time over ``args.profile`` kit steps (after warm-up)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    device = torch.device(args.device)
+    trainer = build(args, release=False)
+    g = torch.Generator().manual_seed(1)
+    w, h = args.size
+    src, trg = (random_batch(args.batch, w, h, device, g) for _ in range(2))
+    for _ in range(max(args.warmup, 1)):
+        trainer.main_step(src, trg)
+    sync(device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(args.profile):
+            trainer.main_step(src, trg)
+        sync(device)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(f"\nprofile: {args.profile} kit steps, operators by {key.replace('_', ' ')}")
+    print(prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=40))
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+        print(f"trace: {args.trace}")
 
 
 if __name__ == "__main__":

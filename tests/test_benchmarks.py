@@ -47,7 +47,8 @@ def test_release_style_pieces_match_the_kit():
 def test_step_benchmark_prints_its_table_and_speedup():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--device", "cpu", "--size",
-         "64,32", "--batch", "1", "--backbone", "resnet18", "--warmup", "1", "--reps", "1"],
+         "64,32", "--batch", "1", "--backbone", "resnet18", "--warmup", "1", "--reps", "1",
+         "--profile", "1"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -55,6 +56,8 @@ def test_step_benchmark_prints_its_table_and_speedup():
     assert any(line.startswith("| kit (bf16) |") for line in lines)
     assert any(line.startswith("| release-style") for line in lines)
     assert lines[-1].startswith("speedup_vs_release: ") and float(lines[-1].split()[-1]) > 0
+    assert "operators by self cpu time total" in proc.stdout
+    assert "aten::convolution_backward" in proc.stdout  # the profile covers the backward pass
 
 
 def test_loader_benchmark_reads_originals_and_cache():
@@ -67,3 +70,19 @@ def test_loader_benchmark_reads_originals_and_cache():
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ")][1:]  # no header
     assert [r.split("|")[1].strip() for r in rows] == ["original PNGs", "data_prep cache"]
     assert all(float(r.split("|")[3]) > 0 for r in rows)
+
+
+def test_ddp_benchmark_keeps_the_replicas_identical(tmp_path):
+    """Two processes under torchrun (gloo): gradients are averaged, so after the timed steps
+    both hold the same G weights."""
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(ROOT / "benchmarks" / "ddp_step.py"), "--size", "64,32", "--batch", "1",
+         "--warmup", "1", "--steps", "2"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "processes 2 x 1 threads (cpu)" in proc.stdout
+    assert "max weight difference between processes 0\n" in proc.stdout, proc.stdout
