@@ -70,3 +70,58 @@ def test_compiled_step_matches_the_eager_step():
         assert la[k] == pytest.approx(lb[k], rel=1e-3, abs=1e-4), k
     assert max_weight_difference(eager, compiled) < 1e-3
     assert max_weight_difference(eager, trainer()) > 1e-2
+
+
+# operators whose result the host must wait for on CUDA: a scalar read (.item(), bool(),
+# float()), or an output whose shape depends on the data (boolean masks, nonzero, unique)
+SYNCING = {
+    "_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2",
+    "unique_consecutive", "is_nonzero", "equal", "bincount", "repeat_interleave",
+}  # fmt: skip
+
+
+class OpNames(torch.utils._python_dispatch.TorchDispatchMode):
+    """Names of the operators dispatched, except reads of ``host_scalars``: the optimisers'
+    step counters, which torch keeps on the host even for CUDA parameters (non-capturable
+    Adam), so reading them does not wait for the device."""
+
+    def __init__(self, host_scalars):
+        super().__init__()
+        self.host = {id(t) for t in host_scalars}
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not (name == "_local_scalar_dense" and id(args[0]) in self.host):
+            self.names.add(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("method", ["pixda", "adaptsegnet", "joint", "finetune"])
+def test_the_step_needs_no_host_synchronisation(method):
+    """Every operator of a training step (and of PixDA's distillation step), as dispatched:
+    none of them makes the host wait for the device, so the CUDA loop runs ahead of the GPU
+    between its logging intervals (benchmarks/step.py --check-sync checks the same on a GPU)."""
+    cfg = preset("toy").override(data={"size": [64, 32]}, adapt={"batch_size": 2},
+                                 method={"name": method}, run={"seed": 3})  # fmt: skip
+    t = Trainer(cfg, "adapt", Runtime(torch.device("cpu")))
+    t.main_step(batch(0), batch(1))  # lazy initialisation outside the recorded steps
+    steps = [st["step"] for o in t.optimizers.values() for st in o.state.values() if "step" in st]
+    with OpNames(steps) as ops:
+        t.main_step(batch(2), batch(3))
+        if method == "pixda":
+            t.teacher = t._make_teacher()
+            t.kd_step(batch(4))
+    assert {"convolution", "convolution_backward", "_foreach_add_"} & ops.names
+    assert not SYNCING & ops.names, sorted(SYNCING & ops.names)
+
+
+def test_the_check_sees_a_host_synchronisation():
+    t = trainer()
+    t.main_step(batch(0), batch(1))
+    real = t.pixel_adv_loss
+    t.pixel_adv_loss = lambda *a, **k: real(*a, **k) * (1 + 0 * float(a[0].mean()))  # .item()
+    steps = [st["step"] for o in t.optimizers.values() for st in o.state.values() if "step" in st]
+    with OpNames(steps) as ops:
+        t.main_step(batch(2), batch(3))
+    assert "_local_scalar_dense" in ops.names
