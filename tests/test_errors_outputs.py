@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,6 +42,22 @@ def test_read_only_output_folder(toy_root, tmp_path, capsys):
         assert_user_error(code, err, f"{ro} is not writable", "Permission denied")
     finally:
         ro.chmod(0o755)
+
+
+def test_output_folder_without_write_permission(toy_root, tmp_path, capsys, monkeypatch):
+    """What a read-only folder does to a user who is not root (tests may run as root, who
+    writes through permissions): the write probe fails with EACCES."""
+    real = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name.startswith(".pixda_write_test"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    code, err = train(capsys, toy_root, tmp_path / "runs")
+    assert_user_error(code, err, f"{tmp_path / 'runs'} is not writable (Permission denied)")
+    assert not list((tmp_path / "runs").iterdir())
 
 
 def test_a_run_name_that_exists(toy_root, tmp_path, capsys, weights):

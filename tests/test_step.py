@@ -120,7 +120,7 @@ def test_the_check_sees_a_host_synchronisation():
     t = trainer()
     t.main_step(batch(0), batch(1))
     real = t.pixel_adv_loss
-    t.pixel_adv_loss = lambda *a, **k: real(*a, **k) * (1 + 0 * float(a[0].mean()))  # .item()
+    t.pixel_adv_loss = lambda *a, **k: real(*a, **k) * (1 + 0 * float(a[0].detach().mean()))
     steps = [st["step"] for o in t.optimizers.values() for st in o.state.values() if "step" in st]
     with OpNames(steps) as ops:
         t.main_step(batch(2), batch(3))
