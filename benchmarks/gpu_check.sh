@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper-size benchmarks in one go, for a machine with a GPU (run from the repository root
-# with the project's venv). About 5 minutes on one H100, most of it torch.compile.
+# with the project's venv). Not yet run on a GPU; expect several minutes, most of it torch.compile.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
