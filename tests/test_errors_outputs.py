@@ -5,8 +5,12 @@ checkpoint is written (the previous checkpoints stay intact and the run resumes)
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,8 @@ from pixda_core.checkpoint import load_checkpoint
 from pixda_core.train.rundir import RunFolder
 
 from .helpers import assert_user_error, cli, release_args
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(capsys, toy, out, *extra):
@@ -128,3 +134,51 @@ def test_a_full_disk_while_logging(toy_root, tmp_path, capsys, weights, monkeypa
     assert_user_error(code, err, f"{tmp_path / 'e' / 'history.csv'}: No space left on device",
                       "what was written before is kept")  # fmt: skip
     assert (tmp_path / "e" / "config.yaml").exists()
+
+
+def _hold_lock(folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / ".lock", "a")
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+def test_a_run_in_use_by_another_process(toy_root, tmp_path, capsys, weights):
+    held = _hold_lock(tmp_path / "e")  # another run.py training --name e right now
+    try:
+        code, err = train(capsys, toy_root, tmp_path, "--restore_from", weights)
+    finally:
+        held.close()
+    assert_user_error(code, err, f"run folder {tmp_path / 'e'} is in use by another process",
+                      "choose another --name")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == [".lock"]
+    assert train(capsys, toy_root, tmp_path, "--restore_from", weights)[0] == 0  # once free
+
+
+def test_runs_started_together_train_the_shared_source_only_model_once(toy_root, tmp_path):
+    """A batch of jobs without --restore_from: while one trains the shared source-only model,
+    another waits for it instead of training it a second time into the same folder."""
+    from pixda_core.train.cli import build_parser, config_from_args
+    from pixda_core.train.loops import source_only_run
+
+    args = release_args(toy_root, tmp_path, "second") + ["--is_train"]
+    cfg = config_from_args(build_parser("run.py", "run").parse_args(args), "adapt")
+    shared = tmp_path / source_only_run(cfg).run.name
+    held = _hold_lock(shared)  # the first job, training it
+    cmd = [sys.executable, str(ROOT / "run.py"), *args]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for line in proc.stderr:
+            if "waiting for it" in line:
+                break
+        assert f"another process is training {shared}; waiting for it" in line
+        time.sleep(1.0)
+        assert proc.poll() is None and not (shared / "metrics.json").exists()
+    finally:
+        held.close()
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, rest[-3000:]
+    assert "training a source-only model first" in rest  # the first job left it unfinished
+    assert (shared / "metrics.json").exists() and (tmp_path / "second" / "metrics.json").exists()

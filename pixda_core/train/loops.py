@@ -48,7 +48,7 @@ from ..data.fda import fda_source_to_target
 from ..errors import ConfigError, PixdaError
 from ..models.pretrained import CheckpointError
 from .evaluate import evaluate, metrics_dict, val_loader, write_metrics
-from .rundir import RESUME_FREE, RunFolder
+from .rundir import RESUME_FREE, RunFolder, run_lock
 from .runtime import Runtime, release_normalize, setup_runtime
 from .step import Trainer, upsample
 from .streams import SkipReport, Stream, per_rank
@@ -591,10 +591,15 @@ def train_source_only(cfg: Config, resume: bool = False) -> dict:
     on the target val set; the run folder is ``<run.out_dir>/<run.name>``. Returns the final
     metrics (as in ``metrics.json``)."""
     preflight(cfg, "source_only", resume)
+    with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
+        return _train(cfg, "source_only", resume, cfg.model.init)
+
+
+def _train(cfg: Config, kind: str, resume: bool, init: str | None) -> dict:
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)
     rt.barrier()
-    return Job(cfg, "source_only", folder, rt, cfg.model.init).run(resume)
+    return Job(cfg, kind, folder, rt, init).run(resume)
 
 
 def source_only_run(cfg: Config) -> Config:
@@ -633,17 +638,23 @@ def ensure_source_only(cfg: Config) -> Path:
         return path
     so = source_only_run(cfg)
     folder = Path(so.run.out_dir) / so.run.name
-    done = folder / "metrics.json"
-    if done.exists() and (folder / "checkpoints" / "latest.pt").exists():
-        print(f"source-only model: reusing {folder}", file=sys.stderr)
-    else:
-        print(
-            f"no --restore_from given: training a source-only model first in {folder} "
-            "(reused by later runs of this source and preset)",
-            file=sys.stderr,
-        )
-        train_source_only(so, resume=True)
-    return folder / "checkpoints" / "latest.pt"
+    latest = folder / "checkpoints" / "latest.pt"
+
+    def done() -> bool:
+        return (folder / "metrics.json").exists() and latest.exists()
+
+    if not done():
+        preflight(so, "source_only", True)
+        # runs started together (a batch of jobs) train it once: the others wait, then reuse
+        with run_lock(folder, wait=True):
+            if not done():
+                print(f"no --restore_from given: training a source-only model first in "
+                      f"{folder} (reused by later runs of this source and preset)",
+                      file=sys.stderr)  # fmt: skip
+                _train(so, "source_only", True, so.model.init)
+                return latest
+    print(f"source-only model: reusing {folder}", file=sys.stderr)
+    return latest
 
 
 def adapt(cfg: Config, resume: bool = False) -> dict:
@@ -651,11 +662,9 @@ def adapt(cfg: Config, resume: bool = False) -> dict:
     start point is ``cfg.run.restore_from`` or the shared source-only run (trained first when
     missing). Returns the final metrics."""
     preflight(cfg, "adapt", resume)
-    init = ensure_source_only(cfg)
-    rt = setup_runtime(cfg.run)
-    folder = RunFolder.open(cfg, resume, rt.is_main)
-    rt.barrier()
-    return Job(cfg, "adapt", folder, rt, str(init)).run(resume)
+    with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
+        init = ensure_source_only(cfg)
+        return _train(cfg, "adapt", resume, str(init))
 
 
 __all__ = ["adapt", "train_source_only", "ensure_source_only", "source_only_run",

@@ -18,7 +18,11 @@ unless the run is resumed, and a resumed run must have the same configuration.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +51,38 @@ def check_writable(folder: Path, flag: str = "--checkpoints_dir (config run.out_
         raise ConfigError(
             f"{flag} {folder} is not writable ({exc.strerror or exc}); choose another folder"
         ) from None
+
+
+def _has_files(path: Path) -> bool:
+    return any(not p.name.startswith(".") for p in path.iterdir())  # .lock is not a run
+
+
+@contextmanager
+def run_lock(path: Path, wait: bool = False) -> Iterator[None]:
+    """Hold ``<path>/.lock`` while a run trains, so that two processes never write one run
+    folder: a second one is refused (``wait=False``) or waits for the first (``wait=True``,
+    the shared source-only model, which the waiting run then reuses). Under torchrun only
+    rank 0 takes it; the lock goes with the process, even when it is killed."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise ConfigError(
+                    f"run folder {path} is in use by another process (a run of the same --name "
+                    "is going on); wait for it to end or choose another --name"
+                ) from None
+            print(f"another process is training {path}; waiting for it", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def config_differences(a: Config, b: Config) -> list[str]:
@@ -98,7 +134,7 @@ class RunFolder:
                 )
         elif path.exists() and not path.is_dir():
             raise ConfigError(f"--name {cfg.run.name}: {path} exists and is not a folder")
-        elif path.exists() and any(path.iterdir()) and not resume:
+        elif path.exists() and _has_files(path) and not resume:
             raise ConfigError(f"run folder {path} exists and is not empty; choose another --name")
         return path
 
