@@ -79,3 +79,14 @@ def test_the_real_entry_point_reports_the_same_way(toy_root, tmp_path):
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert_user_error(proc.returncode, proc.stderr, tmp_path / "missing", "does not exist")
+
+
+def test_a_config_file_that_would_run_code(toy_root, tmp_path, capsys):
+    """YAML is read with safe_load: a python/object tag is refused, never executed."""
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f'run:\n  name: !!python/object/apply:os.system ["touch {marker}"]\n')
+    out = tmp_path / "out"
+    code, err = cli(capsys, *release_args(toy_root, out), "--is_train", "--config", evil)
+    assert_user_error(code, err, f"--config {evil} is not valid YAML", "python/object/apply")
+    assert not marker.exists() and not out.exists()
