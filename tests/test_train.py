@@ -167,6 +167,30 @@ def test_selection_keeps_all_none_and_fewer_than_a_batch(toy_root, tmp_path, sou
     assert metrics["step"] == 4  # one source epoch (8 images / batch 2), then done
 
 
+def test_selection_scores_every_listed_image_with_a_small_or_large_batch(
+    toy_root, tmp_path, source_only
+):
+    """A source list may name an image twice (oversampling): each entry is a candidate of its
+    own; and the inference batch of the pass does not change the scores."""
+    from pixda_core.data import write_list_file
+
+    names = [f"{i:05d}.png" for i in range(1, 9)] + ["00003.png"]
+    lst = write_list_file(tmp_path / "list.txt", names)
+    rounds = {}
+    for bs in (1, 16):
+        cfg = tiny(toy_root, tmp_path, data={"source_list": str(lst), "select_batch_size": bs},
+                   method={"tau": 0.0, "tau_step": 0.0},
+                   run={"name": f"dup{bs}", "restore_from": str(source_only)})  # fmt: skip
+        job = make_job(cfg)
+        job._streams()
+        job.select()
+        rounds[bs] = pd.read_csv(tmp_path / f"dup{bs}" / "selection" / "round_1.csv")
+        assert len(job.state.kept) == 9
+    a, b = rounds[1], rounds[16]
+    assert list(a["name"]) == names and (a["score"] > 0).all() and a["kept"].all()
+    assert np.allclose(a["score"], b["score"], atol=1e-5)
+
+
 def test_selection_shrinks_the_source_set_each_round(toy_root, tmp_path, source_only):
     cfg = tiny(
         toy_root,

@@ -223,7 +223,7 @@ class SegmentationDataset(Dataset):
     trainId) and ``max_id`` (the largest id the dataset defines; larger ones are an error).
 
     Items are dicts: ``image`` float32 (3, H, W), ``label`` int64 (H, W) trainIds with 255 =
-    ignore, ``name`` str.
+    ignore, ``name`` str, ``index`` (the item's index in the dataset).
     """
 
     lut: np.ndarray
@@ -265,7 +265,7 @@ class SegmentationDataset(Dataset):
         label = torch.from_numpy(train_ids.astype(np.int64))
         if self.augment is not None:
             image, label = self.augment(image, label)
-        return {"image": image, "label": label, "name": sample.name}
+        return {"image": image, "label": label, "name": sample.name, "index": index}
 
     def check_labels_exist(self, what: str) -> None:
         """Raise once, listing the images whose label file is missing (half downloads)."""
@@ -337,8 +337,8 @@ class SkipUnreadable(Dataset):
     training: the next readable item of the dataset takes its place, so batches keep their
     size) or dropped (``replace=False``, evaluation: the item is a marker that
     :func:`collate_skipping` leaves out of the batch). Either way the batch carries
-    ``skipped``: one ``"name<TAB>message"`` string per file left out, for the loop to warn
-    about and count.
+    ``skipped``: one ``"index<TAB>name<TAB>message"`` string per file left out, for the loop
+    to warn about and count.
     """
 
     def __init__(self, dataset: SegmentationDataset, replace: bool = True):
@@ -358,7 +358,7 @@ class SkipUnreadable(Dataset):
             try:
                 item = self.dataset[j]
             except DataError as exc:
-                skipped.append(f"{self.dataset.samples[j].name}\t{exc}")
+                skipped.append(f"{j}\t{self.dataset.samples[j].name}\t{exc}")
                 continue
             item["skipped"] = skipped
             return item

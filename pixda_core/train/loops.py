@@ -294,7 +294,7 @@ class Job(Trainer):
         n = len(s.kept)
         mine = list(range(rt.rank, n, rt.world))
         slot = {i: k for k, i in enumerate(mine)}  # kept position -> place in this rank's order
-        where = {self.source.samples[k].name: i for i, k in enumerate(s.kept)}
+        where = {k: i for i, k in enumerate(s.kept)}  # dataset index -> kept position
         bs, workers = self.cfg.data.select_batch_size, self.cfg.data.num_workers
         src, trg, collate = self.source, self.target, None
         skips = SkipReport("source set", rt.log, self.unreadable)
@@ -315,10 +315,10 @@ class Job(Trainer):
             skipped = sb.pop("skipped", [])
             if skipped:
                 skips.add(skipped)
-                unread[[where[e.partition("\t")[0]] for e in skipped]] = 1
+                unread[[where[int(e.partition("\t")[0])] for e in skipped]] = 1
             if "image" not in sb:
                 continue
-            pos = [where[name] for name in sb["name"]]
+            pos = [where[int(k)] for k in sb["index"]]
             img = rt.images(sb["image"])
             if me.fda:
                 paired = tb["image"][[slot[i] - b * bs for i in pos]]

@@ -98,7 +98,7 @@ class SkipReport:
 
     def add(self, skipped: list[str]) -> None:
         for entry in skipped:
-            name, _, why = entry.partition("\t")
+            _, name, why = entry.split("\t", 2)
             self.count += 1
             if name not in self.warned:
                 self.warned.add(name)
