@@ -181,7 +181,8 @@ def build_parser(prog: str, mode: str) -> argparse.ArgumentParser:
     o.add_argument(
         "--concat_forward",
         action="store_true",
-        help="one G forward over source and target together instead of two; faster, but it "
+        help="one G forward over source and target together instead of two (meant for GPUs; "
+        "slower on the CPU); it "
         "CHANGES BatchNorm batch statistics (computed over both domains at once, where the "
         "method uses one domain at a time), so results differ from the method's; off by default",
     )
