@@ -367,6 +367,15 @@ class SkipUnreadable(Dataset):
         raise DataError(f"none of the {n} images could be read (first: {skipped[0]})")
 
 
+def skipping(dataset, on_error: str, replace: bool):
+    """``(dataset, collate_fn)`` for a DataLoader under ``data.on_error``: the dataset itself
+    and the default collation for "stop"; wrapped in :class:`SkipUnreadable` with
+    :func:`collate_skipping` for "skip"."""
+    if on_error != "skip":
+        return dataset, None
+    return SkipUnreadable(dataset, replace=replace), collate_skipping
+
+
 def collate_skipping(items: list[dict]) -> dict:
     """Collate items of :class:`SkipUnreadable`: markers of dropped files are left out, and
     every file skipped for this batch is listed under ``skipped``."""

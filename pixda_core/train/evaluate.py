@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..config import Config, protocol
 from ..data import Cityscapes
-from ..data.common import SkipUnreadable, collate_skipping
+from ..data.common import skipping
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
 from ..metrics import ConfusionMatrix
 from .runtime import Runtime, release_normalize
@@ -31,9 +31,7 @@ def val_loader(cfg: Config, rt: Runtime) -> DataLoader:
     unreadable file is left out of the evaluation (and counted by :func:`evaluate`)."""
     ds = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
     n = len(ds) if cfg.data.val_limit is None else min(cfg.data.val_limit, len(ds))
-    collate = None
-    if cfg.data.on_error == "skip":
-        ds, collate = SkipUnreadable(ds, replace=False), collate_skipping
+    ds, collate = skipping(ds, cfg.data.on_error, replace=False)
     subset = Subset(ds, list(range(rt.rank, n, rt.world)))
     return DataLoader(
         subset,

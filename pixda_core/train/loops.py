@@ -43,7 +43,7 @@ from ..checkpoint import (
 )
 from ..config import Config, preset
 from ..data import GTA5, Cityscapes, Synthia, draw_split, load_split, write_split
-from ..data.common import SkipUnreadable, collate_skipping
+from ..data.common import skipping
 from ..data.fda import fda_source_to_target
 from ..errors import ConfigError, PixdaError
 from ..models.pretrained import CheckpointError
@@ -296,11 +296,9 @@ class Job(Trainer):
         slot = {i: k for k, i in enumerate(mine)}  # kept position -> place in this rank's order
         where = {k: i for i, k in enumerate(s.kept)}  # dataset index -> kept position
         bs, workers = self.cfg.data.select_batch_size, self.cfg.data.num_workers
-        src, trg, collate = self.source, self.target, None
         skips = SkipReport("source set", rt.log, self.unreadable)
-        if self.cfg.data.on_error == "skip":
-            src, trg = SkipUnreadable(src, replace=False), SkipUnreadable(trg, replace=True)
-            collate = collate_skipping
+        src, collate = skipping(self.source, self.cfg.data.on_error, replace=False)
+        trg, _ = skipping(self.target, self.cfg.data.on_error, replace=True)
         loaders = [
             DataLoader(Subset(ds, idx), batch_size=bs, num_workers=workers, collate_fn=collate,
                        pin_memory=rt.device.type == "cuda")
@@ -552,13 +550,14 @@ def _pct(v) -> str:
 # ---------------------------------------------------------------------------- entry points
 
 
-def preflight(cfg: Config, kind: str, resume: bool) -> None:
+def preflight(cfg: Config, kind: str, resume: bool, data: bool = True) -> None:
     """Every check that can be made before a run starts, so that a bad path, dataset, split or
     weights file is reported before anything is trained or written (a run folder that failed
     these checks would otherwise block the corrected command): the output folder is writable
     and the run name free (or resumable); the source and target roots have their layouts and
     labels; the split file (or the drawn split) fits the target root; ``run.restore_from`` is
-    a readable weights file that fits the model."""
+    a readable weights file that fits the model. ``data=False`` leaves out the dataset and
+    split checks (done already by the caller for the same roots)."""
     from ..labels import NUM_CLASSES
     from ..models import deeplabv2
     from ..models.pretrained import load_pretrained
@@ -566,10 +565,11 @@ def preflight(cfg: Config, kind: str, resume: bool) -> None:
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 owns the run folder
         RunFolder.check(cfg, resume)
     method = "source_only" if kind == "source_only" else cfg.method.name
-    if method != "finetune":
+    if data and method != "finetune":
         source_dataset(cfg)
-    Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
-    if method != "source_only":
+    if data:
+        Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+    if data and method != "source_only":
         Cityscapes(cfg.data.target_root, "train", size=cfg.data.size)
         written = Path(cfg.run.out_dir) / cfg.run.name / "split.txt"
         if not (resume and written.exists()):
@@ -644,7 +644,8 @@ def ensure_source_only(cfg: Config) -> Path:
         return (folder / "metrics.json").exists() and latest.exists()
 
     if not done():
-        preflight(so, "source_only", True)
+        # the folder and init checks; its data roots are cfg's, which adapt() has checked
+        preflight(so, "source_only", True, data=False)
         # runs started together (a batch of jobs) train it once: the others wait, then reuse
         with run_lock(folder, wait=True):
             if not done():

@@ -123,7 +123,7 @@ class Stream:
 
     def __init__(self, dataset, indices, batch, seed, stream, start, rt, workers, shuffle=True,
                  on_error="stop", what="training set", warned=None):  # fmt: skip
-        from ..data.common import SkipUnreadable, collate_skipping
+        from ..data.common import skipping
 
         self.sampler = EpochStream(
             indices, batch, seed, stream, start, rt.rank, rt.world, shuffle
@@ -132,10 +132,7 @@ class Stream:
         self.position = start
         pin = rt.device.type == "cuda"
         self.skips = SkipReport(what, rt.log, warned) if on_error == "skip" else None
-        if self.skips is not None:
-            dataset, collate = SkipUnreadable(dataset, replace=True), collate_skipping
-        else:
-            collate = None
+        dataset, collate = skipping(dataset, on_error, replace=True)
         self.loader = stream_loader(dataset, self.sampler, batch, workers, pin, collate)
         self._it = iter(self.loader)
 
