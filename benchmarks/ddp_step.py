@@ -4,8 +4,8 @@ process on the same cores, and a check that the replicas stay identical.
     OMP_NUM_THREADS=2 python benchmarks/ddp_step.py                       # 1 process x 2 threads
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 benchmarks/ddp_step.py
 
-Each process runs the kit's :class:`~pixda_core.train.step.Trainer` (PixDA main step: G, D1,
-D2, three optimisers) on its own random batches (as DDP shards the data), ``--batch`` source
+Each process runs the kit's :func:`~pixda_core.train.step.main_step` (PixDA main step: G,
+D1, D2, three optimisers) on its own random batches (as DDP shards the data), ``--batch`` source
 and target images per process. Rank 0 prints the median step time, the images per second of
 all processes together (source + target), and the largest difference between the processes'
 G weights after the timed steps (0 when gradients are averaged correctly). On the CPU the
@@ -24,8 +24,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from pixda_core.config import preset
+from pixda_core.methods import of_run
 from pixda_core.train.runtime import setup_runtime
-from pixda_core.train.step import Trainer
+from pixda_core.train.step import LossSums, build_nets, main_step
 
 
 def random_batch(b: int, w: int, h: int, g: torch.Generator) -> dict:
@@ -45,27 +46,34 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     w, h = (int(x) for x in args.size.split(","))
     cfg = preset("toy").override(
-        model={"backbone": args.backbone}, data={"size": [w, h]},
-        adapt={"batch_size": args.batch}, run={"device": args.device, "seed": 0},
-    )  # fmt: skip
+        model={"backbone": args.backbone},
+        data={"size": [w, h]},
+        adapt={"batch_size": args.batch},
+        run={"device": args.device, "seed": 0},
+    )
     rt = setup_runtime(cfg.run)
-    trainer = Trainer(cfg, "adapt", rt)
+    nets, losses = build_nets(cfg, of_run(cfg), cfg.adapt, rt), LossSums()
+
+    def step(src: dict, trg: dict) -> None:
+        main_step(nets, src, trg, cfg, losses)
+
     g = torch.Generator().manual_seed(100 + rt.rank)  # each process its own data
-    batches = [(random_batch(args.batch, w, h, g), random_batch(args.batch, w, h, g))
-               for _ in range(2)]  # fmt: skip
+    batches = [
+        (random_batch(args.batch, w, h, g), random_batch(args.batch, w, h, g)) for _ in range(2)
+    ]
     for i in range(args.warmup):
-        trainer.main_step(*batches[i % 2])
+        step(*batches[i % 2])
     times = []
     for i in range(args.steps):
         rt.barrier()
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        trainer.main_step(*batches[i % 2])
+        step(*batches[i % 2])
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    weights = torch.cat([p.detach().flatten().float() for p in trainer.g.parameters()])
+    weights = torch.cat([p.detach().flatten().float() for p in nets.g.parameters()])
     diff = torch.zeros(1, device=weights.device)
     if rt.distributed:
         reference = weights.clone()
@@ -75,10 +83,14 @@ def main(argv=None) -> int:
     median = statistics.median(times)
     if rt.is_main:
         imgs = rt.world * 2 * args.batch / median
-        print(f"processes {rt.world} x {torch.get_num_threads()} threads ({rt.device}), "
-              f"{args.backbone} {w}x{h}, batch {args.batch}+{args.batch} per process")  # fmt: skip
-        print(f"median step {median:.4f} s (min {min(times):.4f}), {imgs:.2f} images/s in all, "
-              f"max weight difference between processes {diff.item():.3g}")  # fmt: skip
+        print(
+            f"processes {rt.world} x {torch.get_num_threads()} threads ({rt.device}), "
+            f"{args.backbone} {w}x{h}, batch {args.batch}+{args.batch} per process"
+        )
+        print(
+            f"median step {median:.4f} s (min {min(times):.4f}), {imgs:.2f} images/s in all, "
+            f"max weight difference between processes {diff.item():.3g}"
+        )
     if rt.distributed:
         dist.destroy_process_group()
     return 0

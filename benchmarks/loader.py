@@ -48,15 +48,22 @@ def main(argv=None) -> int:
         if args.root:
             root = Path(args.root)
         else:
-            spec = toy.ToySpec(size=(2048, 1024), num_gta5=args.images, num_synthia=0,
-                               train_per_city=0, val_per_city=0)  # fmt: skip
+            spec = toy.ToySpec(
+                size=(2048, 1024),
+                num_gta5=args.images,
+                num_synthia=0,
+                train_per_city=0,
+                val_per_city=0,
+            )
             root = toy.generate(tmp / "toy", spec, progress=False) / "gta5"
         n = min(args.images, len(GTA5(root, size=None)))
         t0 = time.perf_counter()
         cache = write_cache("gta5", root, tmp / "cache", size=size, progress=False)
         cache_s = time.perf_counter() - t0
-        print(f"{n} GTA5 pairs from {root} -> {size[0]}x{size[1]}; cache written in "
-              f"{cache_s:.1f} s ({n / cache_s:.1f} pairs/s)")  # fmt: skip
+        print(
+            f"{n} GTA5 pairs from {root} -> {size[0]}x{size[1]}; cache written in "
+            f"{cache_s:.1f} s ({n / cache_s:.1f} pairs/s)"
+        )
         print("\n| source | workers | images/s |\n|---|---|---|")
         for label, where in (("original PNGs", root), ("data_prep cache", cache)):
             for w in args.workers:

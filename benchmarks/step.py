@@ -3,32 +3,39 @@
     python benchmarks/step.py --device cpu --size 256,128 --batch 2 --backbone resnet18
     python benchmarks/step.py --device cuda --size 1024,512 --batch 4 --backbone resnet101
 
-Both steps are the kit's :class:`pixda_core.train.step.Trainer` running PixDA's main step (G on
-a source and a target batch with the pixel adversarial loss through D1, then D1 and D2 on
-detached predictions, three optimiser steps). The release-style one swaps in what the public
-release does differently: FDA in numpy, one image at a time, on the host; the class-balance
-weights by a Python loop over images and classes; the CE factor not detached; fp32 and the
-default memory format. Inputs are random images (0-255) and blocky random label maps with
-ignored pixels, never zeros. Times are medians over ``--reps`` steps after ``--warmup``
-steps, synchronised on CUDA. Prints a table; the last line is ``speedup_vs_release: X.XX``.
+Both steps are the kit's :func:`pixda_core.train.step.main_step` running PixDA's main step (G
+on a source and a target batch with the pixel adversarial loss through D1, then D1 and D2 on
+detached predictions, three optimiser steps). The release-style one swaps in (while it is
+measured, by patching the kit's modules) what the public release does differently: FDA in
+numpy, one image at a time, on the host; the class-balance weights by a Python loop over images
+and classes; the CE factor not detached; fp32 and the default memory format. Inputs are random
+images (0-255) and blocky random label maps with ignored pixels, never zeros. Times are medians
+over ``--reps`` steps after ``--warmup`` steps, synchronised on CUDA. Prints a table; the last
+line is ``speedup_vs_release: X.XX``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+import pixda_core.losses
+import pixda_core.train.step
 from pixda_core.config import preset
 from pixda_core.labels import IGNORE_INDEX
+from pixda_core.methods import of_run
 from pixda_core.train.runtime import Runtime
-from pixda_core.train.step import Trainer
+from pixda_core.train.step import LossSums, build_nets, main_step
 
 
 # ------------------------------------------------------------------ the release's host pieces
@@ -67,11 +74,24 @@ def loop_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def release_pixel_adversarial_loss(seg_logits, d_logits, labels, detach_weights=False):
     bce = F.binary_cross_entropy_with_logits(
-        d_logits.float().squeeze(1), torch.zeros_like(labels, dtype=torch.float32),
+        d_logits.float().squeeze(1),
+        torch.zeros_like(labels, dtype=torch.float32),
         reduction="none",
-    )  # fmt: skip
+    )
     ce = F.cross_entropy(seg_logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
     return (bce * ce * loop_weights(labels, seg_logits.shape[1])).mean()
+
+
+@contextlib.contextmanager
+def release_pieces():
+    """The kit's step with the release's host-side FDA and loop-based pixel weights."""
+    with (
+        mock.patch.object(pixda_core.train.step, "fda_source_to_target", fda_numpy_per_image),
+        mock.patch.object(
+            pixda_core.losses, "pixel_adversarial_loss", release_pixel_adversarial_loss
+        ),
+    ):
+        yield
 
 
 # ------------------------------------------------------------------------------ the benchmark
@@ -83,26 +103,33 @@ def random_batch(batch: int, w: int, h: int, device, g: torch.Generator) -> dict
     return {"image": image.to(device), "label": label.to(device)}
 
 
-def build(args, release: bool) -> Trainer:
+def build(args, release: bool) -> Callable[[dict, dict], None]:
+    """The step to time: ``step(src, trg)``, the kit's PixDA main step at the given setting
+    (release-style: fp32, default memory format; call it under :func:`release_pieces`)."""
     w, h = args.size
     cfg = preset("paper").override(
         model={"backbone": args.backbone, "multi_level": not args.single_level},
         data={"size": [w, h]},
         adapt={"batch_size": args.batch},
-        run={"device": args.device, "precision": args.precision,
-             "compile": args.compile and not release,
-             "concat_forward": args.concat_forward and not release},
-    )  # fmt: skip
+        run={
+            "device": args.device,
+            "precision": args.precision,
+            "compile": args.compile and not release,
+            "concat_forward": args.concat_forward and not release,
+        },
+    )
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     # the kit computes in --precision on either device (on the CPU that is run.cpu_bf16)
-    rt = Runtime(device, precision="fp32" if release else args.precision,
-                 channels_last=cuda and not release)  # fmt: skip
-    trainer = Trainer(cfg, "adapt", rt)
-    if release:
-        trainer.style_transfer = fda_numpy_per_image
-        trainer.pixel_adv_loss = release_pixel_adversarial_loss
-    return trainer
+    rt = Runtime(
+        device, precision="fp32" if release else args.precision, channels_last=cuda and not release
+    )
+    nets, losses = build_nets(cfg, of_run(cfg), cfg.adapt, rt), LossSums()
+
+    def step(src: dict, trg: dict) -> None:
+        main_step(nets, src, trg, cfg, losses)
+
+    return step
 
 
 def sync(device) -> None:
@@ -111,8 +138,12 @@ def sync(device) -> None:
 
 
 def measure(args, release: bool) -> dict:
+    with release_pieces() if release else contextlib.nullcontext():
+        return _measure(args, build(args, release))
+
+
+def _measure(args, step) -> dict:
     device = torch.device(args.device)
-    trainer = build(args, release)
     g = torch.Generator().manual_seed(0)
     w, h = args.size
 
@@ -121,7 +152,7 @@ def measure(args, release: bool) -> dict:
 
     batches = [pair(), pair()]
     for i in range(args.warmup):
-        trainer.main_step(*batches[i % 2])
+        step(*batches[i % 2])
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -129,7 +160,7 @@ def measure(args, release: bool) -> dict:
     for i in range(args.reps):
         sync(device)
         t0 = time.perf_counter()
-        trainer.main_step(*batches[i % 2])
+        step(*batches[i % 2])
         sync(device)
         times.append(time.perf_counter() - t0)
     if device.type == "cuda":
@@ -140,12 +171,17 @@ def measure(args, release: bool) -> dict:
 
     counter = FlopCounterMode(display=False)
     with counter:
-        trainer.main_step(*batches[0])
+        step(*batches[0])
     sync(device)
     median = statistics.median(times)
     flops = counter.get_total_flops()
-    return {"median_s": median, "min_s": min(times), "peak_gib": peak,
-            "tflop": flops / 1e12, "tflops": flops / median / 1e12}  # fmt: skip
+    return {
+        "median_s": median,
+        "min_s": min(times),
+        "peak_gib": peak,
+        "tflop": flops / 1e12,
+        "tflops": flops / median / 1e12,
+    }
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -162,21 +198,36 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=parse_size, default=(1024, 512), help="W,H of the inputs")
     p.add_argument("--batch", type=int, default=4, help="source and target images per step")
     p.add_argument("--backbone", default="resnet101")
-    p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                   help="the kit step's autocast precision, on CUDA or the CPU (the kit's "
-                   "run.cpu_bf16); the release-style step is fp32")  # fmt: skip
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default="bf16",
+        help="the kit step's autocast precision, on CUDA or the CPU (the kit's "
+        "run.cpu_bf16); the release-style step is fp32",
+    )
     p.add_argument("--single-level", action="store_true", help="no aux head on layer3")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D1 (kit step)")
-    p.add_argument("--concat-forward", action="store_true",
-                   help="kit step: one G forward over source+target (run.concat_forward; "
-                   "changes BatchNorm batch statistics)")  # fmt: skip
-    p.add_argument("--profile", type=int, default=0, metavar="N",
-                   help="also profile N kit steps with torch.profiler and print the operators "
-                   "that take the most time")  # fmt: skip
+    p.add_argument(
+        "--concat-forward",
+        action="store_true",
+        help="kit step: one G forward over source+target (run.concat_forward; "
+        "changes BatchNorm batch statistics)",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile N kit steps with torch.profiler and print the operators "
+        "that take the most time",
+    )
     p.add_argument("--trace", help="with --profile: write a Chrome/Perfetto trace to this file")
-    p.add_argument("--check-sync", action="store_true",
-                   help="CUDA: run 3 kit steps with torch.cuda.set_sync_debug_mode('error'), "
-                   "which fails on any host synchronisation inside the step")  # fmt: skip
+    p.add_argument(
+        "--check-sync",
+        action="store_true",
+        help="CUDA: run 3 kit steps with torch.cuda.set_sync_debug_mode('error'), "
+        "which fails on any host synchronisation inside the step",
+    )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--skip-release", action="store_true", help="time the kit's step only")
@@ -188,8 +239,10 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     print(f"device: {name} ({args.device}, {threads} CPU threads); torch {torch.__version__}")
     w, h = args.size
-    print(f"step: PixDA main step, {args.backbone}, {w}x{h}, batch {args.batch}+{args.batch}, "
-          f"median of {args.reps} after {args.warmup} warm-up")  # fmt: skip
+    print(
+        f"step: PixDA main step, {args.backbone}, {w}x{h}, batch {args.batch}+{args.batch}, "
+        f"median of {args.reps} after {args.warmup} warm-up"
+    )
     kit = measure(args, release=False)
     extras = ", compiled" * args.compile + ", concat forward" * args.concat_forward
     rows = [(f"kit ({args.precision}{extras})", kit)]
@@ -199,8 +252,10 @@ def main(argv=None) -> int:
     print(f"\n| step | median s | min s | {mem} | TFLOP/step | TFLOP/s |")
     print("|---|---|---|---|---|---|")
     for label, r in rows:
-        print(f"| {label} | {r['median_s']:.4f} | {r['min_s']:.4f} | {r['peak_gib']:.2f} | "
-              f"{r['tflop']:.3f} | {r['tflops']:.2f} |")  # fmt: skip
+        print(
+            f"| {label} | {r['median_s']:.4f} | {r['min_s']:.4f} | {r['peak_gib']:.2f} | "
+            f"{r['tflop']:.3f} | {r['tflops']:.2f} |"
+        )
     if args.check_sync:
         check_sync(args)
     if args.profile:
@@ -217,17 +272,17 @@ def check_sync(args) -> None:
     if device.type != "cuda":
         print("\nhost synchronisation check: CUDA only, skipped")
         return
-    trainer = build(args, release=False)
+    step = build(args, release=False)
     g = torch.Generator().manual_seed(2)
     w, h = args.size
     src, trg = (random_batch(args.batch, w, h, device, g) for _ in range(2))
     for _ in range(max(args.warmup, 1)):  # cudnn.benchmark and lazy inits may sync once
-        trainer.main_step(src, trg)
+        step(src, trg)
     torch.cuda.synchronize(device)
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            trainer.main_step(src, trg)
+            step(src, trg)
         verdict = "none in 3 steps"
     except RuntimeError as exc:
         verdict = f"FOUND: {str(exc).splitlines()[0]}"
@@ -243,18 +298,18 @@ def profile(args) -> None:
     from torch.profiler import profile as torch_profile
 
     device = torch.device(args.device)
-    trainer = build(args, release=False)
+    step = build(args, release=False)
     g = torch.Generator().manual_seed(1)
     w, h = args.size
     src, trg = (random_batch(args.batch, w, h, device, g) for _ in range(2))
     for _ in range(max(args.warmup, 1)):
-        trainer.main_step(src, trg)
+        step(src, trg)
     sync(device)
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with torch_profile(activities=activities) as prof:
         for _ in range(args.profile):
-            trainer.main_step(src, trg)
+            step(src, trg)
         sync(device)
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(f"\nprofile: {args.profile} kit steps, operators by {key.replace('_', ' ')}")

@@ -12,9 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-NAMES = {"source_only": "source only", "finetune": "FT", "joint": "joint",
-         "adaptsegnet": "AdaptSegNet-style", "pixda": "PixDA",
-         "target_all": "FT on all 144 target images"}  # fmt: skip
+NAMES = {
+    "source_only": "source only",
+    "finetune": "FT",
+    "joint": "joint",
+    "adaptsegnet": "AdaptSegNet-style",
+    "pixda": "PixDA",
+    "target_all": "FT on all 144 target images",
+}
 RUN = re.compile(r"^(?P<method>[a-z]+)_(?P<shots>\d+)shot_seed(?P<seed>\d+)$")
 
 
@@ -31,13 +36,20 @@ def collect(out: Path) -> pd.DataFrame:
                 continue
             seen_source_only = True
             for shots in (1, 5):
-                rows.append({"method": "source_only", "shots": shots, "seed": 0,
-                             "miou": m["miou"]})  # fmt: skip
+                rows.append(
+                    {"method": "source_only", "shots": shots, "seed": 0, "miou": m["miou"]}
+                )
         elif name.startswith("target_all"):
             rows.append({"method": "target_all", "shots": 8, "seed": 0, "miou": m["miou"]})
         elif match := RUN.match(name):
-            rows.append({"method": match["method"], "shots": int(match["shots"]),
-                         "seed": int(match["seed"]), "miou": m["miou"]})  # fmt: skip
+            rows.append(
+                {
+                    "method": match["method"],
+                    "shots": int(match["shots"]),
+                    "seed": int(match["seed"]),
+                    "miou": m["miou"],
+                }
+            )
     return pd.DataFrame(rows)
 
 

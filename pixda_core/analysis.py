@@ -17,11 +17,12 @@ import pandas as pd
 
 from .errors import DataError
 from .labels import CLASS_NAMES
+from .methods import TITLES
 from .metrics import ConfusionMatrix
 
 #: display names and order of the methods in tables and figures
-METHOD_NAMES = {"source_only": "source only", "finetune": "FT", "joint": "joint",
-                "adaptsegnet": "AdaptSegNet-style", "pixda": "PixDA"}  # fmt: skip
+#: method -> its name in tables and figures, in the order of the methods table
+METHOD_NAMES = TITLES
 
 
 def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -51,10 +52,17 @@ def load_runs(paths) -> pd.DataFrame:
             raise DataError(f"{folder / 'metrics.json'} is not valid JSON: {exc}") from None
         if "method" not in m:
             raise DataError(f"{folder / 'metrics.json'} has no 'method': written by an older kit?")
-        row = {"run": folder.name, "path": str(folder), "method": m["method"],
-               "source": m["source"], "shots": m["shots"], "seed": m["seed"],
-               "miou": m["miou"], "miou_13": m.get("miou_13", np.nan),
-               "pixel_accuracy": m["pixel_accuracy"]}  # fmt: skip
+        row = {
+            "run": folder.name,
+            "path": str(folder),
+            "method": m["method"],
+            "source": m["source"],
+            "shots": m["shots"],
+            "seed": m["seed"],
+            "miou": m["miou"],
+            "miou_13": m.get("miou_13", np.nan),
+            "pixel_accuracy": m["pixel_accuracy"],
+        }
         row.update({f"iou_{c}": m["per_class_iou"].get(c) for c in CLASS_NAMES})
         rows.append(row)
     if not rows:
@@ -70,8 +78,12 @@ def load_runs(paths) -> pd.DataFrame:
 def long_per_class(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-class IoU in long format: ``method, shots, seed, run, class, iou`` (IoU in %)."""
     cols = [f"iou_{c}" for c in CLASS_NAMES]
-    long = runs.melt(id_vars=["method", "shots", "seed", "run"], value_vars=cols,
-                     var_name="class", value_name="iou")  # fmt: skip
+    long = runs.melt(
+        id_vars=["method", "shots", "seed", "run"],
+        value_vars=cols,
+        var_name="class",
+        value_name="iou",
+    )
     long["class"] = long["class"].str.removeprefix("iou_")
     long["iou"] *= 100
     return long
@@ -85,8 +97,10 @@ def per_class_table(runs: pd.DataFrame, shots: int | None = None) -> pd.DataFram
     cols = [f"iou_{c}" for c in CLASS_NAMES]
     table = runs.groupby(["method", "shots"], sort=False)[["miou", *cols]].mean() * 100
     table.columns = ["mIoU", *CLASS_NAMES]
-    table.index = [f"{METHOD_NAMES.get(m, m)} ({s}-shot)" if m != "source_only"
-                   else METHOD_NAMES[m] for m, s in table.index]  # fmt: skip
+    table.index = [
+        f"{METHOD_NAMES.get(m, m)} ({s}-shot)" if m != "source_only" else METHOD_NAMES[m]
+        for m, s in table.index
+    ]
     return table
 
 
@@ -104,8 +118,9 @@ def gain_over(runs: pd.DataFrame, baseline: str = "source_only") -> pd.DataFrame
     if baseline == "source_only":
         merged = others.merge(base[["class", "iou"]], on="class", suffixes=("", "_base"))
     else:
-        merged = others.merge(base[["shots", "class", "iou"]], on=["shots", "class"],
-                              suffixes=("", "_base"))  # fmt: skip
+        merged = others.merge(
+            base[["shots", "class", "iou"]], on=["shots", "class"], suffixes=("", "_base")
+        )
     merged["gain"] = merged["iou"] - merged["iou_base"]
     return merged[["method", "shots", "class", "gain"]]
 
@@ -119,8 +134,9 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[cols + [f"iou_{c}" for c in CLASS_NAMES]]
 
 
-def write_table(table: pd.DataFrame, folder: str | os.PathLike, stem: str,
-                digits: int = 1) -> list[Path]:  # fmt: skip
+def write_table(
+    table: pd.DataFrame, folder: str | os.PathLike, stem: str, digits: int = 1
+) -> list[Path]:
     """Write ``table`` as ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex`` (numbers rounded
     to ``digits``; missing values shown as '-')."""
     folder = Path(folder)
@@ -148,5 +164,8 @@ def row_normalised(cm: ConfusionMatrix) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = mat / mat.sum(1, keepdims=True)
     names = list(CLASS_NAMES[: mat.shape[0]])
-    return pd.DataFrame(norm, index=pd.Index(names, name="ground truth"),
-                        columns=pd.Index(names, name="prediction"))  # fmt: skip
+    return pd.DataFrame(
+        norm,
+        index=pd.Index(names, name="ground truth"),
+        columns=pd.Index(names, name="prediction"),
+    )

@@ -53,8 +53,11 @@ def load_model_state(model: torch.nn.Module, state: dict, path: str | os.PathLik
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
         first = shapes[:1] or missing[:1] or unexpected[:1]
-        detail = (f"{first[0]}: {tuple(state[first[0]].shape)} != {tuple(own[first[0]].shape)}"
-                  if shapes else f"first key not matched: {first[0]}")  # fmt: skip
+        detail = (
+            f"{first[0]}: {tuple(state[first[0]].shape)} != {tuple(own[first[0]].shape)}"
+            if shapes
+            else f"first key not matched: {first[0]}"
+        )
         head = own.get("layer6.conv2d_list.0.weight")
         note = f" (model: {head.shape[0]} classes)" if head is not None else ""
         raise CheckpointError(
@@ -118,3 +121,45 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_step_checkpoint(state: dict, folder: str | os.PathLike, step: int, keep: int) -> Path:
+    """Write ``step_<step>.pt`` into ``folder``, point ``latest.pt`` at it (a hard link where
+    the file system has them, else a second copy, either moved into place atomically) and
+    keep the newest ``keep`` step checkpoints (0: all)."""
+    folder = Path(folder)
+    path = save_checkpoint(state, folder / f"step_{step}.pt")
+    latest = folder / "latest.pt"
+    tmp = latest.with_name(".latest.pt.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.hardlink_to(path)
+    except OSError:  # no hard links on this file system: write a second copy
+        save_checkpoint(state, tmp)
+    tmp.replace(latest)
+    prune_checkpoints(folder, keep)
+    return path
+
+
+def newest_readable(folder: str | os.PathLike, what: str, warn) -> tuple[Path, dict] | None:
+    """The newest checkpoint of ``folder`` that can be read: ``latest.pt``, or when that is
+    damaged (truncated, say), the newest ``step_N.pt`` that is not (``warn`` says so). None
+    when there is none yet; an error naming ``what`` when there are some but none reads."""
+    folder = Path(folder)
+    candidates = [folder / "latest.pt"] + list(reversed(step_checkpoints(folder).values()))
+    failures = []
+    for path in (p for p in candidates if p.exists()):
+        try:
+            ck = load_checkpoint(path)
+        except CheckpointError as exc:
+            failures.append(str(exc))
+            continue
+        if failures:
+            warn(f"warning: {failures[0]}; resuming from {path} instead")
+        return path, ck
+    if failures:
+        raise CheckpointError(
+            f"cannot resume {what}: none of its {len(failures)} checkpoints can be read "
+            f"({failures[0]})"
+        )
+    return None

@@ -25,11 +25,12 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .labels import NUM_CLASSES
+from .methods import ADAPTATION as METHODS
+from .models.deeplab import BACKBONES
 
 SOURCES = ("gta5", "synthia")
 TARGETS = ("cityscapes",)
-METHODS = ("pixda", "finetune", "joint", "adaptsegnet")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 SEG_LOSSES = ("focal", "ce")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("bf16", "fp32")
@@ -244,6 +245,12 @@ def preset(name: str) -> Config:
 # ----------------------------------------------------------------------- derived values
 
 
+def num_classes(cfg: Config) -> int:
+    """Outputs of G: the 19 Cityscapes train classes for either source (SYNTHIA's runs are
+    scored on 16 and 13 of them, see :func:`protocol`)."""
+    return NUM_CLASSES
+
+
 def protocol(cfg: Config) -> str:
     """The mIoU protocol of the run: "19" for GTA5, "16" for SYNTHIA (plus 13 reported)."""
     return "16" if cfg.data.source == "synthia" else "19"
@@ -284,9 +291,11 @@ def validate(cfg: Config) -> None:
         _check(o.power >= 0, f"{sec}.power", o.power, ">= 0")
         _check(o.max_iters >= 1, f"{sec}.max_iters", o.max_iters, ">= 1")
         _check(
-            1 <= o.early_stop <= o.max_iters, f"{sec}.early_stop", o.early_stop,
+            1 <= o.early_stop <= o.max_iters,
+            f"{sec}.early_stop",
+            o.early_stop,
             f"between 1 and {sec}.max_iters ({o.max_iters})",
-        )  # fmt: skip
+        )
     _check(me.name in METHODS, "method.name", me.name, f"one of {', '.join(METHODS)}")
     _check(me.seg_loss in SEG_LOSSES, "method.seg_loss", me.seg_loss, "focal or ce")
     _check(0 <= me.fda_beta < 0.5, "method.fda_beta", me.fda_beta, "in [0, 0.5)")
@@ -294,9 +303,11 @@ def validate(cfg: Config) -> None:
         _check(getattr(me, key) >= 0, f"method.{key}", getattr(me, key), ">= 0")
     _check(me.kd_steps >= 0, "method.kd_steps", me.kd_steps, ">= 0")
     _check(
-        r.name != "" and "/" not in r.name and r.name not in (".", ".."), "run.name", r.name,
+        r.name != "" and "/" not in r.name and r.name not in (".", ".."),
+        "run.name",
+        r.name,
         "a folder name (no '/')",
-    )  # fmt: skip
+    )
     _check(r.device in DEVICES, "run.device", r.device, f"one of {', '.join(DEVICES)}")
     _check(r.precision in PRECISIONS, "run.precision", r.precision, "bf16 or fp32")
     for key in ("log_every", "ckpt_every"):
@@ -323,8 +334,13 @@ def _type_name(tp) -> str:
         args = typing.get_args(tp)
         plural = {int: "integers", float: "numbers"}.get(args[0], "values")
         return f"a list of {len(args)} {plural}"
-    return {type(None): "null", float: "a number", int: "an integer", bool: "true/false",
-            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))  # fmt: skip
+    return {
+        type(None): "null",
+        float: "a number",
+        int: "an integer",
+        bool: "true/false",
+        str: "a string",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _coerce(value, tp, key: str):

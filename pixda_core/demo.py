@@ -26,9 +26,15 @@ SHOTS = (1, 5)
 METHODS = ("source_only", "finetune", "pixda")
 
 
-def run(data_root: str | os.PathLike = "data/toy", out: str | os.PathLike = "results/demo",
-        pretrain_iterations: int = 300, iterations: int = 75, overrides: dict | None = None,
-        progress: bool = True, shots=SHOTS) -> dict:  # fmt: skip
+def run(
+    data_root: str | os.PathLike = "data/toy",
+    out: str | os.PathLike = "results/demo",
+    pretrain_iterations: int = 300,
+    iterations: int = 75,
+    overrides: dict | None = None,
+    progress: bool = True,
+    shots=SHOTS,
+) -> dict:
     import papermill as pm
 
     from .analysis import load_runs, per_class_table
@@ -47,19 +53,31 @@ def run(data_root: str | os.PathLike = "data/toy", out: str | os.PathLike = "res
             str(NOTEBOOKS / "01_data_preparation.ipynb"),
             str(out / "notebooks" / "01_data_preparation.ipynb"),
             parameters={"data_root": str(data_root), "out_dir": str(out / "data")},
-            cwd=str(NOTEBOOKS.parent), progress_bar=False,
-        )  # fmt: skip
+            cwd=str(NOTEBOOKS.parent),
+            progress_bar=False,
+        )
     except pm.PapermillExecutionError as exc:
         raise DataError(f"notebook 01 failed on {data_root}: {exc.ename}: {exc.evalue}") from None
-    print(f"[demo] sweep: source-only, then FT and PixDA at {' and '.join(map(str, shots))} "
-          "shots", flush=True)  # fmt: skip
-    result = run_sweep(out / "sweep", data_root=str(data_root), preset="toy",
-                       pretrain_iterations=pretrain_iterations, iterations=iterations,
-                       overrides=overrides, shots=shots, methods=METHODS,
-                       seeds=(0,))  # fmt: skip
+    print(
+        f"[demo] sweep: source-only, then FT and PixDA at {' and '.join(map(str, shots))} shots",
+        flush=True,
+    )
+    result = run_sweep(
+        out / "sweep",
+        data_root=str(data_root),
+        preset="toy",
+        pretrain_iterations=pretrain_iterations,
+        iterations=iterations,
+        overrides=overrides,
+        shots=shots,
+        methods=METHODS,
+        seeds=(0,),
+    )
     if result["failed"]:
-        raise DataError(f"{len(result['failed'])} demo run(s) failed: see {out}/sweep/failures.csv"
-                        f" and the executed notebooks in {out}/sweep/notebooks")  # fmt: skip
+        raise DataError(
+            f"{len(result['failed'])} demo run(s) failed: see {out}/sweep/failures.csv"
+            f" and the executed notebooks in {out}/sweep/notebooks"
+        )
     runs = load_runs(out / "sweep")
     table = per_class_table(runs)
     print("\nper-class IoU on the toy target val set (%):")
@@ -67,17 +85,20 @@ def run(data_root: str | os.PathLike = "data/toy", out: str | os.PathLike = "res
     analysis = out / "sweep" / "analysis"
     print(f"\n[demo] done in {time.time() - t0:.0f} s")
     print(f"  data figures:       {out / 'data'} (class_frequency, samples, fda_preview)")
-    print(f"  per-class figures:  {analysis} (per_class_iou, miou_vs_shots, "
-          "gain_over_source_only, confusion_*, error_maps; PNG and PDF)")  # fmt: skip
+    print(
+        f"  per-class figures:  {analysis} (per_class_iou, miou_vs_shots, "
+        "gain_over_source_only, confusion_*, error_maps; PNG and PDF)"
+    )
     print(f"  per-class table:    {analysis / 'per_class_iou'}.{{csv,md,tex}}")
     print(f"  summary:            {result['summary']}")
     print(f"  executed notebooks: {out / 'notebooks'}, {out / 'sweep' / 'notebooks'}")
-    print("any cell again, e.g. PixDA 5-shot seed 0, into another folder:\n"
-          f"  python -m pixda_core sweep --shots 5 --methods pixda --seeds 0 --source gta5 "
-          f"--preset toy --data-root {data_root} --pretrain-iterations {pretrain_iterations} "
-          f"--iterations {iterations} --out results/demo_again")  # fmt: skip
-    return {"summary": result["summary"], "analysis": analysis,
-            "table": pd.DataFrame(table)}  # fmt: skip
+    print(
+        "any cell again, e.g. PixDA 5-shot seed 0, into another folder:\n"
+        f"  python -m pixda_core sweep --shots 5 --methods pixda --seeds 0 --source gta5 "
+        f"--preset toy --data-root {data_root} --pretrain-iterations {pretrain_iterations} "
+        f"--iterations {iterations} --out results/demo_again"
+    )
+    return {"summary": result["summary"], "analysis": analysis, "table": pd.DataFrame(table)}
 
 
 @run_cli

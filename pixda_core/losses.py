@@ -110,9 +110,10 @@ def pixel_adversarial_loss(
             through the CE factor.
     """
     bce = F.binary_cross_entropy_with_logits(
-        d_logits.float().squeeze(1), torch.full_like(labels, SOURCE, dtype=torch.float32),
+        d_logits.float().squeeze(1),
+        torch.full_like(labels, SOURCE, dtype=torch.float32),
         reduction="none",
-    )  # fmt: skip
+    )
     ce = F.cross_entropy(seg_logits.float(), labels, ignore_index=ignore_index, reduction="none")
     if detach_weights:
         ce = ce.detach()
@@ -135,3 +136,15 @@ def domain_bce(d_logits: torch.Tensor, domain: int) -> torch.Tensor:
         raise ValueError(f"domain must be SOURCE (0) or TARGET (1), got {domain!r}")
     d_logits = d_logits.float()
     return F.binary_cross_entropy_with_logits(d_logits, torch.full_like(d_logits, float(domain)))
+
+
+def domain_bce_per_image(d_logits: torch.Tensor, domain: int) -> torch.Tensor:
+    """:func:`domain_bce` per image: the mean over each image's outputs, shape (B,). PixDA's
+    selection scores source images with it (against SOURCE: high = looks like the target)."""
+    if domain not in (SOURCE, TARGET):
+        raise ValueError(f"domain must be SOURCE (0) or TARGET (1), got {domain!r}")
+    d_logits = d_logits.float()
+    bce = F.binary_cross_entropy_with_logits(
+        d_logits, torch.full_like(d_logits, float(domain)), reduction="none"
+    )
+    return bce.mean(dim=tuple(range(1, bce.ndim)))

@@ -31,12 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import METHODS, PRESETS, SOURCES
+from .config import PRESETS, SOURCES
 from .errors import ConfigError, run_cli
-from .train.cli import parse_set
+from .methods import TABLE
+from .train.cli import nest_overrides, parse_set
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SWEEP_METHODS = ("source_only", *METHODS)
+SWEEP_METHODS = tuple(TABLE)
 
 
 def _execute(notebook: str, output: Path, parameters: dict) -> str | None:
@@ -45,9 +46,15 @@ def _execute(notebook: str, output: Path, parameters: dict) -> str | None:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters,
-                            cwd=str(NOTEBOOKS.parent), progress_bar=False, log_output=False,
-                            kernel_name="python3")  # fmt: skip
+        pm.execute_notebook(
+            str(NOTEBOOKS / notebook),
+            str(output),
+            parameters=parameters,
+            cwd=str(NOTEBOOKS.parent),
+            progress_bar=False,
+            log_output=False,
+            kernel_name="python3",
+        )
     except pm.PapermillExecutionError as exc:
         return f"{exc.ename}: {exc.evalue}".splitlines()[0]
     except Exception as exc:  # a kernel that died, a notebook that cannot be read
@@ -94,9 +101,16 @@ def run_sweep(
     bad = [s for s in shots if s < 1]
     if bad:
         raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
-    common = {"data_root": str(data_root), "source": source, "source_root": source_root,
-              "target_root": target_root, "preset": preset, "out_dir": str(out),
-              "overrides": overrides or {}, "device": "auto"}  # fmt: skip
+    common = {
+        "data_root": str(data_root),
+        "source": source,
+        "source_root": source_root,
+        "target_root": target_root,
+        "preset": preset,
+        "out_dir": str(out),
+        "overrides": overrides or {},
+        "device": "auto",
+    }
     ran, skipped, failed = [], [], []
     with _lock(out):
         nb_dir = out / "notebooks"
@@ -122,9 +136,15 @@ def run_sweep(
                 continue
             print(f"[sweep] {name}", flush=True)
             t0 = time.time()
-            params = {**common, "method": method, "num_shots": n, "seed": seed,
-                      "iterations": iterations, "pretrain_iterations": pretrain_iterations,
-                      "run_name": name}  # fmt: skip
+            params = {
+                **common,
+                "method": method,
+                "num_shots": n,
+                "seed": seed,
+                "iterations": iterations,
+                "pretrain_iterations": pretrain_iterations,
+                "run_name": name,
+            }
             why = _execute("03_few_shot_adaptation.ipynb", nb_dir / f"03_{name}.ipynb", params)
             if why:
                 print(f"[sweep] {name} FAILED: {why}", flush=True)
@@ -140,10 +160,11 @@ def run_sweep(
         elif (out / "failures.csv").exists():
             (out / "failures.csv").unlink()
         if analysis and summary is not None:
-            why = _execute("04_per_class_error_visualization.ipynb",
-                           nb_dir / "04_per_class_error_visualization.ipynb",
-                           {"runs": [str(out)], "out_dir": str(out / "analysis"),
-                            "interactive": False})  # fmt: skip
+            why = _execute(
+                "04_per_class_error_visualization.ipynb",
+                nb_dir / "04_per_class_error_visualization.ipynb",
+                {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False},
+            )
             if why:
                 print(f"[sweep] analysis notebook FAILED: {why}", flush=True)
                 failed.append(("analysis", None, None, why))
@@ -156,10 +177,16 @@ def _matches_source_only(done: list[Path], params: dict) -> bool:
     from .workflow import make_config
 
     cfg = make_config(
-        params["preset"], params["data_root"], params["source"], params["source_root"],
-        params["target_root"], pretrain_iterations=params["iterations"],
-        out_dir=params["out_dir"], device=params["device"], overrides=params["overrides"],
-    )  # fmt: skip
+        params["preset"],
+        params["data_root"],
+        params["source"],
+        params["source_root"],
+        params["target_root"],
+        pretrain_iterations=params["iterations"],
+        out_dir=params["out_dir"],
+        device=params["device"],
+        overrides=params["overrides"],
+    )
     name = source_only_run(cfg).run.name
     return any(p.parent.name == name for p in done)
 
@@ -173,11 +200,18 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
         runs = load_runs(out)
     except DataError:
         return None
-    wanted = (runs["method"].isin(methods) & runs["shots"].isin(shots) & runs["seed"].isin(seeds)
-              & (runs["source"] == source))  # fmt: skip
+    wanted = (
+        runs["method"].isin(methods)
+        & runs["shots"].isin(shots)
+        & runs["seed"].isin(seeds)
+        & (runs["source"] == source)
+    )
     if "source_only" in methods:
-        wanted |= (runs["method"] == "source_only") & (runs["source"] == source) & runs[
-            "run"].str.startswith(f"source_only_{source}_{preset}_")  # fmt: skip
+        wanted |= (
+            (runs["method"] == "source_only")
+            & (runs["source"] == source)
+            & runs["run"].str.startswith(f"source_only_{source}_{preset}_")
+        )
     table = summary_table(runs[wanted])
     path = out / "summary.csv"
     table.to_csv(path, index=False)
@@ -192,8 +226,12 @@ def main(argv=None) -> int:
         "notebook 04; write summary.csv. Exit code: the number of failed runs.",
     )
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    p.add_argument("--methods", nargs="+", default=["source_only", "finetune", "pixda"],
-                   help=f"any of {', '.join(SWEEP_METHODS)}")  # fmt: skip
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["source_only", "finetune", "pixda"],
+        help=f"any of {', '.join(SWEEP_METHODS)}",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--source", choices=SOURCES, default="gta5")
     p.add_argument("--preset", choices=sorted(PRESETS), default="toy")
@@ -206,24 +244,41 @@ def main(argv=None) -> int:
     p.add_argument("--source-root", help="source dataset root (overrides --data-root)")
     p.add_argument("--target-root", help="Cityscapes root (overrides --data-root)")
     p.add_argument("--iterations", type=int, help="adaptation iterations (default: preset's)")
-    p.add_argument("--pretrain-iterations", type=int,
-                   help="source-only iterations (default: the preset's)")  # fmt: skip
-    p.add_argument("--set", dest="overrides", type=parse_set, action="append", default=[],
-                   metavar="SECTION.KEY=VALUE", help="any other config value")  # fmt: skip
+    p.add_argument(
+        "--pretrain-iterations", type=int, help="source-only iterations (default: the preset's)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=parse_set,
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any other config value",
+    )
     p.add_argument("--no-analysis", action="store_true", help="skip notebook 04")
     args = p.parse_args(argv)
-    overrides: dict = {}
-    for key, value in args.overrides:
-        sec, name = key.split(".")
-        overrides.setdefault(sec, {})[name] = value
+    overrides = nest_overrides(args.overrides)
     result = run_sweep(
-        args.out, args.shots, args.methods, args.seeds, args.source, args.preset, args.data_root,
-        args.source_root, args.target_root, args.iterations, args.pretrain_iterations, overrides,
+        args.out,
+        args.shots,
+        args.methods,
+        args.seeds,
+        args.source,
+        args.preset,
+        args.data_root,
+        args.source_root,
+        args.target_root,
+        args.iterations,
+        args.pretrain_iterations,
+        overrides,
         analysis=not args.no_analysis,
-    )  # fmt: skip
+    )
     n_failed = len(result["failed"])
-    print(f"[sweep] ran {len(result['ran'])}, skipped {len(result['skipped'])} (already done), "
-          f"failed {n_failed}")  # fmt: skip
+    print(
+        f"[sweep] ran {len(result['ran'])}, skipped {len(result['skipped'])} (already done), "
+        f"failed {n_failed}"
+    )
     if result["summary"]:
         print(f"[sweep] summary: {result['summary']}")
     for method, n, seed, why in result["failed"]:

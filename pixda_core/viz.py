@@ -34,8 +34,9 @@ def class_color_strip(ax, classes) -> None:
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     for i, name in enumerate(classes):
         colour = L.PALETTE[L.CLASS_NAMES.index(name)] / 255.0
-        ax.add_patch(Rectangle((i - 0.4, -0.035), 0.8, 0.025, transform=trans, color=colour,
-                               clip_on=False))  # fmt: skip
+        ax.add_patch(
+            Rectangle((i - 0.4, -0.035), 0.8, 0.025, transform=trans, color=colour, clip_on=False)
+        )
 
 
 def plot_class_frequency(freq: pd.DataFrame, title: str | None = None):
@@ -45,8 +46,7 @@ def plot_class_frequency(freq: pd.DataFrame, title: str | None = None):
     """
     order = [c for c in L.CLASS_NAMES if c in set(freq["class"])]
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    sns.barplot(data=freq, x="class", y="share", hue="domain", order=order, ax=ax,
-                palette="deep")  # fmt: skip
+    sns.barplot(data=freq, x="class", y="share", hue="domain", order=order, ax=ax, palette="deep")
     ax.set_yscale("log")
     ax.set_ylabel("share of labelled pixels (log)")
     ax.set_xlabel("")
@@ -55,10 +55,16 @@ def plot_class_frequency(freq: pd.DataFrame, title: str | None = None):
         label.set_horizontalalignment("right")
     class_color_strip(ax, order)
     ax.grid(axis="y", which="major", alpha=0.3)
-    ax.legend(title=None, frameon=False, ncol=len(freq["domain"].unique()), loc="lower center",
-              bbox_to_anchor=(0.5, 1.0))  # fmt: skip
-    ax.set_title(title or "Class frequencies per domain: the imbalance PixDA weights against",
-                 pad=28)  # fmt: skip
+    ax.legend(
+        title=None,
+        frameon=False,
+        ncol=len(freq["domain"].unique()),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    ax.set_title(
+        title or "Class frequencies per domain: the imbalance PixDA weights against", pad=28
+    )
     sns.despine(fig)
     fig.tight_layout()
     return fig
@@ -83,10 +89,13 @@ def plot_samples(rows: list[tuple[str, np.ndarray, np.ndarray]]):
 # --------------------------------------------------------------------- training and analysis
 
 #: one colour per method, the same in every figure
-METHOD_COLORS = dict(zip(
-    ["source only", "FT", "joint", "AdaptSegNet-style", "PixDA"],
-    sns.color_palette("colorblind", 5).as_hex(), strict=True,
-))  # fmt: skip
+METHOD_COLORS = dict(
+    zip(
+        ["source only", "FT", "joint", "AdaptSegNet-style", "PixDA"],
+        sns.color_palette("colorblind", 5).as_hex(),
+        strict=True,
+    )
+)
 
 
 def _method_label(method: str) -> str:
@@ -124,8 +133,11 @@ def label_palette(frame: pd.DataFrame) -> dict[str, str]:
     for method in dict.fromkeys(frame["method"]):
         name = _method_label(method)
         base = np.array(mcolors.to_rgb(METHOD_COLORS.get(name, "0.4")))
-        mine = list(dict.fromkeys(lab for lab, m in zip(labels, frame["method"], strict=True)
-                                  if m == method))  # fmt: skip
+        mine = list(
+            dict.fromkeys(
+                lab for lab, m in zip(labels, frame["method"], strict=True) if m == method
+            )
+        )
         for i, lab in enumerate(mine):  # labels come in increasing shots
             t = 0.55 * (len(mine) - 1 - i) / max(len(mine) - 1, 1)
             palette[lab] = mcolors.to_hex(base * (1 - t) + t)
@@ -145,14 +157,24 @@ def plot_training(history: pd.DataFrame, validations: pd.DataFrame | None = None
     ax.set_yscale("log")
     ax.legend(frameon=False, fontsize=8)
     if "phase" in history and (history["phase"] == "kd").any():
-        ax.axvspan(history.loc[history["phase"] == "kd", "step"].min(), history["step"].max(),
-                   color="0.9", zorder=0, label="distillation")  # fmt: skip
+        ax.axvspan(
+            history.loc[history["phase"] == "kd", "step"].min(),
+            history["step"].max(),
+            color="0.9",
+            zorder=0,
+            label="distillation",
+        )
     if panels == 2:
         ax = axes[0, 1]
         ax.plot(validations["step"], validations["miou"] * 100, marker="o", color="C3")
         if "miou_13" in validations:
-            ax.plot(validations["step"], validations["miou_13"] * 100, marker="s", color="C4",
-                    label="mIoU-13")  # fmt: skip
+            ax.plot(
+                validations["step"],
+                validations["miou_13"] * 100,
+                marker="s",
+                color="C4",
+                label="mIoU-13",
+            )
             ax.legend(frameon=False)
         ax.set_xlabel("step")
         ax.set_ylabel("target val mIoU (%)")
@@ -190,13 +212,27 @@ def _class_bars(frame: pd.DataFrame, y: str, ylabel: str, title: str, **bar_kws)
     order = [c for c in L.CLASS_NAMES if c in set(data["class"])]
     hues = list(dict.fromkeys(data["label"]))
     fig, ax = plt.subplots(figsize=(min(16, max(11, 0.16 * len(order) * len(hues))), 4.4))
-    sns.barplot(data=data, x="class", y=y, hue="label", order=order, hue_order=hues,
-                palette=label_palette(frame), ax=ax, **bar_kws)  # fmt: skip
+    sns.barplot(
+        data=data,
+        x="class",
+        y=y,
+        hue="label",
+        order=order,
+        hue_order=hues,
+        palette=label_palette(frame),
+        ax=ax,
+        **bar_kws,
+    )
     ax.set_ylabel(ylabel)
     _class_axis(ax, order)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(title=None, frameon=False, ncol=min(len(hues), 6), loc="lower center",
-              bbox_to_anchor=(0.5, 1.0))  # fmt: skip
+    ax.legend(
+        title=None,
+        frameon=False,
+        ncol=min(len(hues), 6),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+    )
     ax.set_title(title, pad=30)
     sns.despine(fig)
     fig.tight_layout()
@@ -208,8 +244,7 @@ def plot_per_class_iou(long: pd.DataFrame, title: str = "Per-class IoU on target
     when several), mean over seeds with the standard deviation as error bar.
 
     ``long``: :func:`pixda_core.analysis.long_per_class` output."""
-    fig, _ = _class_bars(long, "iou", "IoU (%)", title, errorbar="sd",
-                         err_kws={"linewidth": 1})  # fmt: skip
+    fig, _ = _class_bars(long, "iou", "IoU (%)", title, errorbar="sd", err_kws={"linewidth": 1})
     return fig
 
 
@@ -220,14 +255,22 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str = "Target val mIoU against
     data = runs.assign(miou=runs["miou"] * 100, label=runs["method"].map(_method_label))
     adapted = data[data["method"] != "source_only"]
     if not adapted.empty:
-        sns.lineplot(data=adapted, x="shots", y="miou", hue="label", marker="o", errorbar="sd",
-                     palette={k: METHOD_COLORS.get(k) for k in adapted["label"].unique()},
-                     ax=ax)  # fmt: skip
+        sns.lineplot(
+            data=adapted,
+            x="shots",
+            y="miou",
+            hue="label",
+            marker="o",
+            errorbar="sd",
+            palette={k: METHOD_COLORS.get(k) for k in adapted["label"].unique()},
+            ax=ax,
+        )
         ax.set_xticks(sorted(adapted["shots"].unique()))
     so = data[data["method"] == "source_only"]
     if not so.empty:
-        ax.axhline(so["miou"].mean(), ls="--", color=METHOD_COLORS["source only"],
-                   label="source only")  # fmt: skip
+        ax.axhline(
+            so["miou"].mean(), ls="--", color=METHOD_COLORS["source only"], label="source only"
+        )
     ax.set_xlabel("labelled target images per city (shots)")
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3)
@@ -249,9 +292,17 @@ def plot_gain(gain: pd.DataFrame, title: str = "Per-class IoU gain over source o
 def plot_confusion(norm: pd.DataFrame, title: str = ""):
     """Heatmap of a row-normalised confusion matrix (:func:`analysis.row_normalised`)."""
     fig, ax = plt.subplots(figsize=(8.5, 7.2))
-    sns.heatmap(norm * 100, vmin=0, vmax=100, cmap="viridis", square=True, ax=ax,
-                cbar_kws={"label": "% of the ground-truth class", "shrink": 0.8},
-                xticklabels=True, yticklabels=True)  # fmt: skip
+    sns.heatmap(
+        norm * 100,
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        square=True,
+        ax=ax,
+        cbar_kws={"label": "% of the ground-truth class", "shrink": 0.8},
+        xticklabels=True,
+        yticklabels=True,
+    )
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     ax.tick_params(axis="x", rotation=60)
@@ -287,8 +338,9 @@ def plot_error_maps(rows, classes=None):
     image, ground truth, then each method's prediction and its error map."""
     n_methods = max(len(r[3]) for r in rows)
     cols = 2 + 2 * n_methods
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 1.6 * len(rows) + 0.6),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(2.6 * cols, 1.6 * len(rows) + 0.6), squeeze=False
+    )
     for r, ((title, image, label, preds), ax_row) in enumerate(zip(rows, axes, strict=True)):
         ax_row[0].imshow(image)
         ax_row[0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
@@ -305,8 +357,14 @@ def plot_error_maps(rows, classes=None):
     axes[0, 0].set_title("image", fontsize=9)
     axes[0, 1].set_title("ground truth", fontsize=9)
     handles = [Rectangle((0, 0), 1, 1, color=np.array(c) / 255) for c in ERROR_COLORS.values()]
-    fig.legend(handles, list(ERROR_COLORS), loc="lower center", ncol=3, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    fig.legend(
+        handles,
+        list(ERROR_COLORS),
+        loc="lower center",
+        ncol=3,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+    )
     suffix = f" (classes: {', '.join(map(str, classes))})" if classes else ""
     fig.suptitle(f"Errors on target val images{suffix}")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -321,8 +379,9 @@ def plot_fda_preview(rows):
             ax.imshow(img)
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax, t in zip(axes[0], ("source", "target (style)", "source in target style (FDA)"),
-                     strict=True):  # fmt: skip
+    for ax, t in zip(
+        axes[0], ("source", "target (style)", "source in target style (FDA)"), strict=True
+    ):
         ax.set_title(t)
     fig.tight_layout()
     return fig

@@ -80,11 +80,15 @@ def make_config(
     roots = data_roots(data_root, source, source_root, target_root)
     base = preset(preset_name)
     data: dict = {
-        "data": {"source": source, "source_root": str(roots.source),
-                 "target_root": str(roots.target), "num_shots": num_shots},
+        "data": {
+            "source": source,
+            "source_root": str(roots.source),
+            "target_root": str(roots.target),
+            "num_shots": num_shots,
+        },
         "method": {"name": method},
         "run": {"out_dir": str(resolve(out_dir)), "device": device},
-    }  # fmt: skip
+    }
     if seed is not None:
         data["run"]["seed"] = seed
     if run_name:
@@ -120,8 +124,9 @@ def split_table(names: list[str]):
     """Images per training city of a split, with the file names (a DataFrame)."""
     import pandas as pd
 
-    frame = pd.DataFrame({"city": [n.split("/", 1)[0] for n in names],
-                          "image": [n.split("/", 1)[1] for n in names]})  # fmt: skip
+    frame = pd.DataFrame(
+        {"city": [n.split("/", 1)[0] for n in names], "image": [n.split("/", 1)[1] for n in names]}
+    )
     return (
         frame.groupby("city", sort=False)["image"]
         .agg(["count", ", ".join])
@@ -137,12 +142,15 @@ def class_statistics(roots: Roots):
     from .data.prep import class_frequencies, label_histograms, scan_layout
 
     frames = []
-    domains = ((f"{roots.kind.upper()} (source)", roots.kind, roots.source),
-               ("Cityscapes train (target)", "cityscapes", roots.target))  # fmt: skip
+    domains = (
+        (f"{roots.kind.upper()} (source)", roots.kind, roots.source),
+        ("Cityscapes train (target)", "cityscapes", roots.target),
+    )
     for title, kind, root in domains:
         layout = scan_layout(kind, root)
-        samples = [s for g, ss in layout.groups.items() if g.startswith(("all", "train"))
-                   for s in ss]  # fmt: skip
+        samples = [
+            s for g, ss in layout.groups.items() if g.startswith(("all", "train")) for s in ss
+        ]
         hists = label_histograms(kind, samples, progress=False)
         frames.append(class_frequencies(hists).assign(domain=title))
     return pd.concat(frames, ignore_index=True)
@@ -158,8 +166,13 @@ def sample_rows(roots: Roots, n: int = 2):
     for title, ds in ((roots.kind.upper(), source), ("Cityscapes", target)):
         for i in range(n):
             item = ds[(i * 7) % len(ds)]
-            rows.append((f"{title}\n{Path(item['name']).name[:24]}", _u8(item["image"]),
-                         item["label"].numpy()))  # fmt: skip
+            rows.append(
+                (
+                    f"{title}\n{Path(item['name']).name[:24]}",
+                    _u8(item["image"]),
+                    item["label"].numpy(),
+                )
+            )
     return rows
 
 
@@ -192,18 +205,13 @@ def predict_val(run: str | os.PathLike, indices, device: str = "cpu"):
 
     Returns a list of (name, image uint8 (H, W, 3), label (H, W), prediction (H, W)) at the
     label's full resolution."""
-    from .checkpoint import load_checkpoint
     from .data import Cityscapes
-    from .models import deeplabv2
+    from .train import load_run_model
     from .train.evaluate import predict
     from .train.runtime import Runtime
 
-    run = Path(run)
-    cfg = Config.from_yaml(run / "config.yaml")
-    ck = load_checkpoint(run / "checkpoints" / "latest.pt")
-    g = deeplabv2(19, cfg.model.backbone, cfg.model.multi_level)
-    g.load_state_dict(ck["model"])
-    g.eval()
+    model = load_run_model(run)
+    cfg, g = model.cfg, model.g.eval()
     rt = Runtime(torch.device(device))
     val = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
     full = Cityscapes(cfg.data.target_root, "val", size=None)
@@ -219,7 +227,7 @@ def predict_val(run: str | os.PathLike, indices, device: str = "cpu"):
 def pick_runs(runs, shots: int | None = None) -> dict[str, Path]:
     """One run folder per method for error maps: the largest shot count (or ``shots``) and the
     lowest seed; source-only whatever its shots. ``runs``: :func:`analysis.load_runs` frame."""
-    from .analysis import METHOD_NAMES
+    from .methods import TITLES
 
     chosen: dict[str, Path] = {}
     for method, group in runs.groupby("method", sort=False):
@@ -227,7 +235,7 @@ def pick_runs(runs, shots: int | None = None) -> dict[str, Path]:
             group = group[group["shots"] == (shots if shots is not None else group["shots"].max())]
         if len(group):
             row = group.sort_values("seed").iloc[0]
-            label = METHOD_NAMES.get(method, method)
+            label = TITLES.get(method, method)
             if method != "source_only":
                 label += f" {row['shots']}-shot"
             chosen[label] = Path(row["path"])
@@ -241,11 +249,13 @@ class ErrorBrowser:
         first = next(iter(runs.values()))
         from .data import Cityscapes
 
-        n_val = len(Cityscapes(Config.from_yaml(first / "config.yaml").data.target_root, "val",
-                               size=None))  # fmt: skip
+        n_val = len(
+            Cityscapes(Config.from_yaml(first / "config.yaml").data.target_root, "val", size=None)
+        )
         self.indices = list(range(min(num_images, n_val)))
-        self.preds = {label: predict_val(path, self.indices, device) for label, path in
-                      runs.items()}  # fmt: skip
+        self.preds = {
+            label: predict_val(path, self.indices, device) for label, path in runs.items()
+        }
 
     def rows(self, images=None, methods=None):
         images = self.indices if images is None else images
@@ -267,16 +277,18 @@ class ErrorBrowser:
         from .viz import plot_error_maps
 
         image = w.IntSlider(0, 0, len(self.indices) - 1, description="val image")
-        methods = w.SelectMultiple(options=list(self.preds), value=tuple(self.preds),
-                                   description="methods")  # fmt: skip
+        methods = w.SelectMultiple(
+            options=list(self.preds), value=tuple(self.preds), description="methods"
+        )
         classes = w.SelectMultiple(options=CLASS_NAMES, description="classes", rows=8)
         out = w.Output()
 
         def draw(*_):
             with out:
                 out.clear_output(wait=True)
-                fig = plot_error_maps(self.rows([image.value], list(methods.value) or None),
-                                      list(classes.value))  # fmt: skip
+                fig = plot_error_maps(
+                    self.rows([image.value], list(methods.value) or None), list(classes.value)
+                )
                 display(fig)
                 plt.close(fig)
 

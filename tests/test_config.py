@@ -5,6 +5,8 @@ import pytest
 from pixda_core.config import Config, preset, protocol
 from pixda_core.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 
 def test_paper_preset_is_method_md_written_as_used():
     cfg = preset("paper")
@@ -13,7 +15,12 @@ def test_paper_preset_is_method_md_written_as_used():
     assert (o.momentum, o.weight_decay, o.betas, o.power) == (0.9, 5e-4, (0.9, 0.99), 0.9)
     me = cfg.method
     assert (me.name, me.seg_loss, me.lambda_adv, me.tau, me.tau_step) == (
-        "pixda", "focal", 0.1, 0.4, 0.4)  # fmt: skip
+        "pixda",
+        "focal",
+        0.1,
+        0.4,
+        0.4,
+    )
     assert (me.kd_steps, me.kd_alpha, me.lambda_kd, me.fda_beta) == (201, 0.5, 0.5, 0.01)
     assert me.pixel_weights and me.selection and me.distillation and not me.release_gradient
     assert cfg.data.size == (1024, 512) and cfg.model.backbone == "resnet101"

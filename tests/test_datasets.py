@@ -3,8 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pixda_core.data import GTA5, MEAN_BGR, Augment, Cityscapes, Synthia, write_list_file
+from pixda_core.data import GTA5, MEAN_BGR, Cityscapes, Synthia, write_list_file
 from pixda_core.errors import DataError
+
+pytestmark = pytest.mark.data
 
 
 def test_items_at_training_size(toy_root):
@@ -46,38 +48,6 @@ def test_release_normalization_is_bgr_minus_mean(toy_root):
     release = GTA5(toy_root / "gta5", size=(32, 16), normalization="release")[0]["image"]
     expected = plain.flip(0) - torch.tensor(MEAN_BGR, dtype=torch.float32)[:, None, None]
     assert torch.allclose(release, expected)
-
-
-def test_augment_keeps_image_and_label_aligned(toy_root):
-    base = GTA5(toy_root / "gta5", size=(64, 32))[0]
-    aug = GTA5(toy_root / "gta5", size=(64, 32), augment=Augment(crop=(40, 20), flip=True))
-    seen_flip = seen_plain = False
-    for seed in range(12):
-        torch.manual_seed(seed)
-        item = aug[0]
-        assert item["image"].shape == (3, 20, 40) and item["label"].shape == (20, 40)
-        img, lab = item["image"], item["label"]
-        for flipped in (False, True):
-            ref_i = base["image"].flip(-1) if flipped else base["image"]
-            ref_l = base["label"].flip(-1) if flipped else base["label"]
-            hits = [(y, x) for y in range(13) for x in range(25)
-                    if torch.equal(ref_i[:, y:y + 20, x:x + 40], img)]  # fmt: skip
-            if hits:
-                y, x = hits[0]
-                assert torch.equal(ref_l[y : y + 20, x : x + 40], lab)
-                seen_flip |= flipped
-                seen_plain |= not flipped
-                break
-        else:
-            pytest.fail("augmented image is not a crop of the original or of its mirror")
-    assert seen_flip and seen_plain
-
-
-def test_augment_scale_and_padding_use_ignore():
-    image, label = torch.rand(3, 10, 20) * 255, torch.zeros(10, 20, dtype=torch.long)
-    out_i, out_l = Augment(scale=(0.5, 0.5), crop=(16, 8))(image, label)
-    assert out_i.shape == (3, 8, 16) and out_l.shape == (8, 16)
-    assert (out_l[:, 10:] == 255).all() and (out_l[:5, :10] == 0).all()
 
 
 def test_list_file_selects_and_orders_images(toy_root, tmp_path):

@@ -1,11 +1,15 @@
 """`make demo`'s job, shrunk: notebook 01, the small sweep, notebook 04, the printed paths."""
 
 import pandas as pd
+import pytest
 
 from pixda_core import demo
 from tests.test_notebooks import TINY, png_size
 
+pytestmark = pytest.mark.notebooks
 
+
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     out = tmp_path / "demo"
     result = demo.run(
@@ -37,9 +41,17 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     # the sweep command reproduces a cell of the demo exactly (CPU, same seed)
     from pixda_core.sweep import run_sweep
 
-    again = run_sweep(tmp_path / "again", shots=(3,), methods=("pixda",), seeds=(0,),
-                      data_root=str(toy_root), pretrain_iterations=4, iterations=2,
-                      overrides=TINY, analysis=False)  # fmt: skip
+    again = run_sweep(
+        tmp_path / "again",
+        shots=(3,),
+        methods=("pixda",),
+        seeds=(0,),
+        data_root=str(toy_root),
+        pretrain_iterations=4,
+        iterations=2,
+        overrides=TINY,
+        analysis=False,
+    )
     cell = pd.read_csv(again["summary"]).iloc[0]
     assert cell["miou"] == summary.set_index(["method", "shots"]).loc[("pixda", 3), "miou"]
 

@@ -4,7 +4,10 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,5 +31,15 @@ def test_environment_yml_matches_pyproject():
 def test_required_packages_are_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {_norm(r)[0] for r in meta["dependencies"]}
-    assert {"torch", "torchvision", "opencv-python-headless", "cityscapesscripts", "papermill",
-            "seaborn", "jupyterlab", "ipywidgets", "tqdm", "pyyaml"} <= names  # fmt: skip
+    assert {
+        "torch",
+        "torchvision",
+        "opencv-python-headless",
+        "cityscapesscripts",
+        "papermill",
+        "seaborn",
+        "jupyterlab",
+        "ipywidgets",
+        "tqdm",
+        "pyyaml",
+    } <= names

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from pixda_core.models import deeplabv2
-from pixda_core.train import step as step_module
+from pixda_core.train import loop as loop_module
 
 from .helpers import assert_user_error, cli, release_args
+
+pytestmark = pytest.mark.training
 
 
 def train(capsys, toy, out, weights, *extra):
@@ -40,21 +42,35 @@ def test_weights_for_another_class_count(toy_root, tmp_path, capsys):
     other = tmp_path / "sixteen.pth"
     torch.save({"model": deeplabv2(16, "resnet18", multi_level=False).state_dict()}, other)
     code, err = train(capsys, toy_root, tmp_path / "out", other)
-    assert_user_error(code, err, f"{other} (pixda checkpoint) does not fit the model's heads",
-                      "another class count or backbone (model: 19 classes)")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"{other} (pixda checkpoint) does not fit the model's heads",
+        "another class count or backbone (model: 19 classes)",
+    )
 
 
 def test_weights_for_another_backbone(toy_root, tmp_path, capsys):
     other = tmp_path / "r34.pth"
     torch.save({"model": deeplabv2(19, "resnet34", multi_level=False).state_dict()}, other)
     code, err = train(capsys, toy_root, tmp_path / "out", other)
-    assert_user_error(code, err, f"{other} (pixda checkpoint) holds 96 tensors the model does "
-                      "not have", "layer1.2.", "another backbone (model: resnet18)")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"{other} (pixda checkpoint) holds 96 tensors the model does not have",
+        "layer1.2.",
+        "another backbone (model: resnet18)",
+    )
     r101 = tmp_path / "r101.pth"
     torch.save({"model": deeplabv2(19, "resnet101", multi_level=False).state_dict()}, r101)
     code, err = train(capsys, toy_root, tmp_path / "out", r101)
-    assert_user_error(code, err, f"{r101} (pixda checkpoint) leaves", "backbone tensors "
-                      "uninitialised", "another backbone")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"{r101} (pixda checkpoint) leaves",
+        "backbone tensors uninitialised",
+        "another backbone",
+    )
 
 
 class _RunsCode:
@@ -79,15 +95,15 @@ def test_evaluating_a_run_that_does_not_exist(toy_root, tmp_path, capsys):
 
 def _interrupt_at(monkeypatch, call: int) -> None:
     """Make the ``call``-th training step raise KeyboardInterrupt (Ctrl-C)."""
-    real, calls = step_module.Trainer.main_step, []
+    real, calls = loop_module.main_step, []
 
-    def main_step(self, *args):
+    def main_step(*args):
         calls.append(1)
         if len(calls) == call:
             raise KeyboardInterrupt
-        return real(self, *args)
+        return real(*args)
 
-    monkeypatch.setattr(step_module.Trainer, "main_step", main_step)
+    monkeypatch.setattr(loop_module, "main_step", main_step)
 
 
 def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(
@@ -101,12 +117,16 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(
         code, err = train(capsys, toy_root, tmp_path, weights, *flags, "--name", "hurt")
     assert code == 130 and "interrupted" in err
     ckpts = tmp_path / "hurt" / "checkpoints"
-    assert sorted(p.name for p in ckpts.glob("step_*.pt")) == ["step_2.pt", "step_4.pt",
-                                                               "step_6.pt"]  # fmt: skip
+    assert sorted(p.name for p in ckpts.glob("step_*.pt")) == [
+        "step_2.pt",
+        "step_4.pt",
+        "step_6.pt",
+    ]
     data = (ckpts / "latest.pt").read_bytes()
     (ckpts / "latest.pt").write_bytes(data[: len(data) // 2])  # also step_6.pt (a hard link)
-    code, err = train(capsys, toy_root, tmp_path, weights, *flags, "--name", "hurt",
-                      "--continue_train")  # fmt: skip
+    code, err = train(
+        capsys, toy_root, tmp_path, weights, *flags, "--name", "hurt", "--continue_train"
+    )
     assert code == 0, err
     assert "latest.pt cannot be read" in err and f"resuming from {ckpts / 'step_4.pt'}" in err
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())

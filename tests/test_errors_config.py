@@ -11,6 +11,8 @@ import pytest
 
 from .helpers import assert_user_error, cli, release_args
 
+pytestmark = pytest.mark.data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,16 +70,35 @@ def test_config_file_with_unknown_key_and_wrong_type(toy_root, tmp_path, capsys)
 def test_the_real_entry_point_reports_the_same_way(toy_root, tmp_path):
     """``python run.py`` itself: the same message and exit code as the in-process calls."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *release_args(toy_root, tmp_path), "--is_train",
-         "--num_shots", "0"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            *release_args(toy_root, tmp_path),
+            "--is_train",
+            "--num_shots",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert_user_error(proc.returncode, proc.stderr, "--num_shots (config data.num_shots) = 0")
     proc = subprocess.run(
-        [sys.executable, "-m", "pixda_core", "adapt", *release_args(toy_root, tmp_path),
-         "--source_dataroot", tmp_path / "missing"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pixda_core",
+            "adapt",
+            *release_args(toy_root, tmp_path),
+            "--source_dataroot",
+            tmp_path / "missing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert_user_error(proc.returncode, proc.stderr, tmp_path / "missing", "does not exist")
 
 

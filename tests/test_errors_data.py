@@ -14,6 +14,8 @@ from PIL import Image
 
 from .helpers import assert_user_error, cli, release_args
 
+pytestmark = pytest.mark.data
+
 SHOT = "jena/jena_000001_000019_leftImg8bit.png"
 OTHER = "aachen/aachen_000000_000019_leftImg8bit.png"
 
@@ -49,16 +51,31 @@ def test_half_downloaded_dataset(toy_copy, tmp_path, capsys, weights):
     for name in ("00003.png", "00005.png"):
         (toy_copy / "gta5" / "labels" / name).unlink()
     code, err = train(capsys, toy_copy, tmp_path / "out", weights)
-    assert_user_error(code, err, "2 of 8 labels are missing", toy_copy / "gta5" / "labels" /
-                      "00003.png", "is the download complete")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        "2 of 8 labels are missing",
+        toy_copy / "gta5" / "labels" / "00003.png",
+        "is the download complete",
+    )
     assert not (tmp_path / "out" / "e").exists()
 
 
 def test_corrupt_image_read_by_a_worker(toy_copy, tmp_path, capsys, weights):
     path = toy_copy / "cityscapes" / "leftImg8bit" / "train" / SHOT
     path.write_bytes(path.read_bytes()[:300])
-    code, err = train(capsys, toy_copy, tmp_path / "out", weights, "--method", "finetune",
-                      "--split_file", two_shot_split(tmp_path), "--num_workers", "1")  # fmt: skip
+    code, err = train(
+        capsys,
+        toy_copy,
+        tmp_path / "out",
+        weights,
+        "--method",
+        "finetune",
+        "--split_file",
+        two_shot_split(tmp_path),
+        "--num_workers",
+        "1",
+    )
     assert_user_error(code, err, f"image {path} cannot be decoded", "is the file complete")
     # the worker's traceback, pasted by the DataLoader into the message, is not shown
     assert "DataLoader worker" not in err
@@ -69,28 +86,59 @@ def test_image_and_label_of_different_sizes(toy_copy, tmp_path, capsys, weights)
     for lab in (toy_copy / "gta5" / "labels").glob("*.png"):
         Image.open(lab).resize((30, 20), Image.NEAREST).save(lab)
     code, err = train(capsys, toy_copy, tmp_path, weights)
-    assert_user_error(code, err, toy_copy / "gta5" / "images", "is 90x49 but its label",
-                      "is 30x20; the pair must match")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        toy_copy / "gta5" / "images",
+        "is 90x49 but its label",
+        "is 30x20; the pair must match",
+    )
 
 
 def test_label_ids_outside_the_map(toy_copy, tmp_path, capsys, weights):
-    lab = (toy_copy / "cityscapes" / "gtFine" / "train" /
-           SHOT.replace("leftImg8bit.png", "gtFine_labelIds.png"))  # fmt: skip
+    lab = (
+        toy_copy
+        / "cityscapes"
+        / "gtFine"
+        / "train"
+        / SHOT.replace("leftImg8bit.png", "gtFine_labelIds.png")
+    )
     arr = np.array(Image.open(lab))
     arr[0, :2] = [200, 41]
     Image.fromarray(arr).save(lab)
-    code, err = train(capsys, toy_copy, tmp_path, weights, "--method", "finetune",
-                      "--split_file", two_shot_split(tmp_path))  # fmt: skip
+    code, err = train(
+        capsys,
+        toy_copy,
+        tmp_path,
+        weights,
+        "--method",
+        "finetune",
+        "--split_file",
+        two_shot_split(tmp_path),
+    )
     assert_user_error(code, err, f"label {lab} holds ids [41, 200]", "range 0..33")
 
 
 def test_synthia_labels_saved_as_8bit(toy_copy, tmp_path, capsys, weights):
     for lab in (toy_copy / "synthia" / "GT" / "LABELS").glob("*.png"):
         Image.new("RGB", Image.open(lab).size, (3, 0, 0)).save(lab)
-    code, err = train(capsys, toy_copy, tmp_path, weights, "--source_dataset", "synthia",
-                      "--source_dataroot", toy_copy / "synthia")  # fmt: skip
-    assert_user_error(code, err, toy_copy / "synthia" / "GT" / "LABELS", "is 8-bit with 3 channel",
-                      "16-bit three-channel")  # fmt: skip
+    code, err = train(
+        capsys,
+        toy_copy,
+        tmp_path,
+        weights,
+        "--source_dataset",
+        "synthia",
+        "--source_dataroot",
+        toy_copy / "synthia",
+    )
+    assert_user_error(
+        code,
+        err,
+        toy_copy / "synthia" / "GT" / "LABELS",
+        "is 8-bit with 3 channel",
+        "16-bit three-channel",
+    )
 
 
 @pytest.mark.parametrize(

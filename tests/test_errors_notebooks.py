@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pixda_core.sweep import run_sweep
 
 from .helpers import TINY
+
+pytestmark = pytest.mark.notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,9 +27,21 @@ def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
 
     out, _ = sweep
     sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
-    flags = ["--out", str(out), "--data-root", str(toy_root), "--shots", "1", "3",
-             "--methods", "finetune", "--pretrain-iterations", "6", "--no-analysis",
-             *sets]  # fmt: skip
+    flags = [
+        "--out",
+        str(out),
+        "--data-root",
+        str(toy_root),
+        "--shots",
+        "1",
+        "3",
+        "--methods",
+        "finetune",
+        "--pretrain-iterations",
+        "6",
+        "--no-analysis",
+        *sets,
+    ]
     # 1-shot is done already and skipped; the 3-shot run gets a bad value, which reaches the
     # notebook's config and fails there with the config's message
     code = main([*flags, "--iterations", "0"])
@@ -41,9 +56,17 @@ def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
 
 def test_a_parameter_of_the_wrong_type_fails_in_the_notebook(sweep, toy_root):
     out, _ = sweep
-    result = run_sweep(out, shots=(2,), methods=("joint",), seeds=(0,), data_root=str(toy_root),
-                       iterations="four", pretrain_iterations=6, overrides=TINY,
-                       analysis=False)  # fmt: skip
+    result = run_sweep(
+        out,
+        shots=(2,),
+        methods=("joint",),
+        seeds=(0,),
+        data_root=str(toy_root),
+        iterations="four",
+        pretrain_iterations=6,
+        overrides=TINY,
+        analysis=False,
+    )
     assert [f[:3] for f in result["failed"]] == [("joint", 2, 0)]
     assert "adapt.early_stop = 'four': expected an integer" in result["failed"][0][3]
 
@@ -55,13 +78,34 @@ def test_a_second_sweep_on_the_same_folder_waits_for_the_first(sweep, toy_root):
     summary = out / "summary.csv"
     before = summary.read_bytes()
     sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
-    cmd = [sys.executable, "-m", "pixda_core", "sweep", "--out", str(out), "--data-root",
-           str(toy_root), "--shots", "1", "2", "--methods", "source_only", "finetune", "pixda",
-           "--iterations", "4", "--pretrain-iterations", "6", "--no-analysis", *sets]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pixda_core",
+        "sweep",
+        "--out",
+        str(out),
+        "--data-root",
+        str(toy_root),
+        "--shots",
+        "1",
+        "2",
+        "--methods",
+        "source_only",
+        "finetune",
+        "pixda",
+        "--iterations",
+        "4",
+        "--pretrain-iterations",
+        "6",
+        "--no-analysis",
+        *sets,
+    ]
     with open(out / ".sweep.lock", "w") as held:  # the first sweep, still running
         fcntl.flock(held, fcntl.LOCK_EX)
-        second = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)  # fmt: skip
+        second = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         line = second.stderr.readline()  # blocks until the second sweep reports
         assert f"another sweep is running in {out}; waiting for it" in line
         time.sleep(1.0)

@@ -22,6 +22,8 @@ from pixda_core.train.rundir import RunFolder
 
 from .helpers import assert_user_error, cli, release_args
 
+pytestmark = pytest.mark.training
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,8 +35,12 @@ def test_output_folder_under_a_file(toy_root, tmp_path, capsys):
     blocker = tmp_path / "results"
     blocker.write_text("a file where the results folder should be\n")
     code, err = train(capsys, toy_root, blocker / "runs")  # no --restore_from: would train one
-    assert_user_error(code, err, f"--checkpoints_dir (config run.out_dir) {blocker / 'runs'} is "
-                      "not writable", "choose another folder")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"--checkpoints_dir (config run.out_dir) {blocker / 'runs'} is not writable",
+        "choose another folder",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
 
 
@@ -73,8 +79,13 @@ def test_a_run_name_that_exists(toy_root, tmp_path, capsys, weights):
     # without --restore_from the shared source-only model would be trained first: the name is
     # checked before that
     code, err = train(capsys, toy_root, tmp_path, *args)
-    assert_user_error(code, err, f"run folder {tmp_path / 'e'} already exists",
-                      "--continue_train", "another --name")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"run folder {tmp_path / 'e'} already exists",
+        "--continue_train",
+        "another --name",
+    )
     assert not list(tmp_path.glob("source_only_*"))
     after = {p: p.read_bytes() for p in (tmp_path / "e").rglob("*") if p.is_file()}
     assert after == before
@@ -110,8 +121,13 @@ def test_a_full_disk_while_checkpointing(toy_root, tmp_path, capsys, weights, mo
         _disk_fills_at(m, 2)  # step_2.pt (latest.pt is a hard link to it), then step_4.pt
         code, err = train(capsys, toy_root, tmp_path, *args, "--name", "full")
     ckpts = tmp_path / "full" / "checkpoints"
-    assert_user_error(code, err, f"could not write the checkpoint {ckpts / 'step_4.pt'}",
-                      "No space left on device", "are intact")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"could not write the checkpoint {ckpts / 'step_4.pt'}",
+        "No space left on device",
+        "are intact",
+    )
     assert load_checkpoint(ckpts / "latest.pt")["state"]["step"] == 2
     assert sorted(p.name for p in ckpts.iterdir()) == ["latest.pt", "step_2.pt"]  # no debris
     code, err = train(capsys, toy_root, tmp_path, *args, "--name", "full", "--continue_train")
@@ -131,8 +147,12 @@ def test_a_full_disk_while_logging(toy_root, tmp_path, capsys, weights, monkeypa
 
     monkeypatch.setattr(RunFolder, "append", append)
     code, err = train(capsys, toy_root, tmp_path, "--restore_from", weights)
-    assert_user_error(code, err, f"{tmp_path / 'e' / 'history.csv'}: No space left on device",
-                      "what was written before is kept")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"{tmp_path / 'e' / 'history.csv'}: No space left on device",
+        "what was written before is kept",
+    )
     assert (tmp_path / "e" / "config.yaml").exists()
 
 
@@ -149,17 +169,22 @@ def test_a_run_in_use_by_another_process(toy_root, tmp_path, capsys, weights):
         code, err = train(capsys, toy_root, tmp_path, "--restore_from", weights)
     finally:
         held.close()
-    assert_user_error(code, err, f"run folder {tmp_path / 'e'} is in use by another process",
-                      "choose another --name")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"run folder {tmp_path / 'e'} is in use by another process",
+        "choose another --name",
+    )
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == [".lock"]
     assert train(capsys, toy_root, tmp_path, "--restore_from", weights)[0] == 0  # once free
 
 
+@pytest.mark.slow
 def test_runs_started_together_train_the_shared_source_only_model_once(toy_root, tmp_path):
     """A batch of jobs without --restore_from: while one trains the shared source-only model,
     another waits for it instead of training it a second time into the same folder."""
+    from pixda_core.train import source_only_run
     from pixda_core.train.cli import build_parser, config_from_args
-    from pixda_core.train.loops import source_only_run
 
     args = release_args(toy_root, tmp_path, "second") + ["--is_train"]
     cfg = config_from_args(build_parser("run.py", "run").parse_args(args), "adapt")

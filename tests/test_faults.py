@@ -22,6 +22,8 @@ from pixda_core.checkpoint import load_checkpoint
 
 from .helpers import assert_user_error, cli, release_args
 
+pytestmark = pytest.mark.training
+
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 5
 
@@ -33,6 +35,7 @@ def _rows(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_random_sigkills_then_resume_give_the_uninterrupted_results(toy_root, tmp_path, weights):
     # PixDA with every phase: selection after each 4-step source epoch (tau kept at 0.4, so
     # rounds go on), validation after each, then distillation; 46 steps in all
@@ -44,9 +47,13 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_results(toy_root, tm
         ]  # fmt: skip
 
     def start(name, *extra):
-        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *flags(name), *extra],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), *flags(name), *extra],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     straight = start("straight")
     assert straight.wait(timeout=600) == 0, straight.stderr.read()[-3000:]
@@ -61,9 +68,9 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_results(toy_root, tm
         while _rows(history) < target and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.2))
-        assert proc.poll() is None, f"the run ended before kill {kills + 1}: " + (
-            proc.stderr.read()[-2000:]
-        )  # fmt: skip
+        assert proc.poll() is None, (
+            f"the run ended before kill {kills + 1}: " + (proc.stderr.read()[-2000:])
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
@@ -96,13 +103,27 @@ def test_a_non_finite_loss_stops_the_run(toy_root, tmp_path, capsys, weights, mo
 
     monkeypatch.setattr(losses, "focal_loss", poisoned)
     code, err = cli(
-        capsys, *release_args(toy_root, tmp_path), "--is_train", "--restore_from", weights,
-        "--method", "finetune", "--early_stop", "8", "--set", "run.log_every=5",
-        "--set", "run.ckpt_every=3",
-    )  # fmt: skip
+        capsys,
+        *release_args(toy_root, tmp_path),
+        "--is_train",
+        "--restore_from",
+        weights,
+        "--method",
+        "finetune",
+        "--early_stop",
+        "8",
+        "--set",
+        "run.log_every=5",
+        "--set",
+        "run.ckpt_every=3",
+    )
     ckpts = tmp_path / "e" / "checkpoints"
-    assert_user_error(code, err, f"loss_seg_trg is not finite ({bad}) at step 5",
-                      f"the last good checkpoint is kept in {ckpts}")  # fmt: skip
+    assert_user_error(
+        code,
+        err,
+        f"loss_seg_trg is not finite ({bad}) at step 5",
+        f"the last good checkpoint is kept in {ckpts}",
+    )
     latest = load_checkpoint(ckpts / "latest.pt")
     assert latest["state"]["step"] == 3  # written before the bad loss, kept
     assert all(torch.isfinite(v).all() for v in latest["model"].values() if v.is_floating_point())

@@ -4,6 +4,8 @@ import torch
 
 from pixda_core.data.fda import fda_source_to_target, low_freq_window
 
+pytestmark = pytest.mark.unit
+
 
 def _fda_numpy64(src, trg, beta):
     """The definition, in float64 numpy, one image and channel at a time."""
@@ -46,8 +48,9 @@ def test_fda_moves_low_frequencies_only():
     trg = torch.rand(1, 3, 64, 64, generator=g) * 100 + 120
     out = fda_source_to_target(src, trg, beta=0.0)  # the DC term: the mean colour
     assert torch.allclose(out.mean((-2, -1)), trg.mean((-2, -1)), atol=1e-3)
-    assert torch.allclose(out - out.mean((-2, -1), keepdim=True),
-                          src - src.mean((-2, -1), keepdim=True), atol=1e-3)  # fmt: skip
+    assert torch.allclose(
+        out - out.mean((-2, -1), keepdim=True), src - src.mean((-2, -1), keepdim=True), atol=1e-3
+    )
     one_style = fda_source_to_target(torch.cat([src, src]), trg, beta=0.05)
     assert one_style.shape == (2, 3, 64, 64) and torch.allclose(one_style[0], one_style[1])
     with pytest.raises(ValueError, match="differ in size"):

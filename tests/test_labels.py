@@ -5,6 +5,8 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 
 from pixda_core import labels as L
 
+pytestmark = pytest.mark.unit
+
 
 def test_train_classes_match_cityscapesscripts():
     official = sorted(

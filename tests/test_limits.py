@@ -22,6 +22,8 @@ from pixda_core.train.runtime import Runtime
 
 from .helpers import assert_user_error, cli, release_args
 
+pytestmark = pytest.mark.training
+
 FULL = (2048, 1024)
 
 
@@ -70,6 +72,7 @@ def rss_over_evaluation(root, n: int, monkeypatch, hold: bool = False) -> list[i
     return rss
 
 
+@pytest.mark.slow
 def test_full_resolution_evaluation_keeps_memory_flat(tmp_path, monkeypatch):
     # one image's logits at full size are 19 x 2048 x 1024 floats (160 MB) and its prediction
     # 16 MB; the resident size moves by tens of MB between images (allocator), but must not
@@ -78,6 +81,7 @@ def test_full_resolution_evaluation_keeps_memory_flat(tmp_path, monkeypatch):
     assert mib_per_image(rss) < 5, [r // 2**20 for r in rss]
 
 
+@pytest.mark.slow
 def test_a_held_prediction_per_image_would_be_seen(tmp_path, monkeypatch):
     """The measurement above can fail: keeping each prediction (16 MB) shows as growth."""
     rss = rss_over_evaluation(tmp_path / "cs", 10, monkeypatch, hold=True)
@@ -91,11 +95,18 @@ def _corrupt(path) -> None:
     path.write_bytes(path.read_bytes()[:300])
 
 
+@pytest.mark.slow
 def test_a_bad_source_image_is_skipped_only_when_asked(toy_copy, tmp_path, capsys, weights):
     bad = toy_copy / "gta5" / "images" / "00003.png"
     _corrupt(bad)
-    flags = [*release_args(toy_copy, tmp_path), "--is_train", "--restore_from", weights,
-             "--early_stop", "8"]  # fmt: skip
+    flags = [
+        *release_args(toy_copy, tmp_path),
+        "--is_train",
+        "--restore_from",
+        weights,
+        "--early_stop",
+        "8",
+    ]
     code, err = cli(capsys, *flags)
     assert_user_error(code, err, f"image {bad} cannot be decoded")
 
@@ -118,8 +129,9 @@ def test_a_bad_val_image(toy_copy, tmp_path, capsys, weights, on_error):
     bad = sorted(bad.glob("*.png"))[0]
     _corrupt(bad)
     flags = ["--method", "finetune", "--set", f"data.on_error={on_error}"]
-    code, err = cli(capsys, *release_args(toy_copy, tmp_path), "--is_train", "--restore_from",
-                    weights, *flags)  # fmt: skip
+    code, err = cli(
+        capsys, *release_args(toy_copy, tmp_path), "--is_train", "--restore_from", weights, *flags
+    )
     if on_error == "stop":
         assert_user_error(code, err, f"image {bad} cannot be decoded")
         return

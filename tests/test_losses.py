@@ -7,6 +7,8 @@ import torch
 
 from pixda_core import losses as Lo
 
+pytestmark = pytest.mark.unit
+
 
 def _batch(seed=0, b=2, c=19, h=6, w=5, ignore_frac=0.2):
     g = torch.Generator().manual_seed(seed)
@@ -45,8 +47,13 @@ def test_focal_loss_matches_reference_with_release_alpha():
 def test_cross_entropy_matches_reference_and_all_ignore_is_zero():
     logits, labels = _batch(1)
     logp = logits.log_softmax(1)
-    vals = [-float(logp[b, labels[b, y, x], y, x]) for b in range(2) for y in range(6)
-            for x in range(5) if labels[b, y, x] != 255]  # fmt: skip
+    vals = [
+        -float(logp[b, labels[b, y, x], y, x])
+        for b in range(2)
+        for y in range(6)
+        for x in range(5)
+        if labels[b, y, x] != 255
+    ]
     assert Lo.cross_entropy(logits, labels).item() == pytest.approx(
         sum(vals) / len(vals), rel=1e-5
     )

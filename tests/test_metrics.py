@@ -6,6 +6,8 @@ from PIL import Image
 from pixda_core import labels as L
 from pixda_core.metrics import ConfusionMatrix
 
+pytestmark = pytest.mark.unit
+
 
 def test_iou_by_hand_and_missing_class_is_nan():
     cm = ConfusionMatrix(num_classes=4)

@@ -14,6 +14,8 @@ from pixda_core.models import (
     param_groups,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _expected(n: int) -> int:
     n = (n + 6 - 7) // 2 + 1  # stem conv, stride 2
@@ -112,8 +114,10 @@ def test_release_init_file_with_scale_prefix(tmp_path):
 def test_release_checkpoint_with_module_prefix(tmp_path):
     src = _model()
     torch.nn.init.normal_(src.layer6.conv2d_list[1].weight)
-    torch.save({"model_state": {f"module.{k}": v for k, v in src.state_dict().items()}},
-               tmp_path / "gta5_source_only_model.pth")  # fmt: skip
+    torch.save(
+        {"model_state": {f"module.{k}": v for k, v in src.state_dict().items()}},
+        tmp_path / "gta5_source_only_model.pth",
+    )
     model = deeplabv2(backbone="resnet18")
     report = load_pretrained(model, tmp_path / "gta5_source_only_model.pth")
     assert report.format == "release checkpoint" and not report.missing

@@ -17,6 +17,8 @@ from pixda_core.sweep import run_sweep
 
 from .helpers import TINY
 
+pytestmark = pytest.mark.notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 
@@ -45,9 +47,12 @@ def test_source_notebooks_have_no_outputs_and_one_literal_parameters_cell(path):
 
 def test_notebook_01_data_preparation(toy_root, tmp_path):
     out = tmp_path / "01"
-    pm.execute_notebook(str(NOTEBOOKS[0]), str(tmp_path / "01.ipynb"), progress_bar=False,
-                        parameters={"data_root": str(toy_root), "num_shots": 2, "seed": 4,
-                                    "out_dir": str(out)})  # fmt: skip
+    pm.execute_notebook(
+        str(NOTEBOOKS[0]),
+        str(tmp_path / "01.ipynb"),
+        progress_bar=False,
+        parameters={"data_root": str(toy_root), "num_shots": 2, "seed": 4, "out_dir": str(out)},
+    )
     split = (out / "split_2shot_seed4.txt").read_text().splitlines()
     assert len(split) == 36 and len({s.split("/")[0] for s in split}) == 18
     stats = pd.read_csv(out / "class_stats.csv")
@@ -64,8 +69,12 @@ def test_notebook_01_data_preparation(toy_root, tmp_path):
 def test_sweep_writes_runs_notebooks_and_summary(sweep):
     out, result = sweep
     assert result["failed"] == [] and len(result["ran"]) == 5  # 02 + 4 x 03
-    names = {"finetune_1shot_seed0", "finetune_2shot_seed0", "pixda_1shot_seed0",
-             "pixda_2shot_seed0"}  # fmt: skip
+    names = {
+        "finetune_1shot_seed0",
+        "finetune_2shot_seed0",
+        "pixda_1shot_seed0",
+        "pixda_2shot_seed0",
+    }
     for name in names:
         m = json.loads((out / name / "metrics.json").read_text())
         assert 0 <= m["miou"] <= 1 and m["step"] in (4, 6)  # PixDA: + 2 distillation steps
@@ -104,9 +113,17 @@ def test_sweep_analysis_figures_and_tables(sweep):
 def test_sweep_skips_what_is_done(sweep, toy_root):
     out, _ = sweep
     before = (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns
-    again = run_sweep(out, shots=(1, 2), methods=("source_only", "finetune", "pixda"),
-                      seeds=(0,), data_root=str(toy_root), iterations=4,
-                      pretrain_iterations=6, overrides=TINY, analysis=False)  # fmt: skip
+    again = run_sweep(
+        out,
+        shots=(1, 2),
+        methods=("source_only", "finetune", "pixda"),
+        seeds=(0,),
+        data_root=str(toy_root),
+        iterations=4,
+        pretrain_iterations=6,
+        overrides=TINY,
+        analysis=False,
+    )
     assert again["ran"] == [] and again["failed"] == [] and len(again["skipped"]) == 5
     assert (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns == before
 
@@ -114,10 +131,18 @@ def test_sweep_skips_what_is_done(sweep, toy_root):
 def test_notebook_04_on_two_run_folders(sweep, tmp_path):
     out, _ = sweep
     runs = [str(out / "finetune_2shot_seed0"), str(out / "pixda_2shot_seed0")]
-    pm.execute_notebook(str(NOTEBOOKS[3]), str(tmp_path / "04.ipynb"), progress_bar=False,
-                        parameters={"runs": runs, "out_dir": str(tmp_path / "a"),
-                                    "classes": ["road", "sky"], "num_images": 2,
-                                    "interactive": False})  # fmt: skip
+    pm.execute_notebook(
+        str(NOTEBOOKS[3]),
+        str(tmp_path / "04.ipynb"),
+        progress_bar=False,
+        parameters={
+            "runs": runs,
+            "out_dir": str(tmp_path / "a"),
+            "classes": ["road", "sky"],
+            "num_images": 2,
+            "interactive": False,
+        },
+    )
     a = tmp_path / "a"
     assert len(pd.read_csv(a / "summary.csv")) == 2
     assert not (a / "gain_over_source_only.png").exists()  # no source-only run given
@@ -125,10 +150,20 @@ def test_notebook_04_on_two_run_folders(sweep, tmp_path):
     assert h > 300 and w > 2 * h  # two rows: image, truth, 2 x (prediction, errors)
 
 
+@pytest.mark.slow
 def test_synthia_source_reports_miou_16_and_13(toy_root, tmp_path):
-    result = run_sweep(tmp_path / "syn", shots=(1,), methods=("source_only", "finetune"),
-                       seeds=(0,), source="synthia", data_root=str(toy_root), iterations=2,
-                       pretrain_iterations=4, overrides=TINY, analysis=False)  # fmt: skip
+    result = run_sweep(
+        tmp_path / "syn",
+        shots=(1,),
+        methods=("source_only", "finetune"),
+        seeds=(0,),
+        source="synthia",
+        data_root=str(toy_root),
+        iterations=2,
+        pretrain_iterations=4,
+        overrides=TINY,
+        analysis=False,
+    )
     assert result["failed"] == []
     m = json.loads((tmp_path / "syn" / "finetune_1shot_seed0" / "metrics.json").read_text())
     assert m["protocol"] == "16" and m["source"] == "synthia"
@@ -146,10 +181,22 @@ def test_gain_and_tables_by_hand(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         iou = {c: None for c in A.CLASS_NAMES} | {"road": road, "sky": sky}
-        (folder / "metrics.json").write_text(json.dumps({
-            "miou": (road + sky) / 2, "protocol": "19", "per_class_iou": iou,
-            "pixel_accuracy": 0.5, "step": 1, "method": method, "source": "gta5",
-            "shots": shots, "seed": seed, "run": name}))  # fmt: skip
+        (folder / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "miou": (road + sky) / 2,
+                    "protocol": "19",
+                    "per_class_iou": iou,
+                    "pixel_accuracy": 0.5,
+                    "step": 1,
+                    "method": method,
+                    "source": "gta5",
+                    "shots": shots,
+                    "seed": seed,
+                    "run": name,
+                }
+            )
+        )
 
     fake("so", "source_only", 0, 0, 0.2, 0.5)
     fake("p0", "pixda", 1, 0, 0.4, 0.6)

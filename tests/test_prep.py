@@ -11,12 +11,17 @@ from PIL import Image
 from pixda_core.data import GTA5, Cityscapes, Synthia
 from pixda_core.data.prep import check_dataset, convert_labels, write_cache, write_lists
 
+pytestmark = pytest.mark.data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script(name, *args):
-    return subprocess.run([sys.executable, str(ROOT / "data_prep" / name), *map(str, args)],
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "data_prep" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("kind", ["gta5", "synthia", "cityscapes"])

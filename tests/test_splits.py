@@ -5,6 +5,8 @@ import pytest
 from pixda_core.data import TRAIN_CITIES, draw_split, load_split, read_split, write_split
 from pixda_core.errors import DataError
 
+pytestmark = pytest.mark.data
+
 
 def test_draw_n_per_city_stable_per_seed(toy_root):
     root = toy_root / "cityscapes"

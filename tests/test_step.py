@@ -8,9 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pixda_core import losses
 from pixda_core.config import preset
+from pixda_core.methods import of_run
+from pixda_core.train.distillation import kd_step, make_teacher
 from pixda_core.train.runtime import Runtime
-from pixda_core.train.step import Trainer
+from pixda_core.train.step import LossSums, Nets, build_nets, main_step
+
+pytestmark = pytest.mark.training
 
 
 def batch(seed: int, b: int = 2, w: int = 64, h: int = 32) -> dict:
@@ -21,11 +26,23 @@ def batch(seed: int, b: int = 2, w: int = 64, h: int = 32) -> dict:
     return {"image": torch.rand(b, 3, h, w, generator=g) * 255, "label": label}
 
 
+class Trainer:
+    """The nets of a config and the step on them, as the training loop runs it."""
+
+    def __init__(self, cfg):
+        self.cfg, self.losses = cfg, LossSums()
+        self.nets: Nets = build_nets(cfg, of_run(cfg), cfg.adapt, Runtime(torch.device("cpu")))
+        self.g = self.nets.g
+
+    def main_step(self, src, trg):
+        main_step(self.nets, src, trg, self.cfg, self.losses)
+
+
 def trainer(frozen_bn: bool = False, **run) -> Trainer:
     cfg = preset("toy").override(
         data={"size": [64, 32]}, adapt={"batch_size": 2}, run={"seed": 3, **run}
     )
-    t = Trainer(cfg, "adapt", Runtime(torch.device("cpu")))
+    t = Trainer(cfg)
     if frozen_bn:  # batch statistics out of the picture: BatchNorm uses its running values
         for m in t.g.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -36,7 +53,7 @@ def trainer(frozen_bn: bool = False, **run) -> Trainer:
 def steps(t: Trainer, n: int = 2) -> dict:
     for i in range(n):
         t.main_step(batch(2 * i), batch(2 * i + 1))
-    return {k: v.item() for k, v in t.acc.items()}
+    return {k: v.item() for k, v in t.losses.sums.items()}
 
 
 def max_weight_difference(a: Trainer, b: Trainer) -> float:
@@ -63,6 +80,7 @@ def test_concatenated_forward_changes_batchnorm_statistics():
     assert not torch.allclose(rm_a, rm_b)
 
 
+@pytest.mark.slow
 def test_compiled_step_matches_the_eager_step():
     eager, compiled = trainer(), trainer(compile=True)
     la, lb = steps(eager), steps(compiled)
@@ -102,26 +120,34 @@ def test_the_step_needs_no_host_synchronisation(method):
     """Every operator of a training step (and of PixDA's distillation step), as dispatched:
     none of them makes the host wait for the device, so the CUDA loop runs ahead of the GPU
     between its logging intervals (benchmarks/step.py --check-sync checks the same on a GPU)."""
-    cfg = preset("toy").override(data={"size": [64, 32]}, adapt={"batch_size": 2},
-                                 method={"name": method}, run={"seed": 3})  # fmt: skip
-    t = Trainer(cfg, "adapt", Runtime(torch.device("cpu")))
+    cfg = preset("toy").override(
+        data={"size": [64, 32]}, adapt={"batch_size": 2}, method={"name": method}, run={"seed": 3}
+    )
+    t = Trainer(cfg)
     t.main_step(batch(0), batch(1))  # lazy initialisation outside the recorded steps
-    steps = [st["step"] for o in t.optimizers.values() for st in o.state.values() if "step" in st]
+    steps = [
+        st["step"] for o in t.nets.optimizers.values() for st in o.state.values() if "step" in st
+    ]
     with OpNames(steps) as ops:
         t.main_step(batch(2), batch(3))
         if method == "pixda":
-            t.teacher = t._make_teacher()
-            t.kd_step(batch(4))
+            kd_step(t.nets, make_teacher(t.g), batch(4), cfg, t.losses)
     assert {"convolution", "convolution_backward", "_foreach_add_"} & ops.names
     assert not SYNCING & ops.names, sorted(SYNCING & ops.names)
 
 
-def test_the_check_sees_a_host_synchronisation():
+def test_the_check_sees_a_host_synchronisation(monkeypatch):
     t = trainer()
     t.main_step(batch(0), batch(1))
-    real = t.pixel_adv_loss
-    t.pixel_adv_loss = lambda *a, **k: real(*a, **k) * (1 + 0 * float(a[0].detach().mean()))
-    steps = [st["step"] for o in t.optimizers.values() for st in o.state.values() if "step" in st]
+    real = losses.pixel_adversarial_loss
+    monkeypatch.setattr(
+        losses,
+        "pixel_adversarial_loss",
+        lambda *a, **k: real(*a, **k) * (1 + 0 * float(a[0].detach().mean())),
+    )
+    steps = [
+        st["step"] for o in t.nets.optimizers.values() for st in o.state.values() if "step" in st
+    ]
     with OpNames(steps) as ops:
         t.main_step(batch(2), batch(3))
     assert "_local_scalar_dense" in ops.names

@@ -13,6 +13,8 @@ from pixda_core.errors import DataError
 
 from .conftest import SPEC
 
+pytestmark = pytest.mark.data
+
 
 def test_scene_is_deterministic_per_seed():
     a = toy.make_scene("gta5", 4, seed=1, size=(96, 48))
@@ -44,8 +46,14 @@ def test_written_layouts_and_encodings(toy_root):
     assert len(cities) == 18 and cities[0] == "aachen"
     val = sorted(p.name for p in (toy_root / "cityscapes" / "gtFine" / "val").iterdir())
     assert val == ["frankfurt", "lindau", "munster"]
-    assert (toy_root / "cityscapes" / "gtFine" / "val" / "lindau"
-            / "lindau_000001_000019_gtFine_labelIds.png").is_file()  # fmt: skip
+    assert (
+        toy_root
+        / "cityscapes"
+        / "gtFine"
+        / "val"
+        / "lindau"
+        / "lindau_000001_000019_gtFine_labelIds.png"
+    ).is_file()
 
 
 @pytest.mark.parametrize(
@@ -142,8 +150,21 @@ def test_generate_refuses_a_folder_with_other_settings(toy_copy):
 
 
 def test_cli_rejects_bad_size_without_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pixda_core", "toy", "--out", str(tmp_path / "t"),
-                        "--size", "4", "3000"], capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pixda_core",
+            "toy",
+            "--out",
+            str(tmp_path / "t"),
+            "--size",
+            "4",
+            "3000",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "--size 4 3000" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "t").exists()

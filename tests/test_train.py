@@ -16,9 +16,13 @@ import torch
 
 from pixda_core.config import Config
 from pixda_core.errors import ConfigError
+from pixda_core.methods import of_run
 from pixda_core.train import adapt, setup_runtime, train_source_only
-from pixda_core.train.loops import Job
+from pixda_core.train.job import Job
+from pixda_core.train.loop import selection_round
 from pixda_core.train.rundir import RunFolder
+
+pytestmark = pytest.mark.training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,9 +74,13 @@ def check_metrics(folder: Path, step: int) -> dict:
 def test_source_only_run_folder(source_only):
     folder = source_only.parents[1]
     assert {p.name for p in folder.iterdir()} >= {
-        "config.yaml", "metrics.json", "metrics_confusion.npy", "validations.csv",
-        "history.csv", "checkpoints",
-    }  # fmt: skip
+        "config.yaml",
+        "metrics.json",
+        "metrics_confusion.npy",
+        "validations.csv",
+        "history.csv",
+        "checkpoints",
+    }
     check_metrics(folder, 8)
     hist = finite_history(folder)
     assert list(hist["step"]) == [2, 4, 6, 8]
@@ -84,6 +92,7 @@ def test_source_only_run_folder(source_only):
     assert ck["state"]["phase"] == "done" and ck["state"]["step"] == 8
 
 
+@pytest.mark.slow
 def test_source_only_loss_falls(toy_root, tmp_path):
     cfg = tiny(toy_root, tmp_path, pretrain={"early_stop": 40}, run={"name": "fall"})
     train_source_only(cfg)
@@ -102,10 +111,15 @@ def test_source_only_loss_falls(toy_root, tmp_path):
         ("adaptsegnet", {}, ["loss_seg_src", "loss_seg_trg", "loss_adv", "loss_d2"]),
     ],
 )
-def test_each_method_runs_with_finite_losses(toy_root, tmp_path, source_only, method, extra,
-                                              columns):  # fmt: skip
-    cfg = tiny(toy_root, tmp_path, method={"name": method, **extra},
-               run={"name": "r", "restore_from": str(source_only)})  # fmt: skip
+def test_each_method_runs_with_finite_losses(
+    toy_root, tmp_path, source_only, method, extra, columns
+):
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        method={"name": method, **extra},
+        run={"name": "r", "restore_from": str(source_only)},
+    )
     metrics = adapt(cfg)
     folder = tmp_path / "r"
     hist = finite_history(folder)
@@ -121,9 +135,13 @@ def test_each_method_runs_with_finite_losses(toy_root, tmp_path, source_only, me
 def test_pixel_weights_change_the_adversarial_loss(toy_root, tmp_path, source_only):
     losses = []
     for i, weights in enumerate((True, False)):
-        cfg = tiny(toy_root, tmp_path, method={"pixel_weights": weights, "selection": False,
-                   "distillation": False}, adapt={"early_stop": 2},
-                   run={"name": f"w{i}", "restore_from": str(source_only)})  # fmt: skip
+        cfg = tiny(
+            toy_root,
+            tmp_path,
+            method={"pixel_weights": weights, "selection": False, "distillation": False},
+            adapt={"early_stop": 2},
+            run={"name": f"w{i}", "restore_from": str(source_only)},
+        )
         adapt(cfg)
         losses.append(pd.read_csv(tmp_path / f"w{i}" / "history.csv")["loss_adv"].iloc[0])
     # the plain loss is BCE against "source" of a fresh D1 (~log 2); the weighted one scales
@@ -137,30 +155,46 @@ def test_pixel_weights_change_the_adversarial_loss(toy_root, tmp_path, source_on
 
 def make_job(cfg: Config) -> Job:
     rt = setup_runtime(cfg.run)
-    return Job(cfg, "adapt", RunFolder.open(cfg, False), rt, cfg.run.restore_from)
+    return Job(cfg, of_run(cfg), RunFolder.open(cfg, False), rt, cfg.run.restore_from)
+
+
+def select(job: Job) -> None:
+    """One selection round of a job, its streams open as in the training loop."""
+    with job.open_streams():
+        selection_round(job)
 
 
 def test_selection_keeps_all_none_and_fewer_than_a_batch(toy_root, tmp_path, source_only):
     base = {"restore_from": str(source_only)}
-    job = make_job(tiny(toy_root, tmp_path, method={"tau": 0.0, "tau_step": 0.0},
-                        run={"name": "all", **base}))  # fmt: skip
-    job._streams()
-    job.select()
-    assert len(job.state.kept) == 8 and job.state.phase == "main"
+    job = make_job(
+        tiny(toy_root, tmp_path, method={"tau": 0.0, "tau_step": 0.0}, run={"name": "all", **base})
+    )
+    select(job)
+    assert len(job.state.kept) == 8 and not job.state.end_reason
     scores = pd.read_csv(tmp_path / "all" / "selection" / "round_1.csv")
     assert len(scores) == 8 and scores["kept"].all() and (scores["score"] > 0).all()
 
     # a threshold between the two highest scores keeps one image: fewer than a batch of 2
     s = np.sort(scores["score"].to_numpy())
-    job = make_job(tiny(toy_root, tmp_path, method={"tau": float(s[-2] + s[-1]) / 2},
-                        run={"name": "one", **base}))  # fmt: skip
-    job._streams()
-    job.select()
-    assert len(job.state.kept) == 1 and job.state.phase == "kd"
+    job = make_job(
+        tiny(
+            toy_root,
+            tmp_path,
+            method={"tau": float(s[-2] + s[-1]) / 2},
+            run={"name": "one", **base},
+        )
+    )
+    select(job)
+    assert len(job.state.kept) == 1
     assert "fewer than one batch" in job.state.end_reason
 
-    cfg = tiny(toy_root, tmp_path, method={"tau": 1e6, "distillation": False},
-               adapt={"early_stop": 30}, run={"name": "none", **base})  # fmt: skip
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        method={"tau": 1e6, "distillation": False},
+        adapt={"early_stop": 30},
+        run={"name": "none", **base},
+    )
     metrics = adapt(cfg)
     sel = pd.read_csv(tmp_path / "none" / "selection.csv")
     assert list(sel["kept"]) == [0, 0] and "kept 0 source images" in sel["event"].iloc[-1]
@@ -178,12 +212,15 @@ def test_selection_scores_every_listed_image_with_a_small_or_large_batch(
     lst = write_list_file(tmp_path / "list.txt", names)
     rounds = {}
     for bs in (1, 16):
-        cfg = tiny(toy_root, tmp_path, data={"source_list": str(lst), "select_batch_size": bs},
-                   method={"tau": 0.0, "tau_step": 0.0},
-                   run={"name": f"dup{bs}", "restore_from": str(source_only)})  # fmt: skip
+        cfg = tiny(
+            toy_root,
+            tmp_path,
+            data={"source_list": str(lst), "select_batch_size": bs},
+            method={"tau": 0.0, "tau_step": 0.0},
+            run={"name": f"dup{bs}", "restore_from": str(source_only)},
+        )
         job = make_job(cfg)
-        job._streams()
-        job.select()
+        select(job)
         rounds[bs] = pd.read_csv(tmp_path / f"dup{bs}" / "selection" / "round_1.csv")
         assert len(job.state.kept) == 9
     a, b = rounds[1], rounds[16]
@@ -211,8 +248,12 @@ def test_selection_shrinks_the_source_set_each_round(toy_root, tmp_path, source_
 
 
 def test_an_existing_run_is_never_overwritten(toy_root, tmp_path, source_only):
-    cfg = tiny(toy_root, tmp_path, method={"name": "finetune"},
-               run={"name": "keep", "restore_from": str(source_only)})  # fmt: skip
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        method={"name": "finetune"},
+        run={"name": "keep", "restore_from": str(source_only)},
+    )
     adapt(cfg)
     before = (tmp_path / "keep" / "metrics.json").read_bytes()
     with pytest.raises(ConfigError, match="already exists.*--continue_train"):
@@ -224,8 +265,13 @@ def test_an_existing_run_is_never_overwritten(toy_root, tmp_path, source_only):
 
 
 def test_too_few_shots_for_a_batch_is_a_clear_error(toy_root, tmp_path, source_only):
-    cfg = tiny(toy_root, tmp_path, adapt={"batch_size": 20}, data={"num_shots": 1},
-               run={"name": "big", "restore_from": str(source_only)})  # fmt: skip
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        adapt={"batch_size": 20},
+        data={"num_shots": 1},
+        run={"name": "big", "restore_from": str(source_only)},
+    )
     with pytest.raises(ConfigError, match="18 images, fewer than one batch of --batch_size = 20"):
         adapt(cfg)
 
@@ -234,8 +280,13 @@ def test_too_few_shots_for_a_batch_is_a_clear_error(toy_root, tmp_path, source_o
 
 
 def run_py(*args, cwd=ROOT, check=True):
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -252,6 +303,7 @@ def release_flags(toy_root, out, name):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_release_command_lines_train_then_test(toy_root, tmp_path):
     flags = release_flags(toy_root, tmp_path, "toy_1shot")
     train = run_py(*flags, "--is_train", "--num_shots", "1")
@@ -262,8 +314,14 @@ def test_release_command_lines_train_then_test(toy_root, tmp_path):
     final = json.loads((folder / "metrics.json").read_text())
     assert final["step"] == 6  # 4 adversarial + 2 distillation
 
-    again = run_py(*release_flags(toy_root, tmp_path, "toy_1shot_b"), "--is_train", "--num_shots",
-                   "1", "--method", "joint")  # fmt: skip
+    again = run_py(
+        *release_flags(toy_root, tmp_path, "toy_1shot_b"),
+        "--is_train",
+        "--num_shots",
+        "1",
+        "--method",
+        "joint",
+    )
     assert f"source-only model: reusing {shared[0]}" in again.stderr
 
     test = run_py(*flags, "--which_iter", "4")
@@ -285,6 +343,7 @@ def test_release_command_lines_train_then_test(toy_root, tmp_path):
 # ------------------------------------------------------------------------------ torchrun
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_agree(toy_root, tmp_path, source_only):
     cfg = tiny(
         toy_root,
@@ -304,10 +363,22 @@ def test_torchrun_two_processes_agree(toy_root, tmp_path, source_only):
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(cfg_path), str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(cfg_path),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -343,8 +414,11 @@ def test_saved_predictions_score_the_same_with_the_official_evaluator(toy_root, 
 
 
 def test_cpu_bf16_autocast_trains_with_finite_losses(toy_root, tmp_path, source_only):
-    cfg = tiny(toy_root, tmp_path, run={"name": "bf16", "restore_from": str(source_only),
-                                        "cpu_bf16": True})  # fmt: skip
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        run={"name": "bf16", "restore_from": str(source_only), "cpu_bf16": True},
+    )
     rt = setup_runtime(cfg.run)
     assert rt.precision == "bf16" and rt.autocast().fast_dtype == torch.bfloat16
     adapt(cfg)

@@ -16,34 +16,9 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..labels import CITYSCAPES_LUT, CITYSCAPES_MAX_ID
-from .common import Augment, Sample, SegmentationDataset, read_label_8bit, require_dir
-
-LAYOUT = (
-    "<root>/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png with "
-    "<root>/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png"
-)
-SPLITS = ("train", "val")
-IMAGE_SUFFIX = "_leftImg8bit.png"
-LABEL_SUFFIX = "_gtFine_labelIds.png"
-
-
-def label_name(name: str) -> str:
-    """``city/x_leftImg8bit.png`` -> ``city/x_gtFine_labelIds.png``."""
-    return name[: -len(IMAGE_SUFFIX)] + LABEL_SUFFIX
-
-
-def scan_split(root: Path, split: str) -> list[str]:
-    """All image names of ``split``, sorted, relative to ``leftImg8bit/<split>/``."""
-    base = root / "leftImg8bit" / split
-    require_dir(root, "Cityscapes root", LAYOUT)
-    require_dir(base, f"Cityscapes {split} image folder", LAYOUT)
-    require_dir(root / "gtFine" / split, f"Cityscapes {split} label folder", LAYOUT)
-    names = sorted(p.relative_to(base).as_posix() for p in base.glob(f"*/*{IMAGE_SUFFIX}"))
-    if not names:
-        raise DataError(
-            f"Cityscapes folder {base} holds no <city>/*{IMAGE_SUFFIX}; expected {LAYOUT}"
-        )
-    return names
+from .cityscapes_files import LAYOUT, SPLITS, label_name, scan_split
+from .common import Sample, SegmentationDataset, read_label_8bit, require_dir
+from .splits import load_split
 
 
 class Cityscapes(SegmentationDataset):
@@ -57,7 +32,7 @@ class Cityscapes(SegmentationDataset):
         split_file: a few-shot split (one name per line, relative to ``leftImg8bit/<split>/``);
             it is validated (files exist, train cities, no path escaping the root). None scans
             the whole split.
-        normalization, augment: as for :class:`~pixda_core.data.gta5.GTA5`.
+        normalization: as for :class:`~pixda_core.data.gta5.GTA5`.
     """
 
     lut = CITYSCAPES_LUT
@@ -70,9 +45,8 @@ class Cityscapes(SegmentationDataset):
         size=(1024, 512),
         split_file: str | os.PathLike | None = None,
         normalization: str = "none",
-        augment: Augment | None = None,
     ):
-        super().__init__(size, normalization, augment)
+        super().__init__(size, normalization)
         if split not in SPLITS:
             raise DataError(f"Cityscapes split {split!r} is not one of {', '.join(SPLITS)}")
         self.root = Path(root)
@@ -81,8 +55,6 @@ class Cityscapes(SegmentationDataset):
         if split_file is None:
             names = scan_split(self.root, split)
         else:
-            from .splits import load_split
-
             require_dir(self.root, "Cityscapes root", LAYOUT)
             names = load_split(split_file, self.root, split=split).names
         img_base = self.root / "leftImg8bit" / split

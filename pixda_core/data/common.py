@@ -1,4 +1,4 @@
-"""What the three dataset loaders share: reading files, list files, resizing, augmentation.
+"""What the three dataset loaders share: reading files, list files, resizing, normalisation.
 
 Every read goes through a function here that turns a decoding failure into a
 :class:`~pixda_core.errors.DataError` naming the file, so that no loader dies mid-epoch
@@ -15,12 +15,10 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..labels import IGNORE_INDEX
 
 #: The release's per-channel mean, BGR order, subtracted from 0-255 images (no std division).
 MEAN_BGR = (104.00699, 116.66877, 122.67891)
@@ -138,51 +136,18 @@ def parse_size(size) -> tuple[int, int] | None:
     return w, h
 
 
-@dataclass(frozen=True)
-class Augment:
-    """Optional training augmentation applied to (image, label) tensors, off unless asked for.
-
-    ``scale``: a (min, max) range for a random rescale; ``crop``: (W, H) random crop, padded
-    with 0 / ignore where the image is smaller; ``flip``: random horizontal flip.
-    Randomness comes from torch's generator, which DataLoader seeds per worker.
-    """
-
-    scale: tuple[float, float] | None = None
-    crop: tuple[int, int] | None = None
-    flip: bool = False
-
-    def __call__(self, image: torch.Tensor, label: torch.Tensor):
-        if self.scale is not None:
-            lo, hi = self.scale
-            s = lo + (hi - lo) * torch.rand(()).item()
-            h, w = label.shape
-            hw = (max(1, round(h * s)), max(1, round(w * s)))
-            image = F.interpolate(image[None], hw, mode="bilinear", align_corners=False)[0]
-            label = F.interpolate(label[None, None].float(), hw, mode="nearest")[0, 0].long()
-        if self.crop is not None:
-            cw, ch = self.crop
-            h, w = label.shape
-            ph, pw = max(ch - h, 0), max(cw - w, 0)
-            if ph or pw:
-                image = F.pad(image, (0, pw, 0, ph), value=0.0)
-                label = F.pad(label, (0, pw, 0, ph), value=IGNORE_INDEX)
-            h, w = label.shape
-            y = int(torch.randint(0, h - ch + 1, ()).item())
-            x = int(torch.randint(0, w - cw + 1, ()).item())
-            image = image[:, y : y + ch, x : x + cw]
-            label = label[y : y + ch, x : x + cw]
-        if self.flip and torch.rand(()).item() < 0.5:
-            image = image.flip(-1)
-            label = label.flip(-1)
-        return image.contiguous(), label.contiguous()
+def release_normalize(images: torch.Tensor) -> torch.Tensor:
+    """0-255 RGB -> BGR minus the release's mean (method.md): what G takes. ``images`` is
+    (3, H, W) or (B, 3, H, W), on any device; the training loop applies it on the device."""
+    mean = torch.tensor(MEAN_BGR, device=images.device, dtype=images.dtype).view(3, 1, 1)
+    return images.flip(-3) - mean
 
 
 def to_tensor_image(img: Image.Image, normalization: str) -> torch.Tensor:
-    """PIL RGB -> float32 (3, H, W): 0-255 RGB ("none") or BGR minus MEAN_BGR ("release")."""
+    """PIL RGB -> float32 (3, H, W): 0-255 RGB ("none") or :func:`release_normalize`'d."""
     arr = np.asarray(img, dtype=np.float32)
-    if normalization == "release":
-        arr = arr[:, :, ::-1] - np.asarray(MEAN_BGR, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    image = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return release_normalize(image) if normalization == "release" else image
 
 
 @dataclass(frozen=True)
@@ -231,14 +196,13 @@ class SegmentationDataset(Dataset):
     #: Keep the label at its native resolution (Cityscapes val: evaluate at full resolution).
     keep_label_size: bool = False
 
-    def __init__(self, size=None, normalization: str = "none", augment: Augment | None = None):
+    def __init__(self, size=None, normalization: str = "none"):
         self.size = parse_size(size)
         if normalization not in NORMALIZATIONS:
             raise DataError(
                 f"normalization {normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
             )
         self.normalization = normalization
-        self.augment = augment
         self.samples: list[Sample] = []
 
     @staticmethod
@@ -263,8 +227,6 @@ class SegmentationDataset(Dataset):
                 train_ids = np.asarray(Image.fromarray(train_ids).resize(self.size, Image.NEAREST))
         image = to_tensor_image(img, self.normalization)
         label = torch.from_numpy(train_ids.astype(np.int64))
-        if self.augment is not None:
-            image, label = self.augment(image, label)
         return {"image": image, "label": label, "name": sample.name, "index": index}
 
     def check_labels_exist(self, what: str) -> None:
@@ -293,7 +255,6 @@ class FlatPairs(SegmentationDataset):
         size: (W, H) both image and label are resized to, or None for native size.
         list_file: one file name per line (the release's format); None scans the image folder.
         normalization: "none" (float 0-255 RGB) or "release" (BGR minus the release's mean).
-        augment: optional :class:`Augment` (random scale/crop/flip); off by default.
     """
 
     title: str
@@ -307,9 +268,8 @@ class FlatPairs(SegmentationDataset):
         size=(1024, 512),
         list_file: str | os.PathLike | None = None,
         normalization: str = "none",
-        augment: Augment | None = None,
     ):
-        super().__init__(size, normalization, augment)
+        super().__init__(size, normalization)
         self.root = Path(root)
         images, labels = self.root / self.image_dir, self.root / self.label_dir
         require_dir(self.root, f"{self.title} root", self.layout)

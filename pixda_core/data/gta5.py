@@ -19,7 +19,7 @@ LAYOUT = "<root>/images/NNNNN.png with <root>/labels/NNNNN.png"
 class GTA5(FlatPairs):
     """GTA5 images and labels; labels decoded to trainIds (255 = ignore).
 
-    ``GTA5(root, size=(1024, 512), list_file=None, normalization="none", augment=None)``;
+    ``GTA5(root, size=(1024, 512), list_file=None, normalization="none")``;
     arguments as in :class:`~pixda_core.data.common.FlatPairs`.
     """
 

@@ -26,13 +26,14 @@ from tqdm import tqdm
 
 from .. import labels as L
 from ..errors import DataError, run_cli
-from . import cityscapes as cs
+from . import cityscapes_files as cs
 from . import gta5, synthia
+from .cityscapes import Cityscapes
 from .common import Sample, decode_pair, parse_size, read_rgb, require_dir, write_list_file
 from .splits import CITIES
 
 KINDS = ("gta5", "synthia", "cityscapes")
-_CLASSES = {"gta5": gta5.GTA5, "synthia": synthia.Synthia, "cityscapes": cs.Cityscapes}
+_CLASSES = {"gta5": gta5.GTA5, "synthia": synthia.Synthia, "cityscapes": Cityscapes}
 
 
 def _parallel_map(fn, items: list, desc: str, workers=None, progress=True) -> list:
@@ -154,10 +155,12 @@ def _check_sample(sample: Sample, read_label, max_id: int) -> tuple[str, str] | 
     except DataError as exc:
         msg = str(exc)
         what = (
-            "size mismatch" if "the pair must match" in msg
-            else "ids out of range" if "outside the dataset's range" in msg
+            "size mismatch"
+            if "the pair must match" in msg
+            else "ids out of range"
+            if "outside the dataset's range" in msg
             else "unreadable file"
-        )  # fmt: skip
+        )
         return what, msg
     return None
 
@@ -176,8 +179,13 @@ def check_dataset(
         if not samples:
             problems.append(("empty city", f"{group}: no images under {layout.root}"))
     problems += [("label without image", str(p)) for p in layout.orphan_labels]
-    results = _parallel_map(lambda s: _check_sample(s, cls.read_label, cls.max_id),
-                            layout.samples, f"checking {kind}", workers, progress)  # fmt: skip
+    results = _parallel_map(
+        lambda s: _check_sample(s, cls.read_label, cls.max_id),
+        layout.samples,
+        f"checking {kind}",
+        workers,
+        progress,
+    )
     problems += [res for res in results if res is not None]
     counts = {g: len(s) for g, s in layout.groups.items()}
     return CheckReport(layout.kind, layout.root, counts, problems)

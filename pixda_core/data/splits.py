@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .common import safe_relative
+from .cityscapes_files import scan_split
+from .common import safe_relative, write_list_file
 
 TRAIN_CITIES = (
     "aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt", "hamburg",
@@ -43,8 +44,6 @@ class Split:
 
 def city_images(root: str | os.PathLike, split: str = "train") -> dict[str, list[str]]:
     """Image names of ``split`` grouped by city, each list sorted."""
-    from .cityscapes import scan_split
-
     groups: dict[str, list[str]] = defaultdict(list)
     for name in scan_split(Path(root), split):
         groups[name.split("/", 1)[0]].append(name)
@@ -76,11 +75,8 @@ def draw_split(root: str | os.PathLike, shots: int, seed: int = 0) -> list[str]:
 
 
 def write_split(path: str | os.PathLike, names: list[str]) -> Path:
-    """Write a split file in the release's format (one name per line)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{n}\n" for n in names))
-    return path
+    """Write a split file in the release's format (one name per line, like list files)."""
+    return write_list_file(path, names)
 
 
 def read_split(path: str | os.PathLike) -> list[str]:

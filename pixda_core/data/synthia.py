@@ -20,7 +20,7 @@ LAYOUT = "<root>/RGB/NNNNNNN.png with <root>/GT/LABELS/NNNNNNN.png (16-bit)"
 class Synthia(FlatPairs):
     """SYNTHIA images and labels; class ids decoded to trainIds (255 = ignore).
 
-    ``Synthia(root, size=(1024, 512), list_file=None, normalization="none", augment=None)``;
+    ``Synthia(root, size=(1024, 512), list_file=None, normalization="none")``;
     arguments as in :class:`~pixda_core.data.common.FlatPairs`.
     """
 

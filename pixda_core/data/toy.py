@@ -156,15 +156,21 @@ def draw_scene(rng: np.random.Generator, w: int, h: int, lay: Layout):
     def ypos(t):
         return y0 + ground * t
 
-    cv.shape("polygon", [(vx - apex * 1.5, y0), (vx + apex * 1.5, y0), (vx + rw + sw, h),
-                         (vx - rw - sw, h)], SIDEWALK)  # fmt: skip
+    cv.shape(
+        "polygon",
+        [(vx - apex * 1.5, y0), (vx + apex * 1.5, y0), (vx + rw + sw, h), (vx - rw - sw, h)],
+        SIDEWALK,
+    )
     cv.shape("polygon", [(vx - apex, y0), (vx + apex, y0), (vx + rw, h), (vx - rw, h)], ROAD)
     t = 0.05
     while t < 1.0:
         t2 = min(1.0, t * 1.35 + 0.02)
         a, b = 0.004 * w * t, 0.004 * w * t2
-        cv.shape("polygon", [(vx - a, ypos(t)), (vx + a, ypos(t)), (vx + b, ypos(t2)),
-                             (vx - b, ypos(t2))], LANE)  # fmt: skip
+        cv.shape(
+            "polygon",
+            [(vx - a, ypos(t)), (vx + a, ypos(t)), (vx + b, ypos(t2)), (vx - b, ypos(t2))],
+            LANE,
+        )
         t = t2 + (t2 - t) * 0.8
 
     # walls and fences along the outer edge of a sidewalk
@@ -175,14 +181,24 @@ def draw_scene(rng: np.random.Generator, w: int, h: int, lay: Layout):
             t2 = min(1.0, t1 + rng.uniform(0.1, 0.4))
             e1, e2 = vx + side * edge(t1, rw + sw), vx + side * edge(t2, rw + sw)
             h1, h2 = tall * ground * t1, tall * ground * t2
-            cv.shape("polygon", [(e1, ypos(t1)), (e2, ypos(t2)), (e2, ypos(t2) - h2),
-                                 (e1, ypos(t1) - h1)], cls)  # fmt: skip
+            cv.shape(
+                "polygon",
+                [(e1, ypos(t1)), (e2, ypos(t2)), (e2, ypos(t2) - h2), (e1, ypos(t1) - h1)],
+                cls,
+            )
 
     # things, drawn far to near
     objects = []
-    for kind, rate in (("pole", lay.poles), ("person", lay.persons), ("rider", lay.riders),
-                       ("car", lay.cars), ("truck", lay.trucks), ("bus", lay.buses),
-                       ("train", lay.trains), ("void", lay.voids)):  # fmt: skip
+    for kind, rate in (
+        ("pole", lay.poles),
+        ("person", lay.persons),
+        ("rider", lay.riders),
+        ("car", lay.cars),
+        ("truck", lay.trucks),
+        ("bus", lay.buses),
+        ("train", lay.trains),
+        ("void", lay.voids),
+    ):
         objects += [(rng.uniform(0.08, 1.0), kind) for _ in range(rng.poisson(rate))]
     objects.sort()
     for t, kind in objects:
@@ -203,23 +219,36 @@ def draw_scene(rng: np.random.Generator, w: int, h: int, lay: Layout):
             x = on_sidewalk if rng.random() < 0.8 else on_road
             inst, bw = cv.new_instance(), 0.11 * u
             cv.shape("ellipse", (x - bw, y - 0.62 * u, x + bw, y), PERSON, inst)
-            cv.shape("ellipse", (x - 0.6 * bw, y - 0.78 * u, x + 0.6 * bw, y - 0.6 * u), PERSON,
-                     inst)  # fmt: skip
+            cv.shape(
+                "ellipse", (x - 0.6 * bw, y - 0.78 * u, x + 0.6 * bw, y - 0.6 * u), PERSON, inst
+            )
         elif kind == "rider":
             x, cycle = on_road, BICYCLE if rng.random() < 0.6 else MOTORCYCLE
             inst, r = cv.new_instance(), (0.12 if cycle == BICYCLE else 0.15) * u
             for wx in (x - 0.32 * u, x + 0.32 * u):
                 cv.shape("ellipse", (wx - r, y - 2 * r, wx + r, y), cycle, inst)
             body = 0.05 if cycle == BICYCLE else 0.12
-            cv.shape("rectangle", (x - 0.32 * u, y - r - body * u - 0.02 * u, x + 0.32 * u,
-                                   y - r + 0.02 * u), cycle, inst)  # fmt: skip
+            cv.shape(
+                "rectangle",
+                (x - 0.32 * u, y - r - body * u - 0.02 * u, x + 0.32 * u, y - r + 0.02 * u),
+                cycle,
+                inst,
+            )
             inst = cv.new_instance()
             cv.shape("ellipse", (x - 0.1 * u, y - r - 0.55 * u, x + 0.1 * u, y - r), RIDER, inst)
-            cv.shape("ellipse", (x - 0.06 * u, y - r - 0.7 * u, x + 0.06 * u, y - r - 0.53 * u),
-                     RIDER, inst)  # fmt: skip
+            cv.shape(
+                "ellipse",
+                (x - 0.06 * u, y - r - 0.7 * u, x + 0.06 * u, y - r - 0.53 * u),
+                RIDER,
+                inst,
+            )
         elif kind in ("car", "truck", "bus", "train"):
-            cls, bw, bh = {"car": (CAR, 0.45, 0.55), "truck": (TRUCK, 0.6, 1.05),
-                           "bus": (BUS, 0.65, 1.2), "train": (TRAIN, 0.7, 1.3)}[kind]  # fmt: skip
+            cls, bw, bh = {
+                "car": (CAR, 0.45, 0.55),
+                "truck": (TRUCK, 0.6, 1.05),
+                "bus": (BUS, 0.65, 1.2),
+                "train": (TRAIN, 0.7, 1.3),
+            }[kind]
             x = on_road if kind != "train" else vx + rng.uniform(-0.3, 0.3) * edge(t, rw)
             bw *= u * rng.uniform(0.85, 1.15)
             inst = cv.new_instance()
@@ -393,8 +422,10 @@ def iter_scenes(spec: ToySpec):
         yield "gta5", i, f"{i + 1:05d}.png"
     for i in range(spec.num_synthia):
         yield "synthia", i, f"{i:07d}.png"
-    for split, cities, n in (("train", TRAIN_CITIES, spec.train_per_city),
-                             ("val", VAL_CITIES, spec.val_per_city)):  # fmt: skip
+    for split, cities, n in (
+        ("train", TRAIN_CITIES, spec.train_per_city),
+        ("val", VAL_CITIES, spec.val_per_city),
+    ):
         for c, city in enumerate(cities):
             for j in range(n):
                 yield f"cityscapes/{split}", c * 10000 + j, _cityscapes_name(city, j)
@@ -491,21 +522,49 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="data/toy", help="output folder (default: data/toy)")
     p.add_argument("--seed", type=int, default=ToySpec.seed, help="random seed (default: 0)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=ToySpec.size,
-                   help="toy Cityscapes image size; the sources keep their real size ratio "
-                   "to it (default: 256 128; 2048 1024 gives the real sizes)")  # fmt: skip
-    p.add_argument("--gap", type=float, default=ToySpec.gap,
-                   help="appearance domain shift, 0 (none) to 1 (default) or more")  # fmt: skip
-    p.add_argument("--num-gta5", type=int, default=ToySpec.num_gta5, metavar="N",
-                   help=f"GTA5 images (default: {ToySpec.num_gta5})")  # fmt: skip
-    p.add_argument("--num-synthia", type=int, default=ToySpec.num_synthia, metavar="N",
-                   help=f"SYNTHIA images (default: {ToySpec.num_synthia})")  # fmt: skip
-    p.add_argument("--train-per-city", type=int, default=ToySpec.train_per_city,
-                   metavar="N", help="Cityscapes train images per city, 18 cities "
-                   f"(default: {ToySpec.train_per_city})")  # fmt: skip
-    p.add_argument("--val-per-city", type=int, default=ToySpec.val_per_city,
-                   metavar="N", help="Cityscapes val images per city, 3 cities "
-                   f"(default: {ToySpec.val_per_city})")  # fmt: skip
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        default=ToySpec.size,
+        help="toy Cityscapes image size; the sources keep their real size ratio "
+        "to it (default: 256 128; 2048 1024 gives the real sizes)",
+    )
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=ToySpec.gap,
+        help="appearance domain shift, 0 (none) to 1 (default) or more",
+    )
+    p.add_argument(
+        "--num-gta5",
+        type=int,
+        default=ToySpec.num_gta5,
+        metavar="N",
+        help=f"GTA5 images (default: {ToySpec.num_gta5})",
+    )
+    p.add_argument(
+        "--num-synthia",
+        type=int,
+        default=ToySpec.num_synthia,
+        metavar="N",
+        help=f"SYNTHIA images (default: {ToySpec.num_synthia})",
+    )
+    p.add_argument(
+        "--train-per-city",
+        type=int,
+        default=ToySpec.train_per_city,
+        metavar="N",
+        help=f"Cityscapes train images per city, 18 cities (default: {ToySpec.train_per_city})",
+    )
+    p.add_argument(
+        "--val-per-city",
+        type=int,
+        default=ToySpec.val_per_city,
+        metavar="N",
+        help=f"Cityscapes val images per city, 3 cities (default: {ToySpec.val_per_city})",
+    )
     p.add_argument("--force", action="store_true", help="replace a toy folder written before")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -522,17 +581,26 @@ def _main(args) -> int:
     for flag in ("num_gta5", "num_synthia", "train_per_city", "val_per_city"):
         if getattr(args, flag) < 1:
             raise PixdaError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: expected >= 1")
-    spec = ToySpec(args.seed, (w, h), args.gap, args.num_gta5, args.num_synthia,
-                   args.train_per_city, args.val_per_city)  # fmt: skip
+    spec = ToySpec(
+        args.seed,
+        (w, h),
+        args.gap,
+        args.num_gta5,
+        args.num_synthia,
+        args.train_per_city,
+        args.val_per_city,
+    )
     out = Path(args.out)
     if args.force and (out / "toy.json").is_file():
         remove_toy(out)
     existed = (out / "toy.json").is_file()
     generate(out, spec, progress=not args.quiet)
-    print(f"toy benchmark {'up to date' if existed else 'written'}: {out} "
-          f"(gta5 {spec.num_gta5}, synthia {spec.num_synthia}, cityscapes train "
-          f"{18 * spec.train_per_city} / val {3 * spec.val_per_city}, seed {spec.seed}, "
-          f"size {w}x{h}, gap {spec.gap})")  # fmt: skip
+    print(
+        f"toy benchmark {'up to date' if existed else 'written'}: {out} "
+        f"(gta5 {spec.num_gta5}, synthia {spec.num_synthia}, cityscapes train "
+        f"{18 * spec.train_per_city} / val {3 * spec.val_per_city}, seed {spec.seed}, "
+        f"size {w}x{h}, gap {spec.gap})"
+    )
     return 0
 
 

@@ -5,6 +5,13 @@ from .discriminators import FCDiscriminator, PixelDiscriminator
 from .pretrained import CheckpointError, LoadReport, load_pretrained
 
 __all__ = [
-    "BACKBONES", "DeepLabV2", "deeplabv2", "param_groups", "FCDiscriminator",
-    "PixelDiscriminator", "CheckpointError", "LoadReport", "load_pretrained",
-]  # fmt: skip
+    "BACKBONES",
+    "DeepLabV2",
+    "deeplabv2",
+    "param_groups",
+    "FCDiscriminator",
+    "PixelDiscriminator",
+    "CheckpointError",
+    "LoadReport",
+    "load_pretrained",
+]

@@ -13,16 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
-
 
 class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
-                               bias=False)  # fmt: skip
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(
             planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False
@@ -85,6 +84,7 @@ _SPECS = {
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
     "resnet101": (Bottleneck, (3, 4, 23, 3)),
 }
+BACKBONES = tuple(_SPECS)
 
 
 class DeepLabV2(nn.Module):

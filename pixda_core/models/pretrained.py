@@ -35,8 +35,10 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"format {self.format}: loaded {len(self.loaded)} tensors, skipped "
-                f"{len(self.skipped)}, left at init {len(self.missing)}")  # fmt: skip
+        return (
+            f"format {self.format}: loaded {len(self.loaded)} tensors, skipped "
+            f"{len(self.skipped)}, left at init {len(self.missing)}"
+        )
 
 
 def read_weights(path: str | os.PathLike) -> object:
@@ -71,8 +73,9 @@ def _normalise(obj: object, model_keys: set[str], path: Path) -> tuple[str, dict
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         fmt, state = "state dict", obj
     else:
-        raise CheckpointError(f"{path} holds no state dict (expected a dict of tensors, "
-                              "'model_state' or 'model')")  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds no state dict (expected a dict of tensors, 'model_state' or 'model')"
+        )
     if all(k.startswith("module.") for k in state):
         state = _strip(state, "module.")
     tops = {k.split(".", 1)[0] for k in state}
@@ -80,8 +83,11 @@ def _normalise(obj: object, model_keys: set[str], path: Path) -> tuple[str, dict
     if len(tops) == 1 and not tops & model_tops:  # one wrapping module, e.g. "Scale."
         state = _strip(state, f"{tops.pop()}.")
     if fmt == "state dict":
-        fmt = "release init" if any(k.startswith("layer5.conv2d_list") for k in state) else (
-            "torchvision resnet" if "fc.weight" in state else "state dict")  # fmt: skip
+        fmt = (
+            "release init"
+            if any(k.startswith("layer5.conv2d_list") for k in state)
+            else ("torchvision resnet" if "fc.weight" in state else "state dict")
+        )
     return fmt, state
 
 
@@ -120,8 +126,11 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
                 "Pass strict=False to load it anyway"
             )
         # an aux head (layer5) the model was built without is fine; backbone tensors are not
-        extra = [k for k, why in report.skipped
-                 if why == "not in the model" and not k.startswith("layer5.")]  # fmt: skip
+        extra = [
+            k
+            for k, why in report.skipped
+            if why == "not in the model" and not k.startswith("layer5.")
+        ]
         if fmt in ("release checkpoint", "pixda checkpoint") and extra:
             raise CheckpointError(
                 f"{path} ({fmt}) holds {len(extra)} tensors the model does not have (first: "

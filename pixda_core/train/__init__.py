@@ -1,10 +1,31 @@
-"""Training and evaluation: source-only pretraining, PixDA and the baselines."""
+"""Training and evaluation: source-only pretraining, PixDA and the baselines.
 
-from .evaluate import evaluate, metrics_dict, val_loader, write_metrics
-from .loops import TrainingError, adapt, ensure_source_only, source_only_run, train_source_only
+Where things are: :mod:`~pixda_core.train.loop` (the loops, read top to bottom),
+:mod:`~pixda_core.train.step` (one step of the main phase), :mod:`~pixda_core.train.selection`
+(PixDA's selection), :mod:`~pixda_core.train.distillation` (its last phase),
+:mod:`~pixda_core.train.evaluate`, :mod:`~pixda_core.train.job` (a run's parts, checkpoints),
+:mod:`~pixda_core.train.start` (checks before a run), :mod:`~pixda_core.train.rundir` (run
+folders), :mod:`~pixda_core.train.streams` (batch streams), :mod:`~pixda_core.train.runtime`
+(device, precision, torchrun) and :mod:`~pixda_core.train.cli` (the command line).
+"""
+
+from .evaluate import evaluate, load_run_model, metrics_dict, val_loader, write_metrics
+from .job import TrainingError
+from .loop import adapt, ensure_source_only, train_source_only
 from .runtime import Runtime, setup_runtime
+from .start import source_only_run
 
 __all__ = [
-    "adapt", "train_source_only", "ensure_source_only", "source_only_run", "evaluate",
-    "metrics_dict", "val_loader", "write_metrics", "TrainingError", "Runtime", "setup_runtime",
-]  # fmt: skip
+    "adapt",
+    "train_source_only",
+    "ensure_source_only",
+    "source_only_run",
+    "evaluate",
+    "load_run_model",
+    "metrics_dict",
+    "val_loader",
+    "write_metrics",
+    "TrainingError",
+    "Runtime",
+    "setup_runtime",
+]

@@ -9,6 +9,9 @@ and tested by the same command without ``--is_train`` plus ``--which_iter N``. T
 mean the same here. Every value means what ``--help`` says: iterations are iterations and
 learning rates are used as given (the release divided its 250k/120k by the batch size and
 multiplied its learning rates by it while parsing; the ``paper`` preset holds the results).
+
+One table, :data:`FLAGS`, makes both the argument parser and the mapping from flags to config
+keys (which error messages use to name the flag a user typed).
 """
 
 from __future__ import annotations
@@ -17,41 +20,21 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from ..config import BACKBONES, METHODS, PRESETS, SOURCES, Config, preset
-from ..errors import ConfigError, run_cli
+from ..errors import ConfigError, DataError, run_cli
 
-#: config key -> the flag that sets it, so an error names what the user typed
-FLAGS = {
-    "data.source": "--source_dataset", "data.source_root": "--source_dataroot",
-    "data.target": "--target_dataset", "data.target_root": "--target_dataroot",
-    "data.num_shots": "--num_shots", "data.split_file": "--split_file",
-    "data.size": "--crop_size", "data.num_workers": "--num_workers", "run.name": "--name",
-    "run.seed": "--seed", "run.out_dir": "--checkpoints_dir", "run.precision": "--amp",
-    "model.backbone": "--backbone", "method.name": "--method", "method.kd_steps": "--kd_steps",
-    "run.restore_from": "--restore_from",
-}  # fmt: skip
-for _sec in ("pretrain", "adapt"):
-    FLAGS.update({f"{_sec}.batch_size": "--batch_size", f"{_sec}.max_iters": "--max_iters",
-                  f"{_sec}.early_stop": "--early_stop", f"{_sec}.lr": "--lr"})  # fmt: skip
-
-
-def _with_flag(exc: ConfigError) -> ConfigError:
-    msg = str(exc)
-    for key, flag in FLAGS.items():
-        if f"config {key} " in msg:
-            return ConfigError(msg.replace(f"config {key} ", f"{flag} (config {key}) ", 1))
-    return exc
+# ------------------------------------------------------------------------------ flag values
 
 
 def parse_size_flag(text: str) -> list[int]:
     """``--crop_size W,H`` through the data layer's own size parser."""
     from ..data.common import parse_size
-    from ..errors import DataError
 
     try:
         return list(parse_size(text))
@@ -70,6 +53,8 @@ def parse_gpu_ids(text: str) -> list[int]:
 
 
 def parse_set(text: str) -> tuple[str, object]:
+    """``--set SECTION.KEY=VALUE`` (here and in the sweep): the key and the value read as
+    YAML (``true``, ``0.5``, ``[1024, 512]``)."""
     key, sep, value = text.partition("=")
     if not sep or key.count(".") != 1:
         raise argparse.ArgumentTypeError(
@@ -77,6 +62,123 @@ def parse_set(text: str) -> tuple[str, object]:
         )
     return key, yaml.safe_load(value)
 
+
+def nest_overrides(pairs: list[tuple[str, object]]) -> dict[str, dict]:
+    """``[("adapt.lr", 0.01)]`` -> ``{"adapt": {"lr": 0.01}}`` (the form configs merge)."""
+    nested: dict[str, dict] = {}
+    for key, value in pairs:
+        section, _, name = key.partition(".")
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+# ------------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag: what argparse makes of it and the config keys its value sets (``optim.X``:
+    the section being trained, ``pretrain`` or ``adapt``)."""
+
+    name: str
+    help: str | None = None
+    keys: tuple[str, ...] = ()
+    #: one of the release's own flags (listed in their own group of --help)
+    release: bool = False
+    #: argparse's other arguments (type, choices, action, ...)
+    parse: dict = field(default_factory=dict)
+    #: the flag's value -> the config value (default: as parsed)
+    to_config: Callable | None = None
+    #: the commands that have it ("run" is run.py)
+    modes: tuple[str, ...] = ("run", "pretrain", "adapt", "evaluate")
+
+    @property
+    def dest(self) -> str:
+        return self.parse.get("dest", self.name.removeprefix("--"))
+
+
+SET = {"action": "store_const", "const": True}  # a switch that sets its key to true
+
+# fmt: off
+FLAGS = (
+    # the release's flags, with the release's meanings
+    Flag("--source_dataset", "source domain", ("data.source",), True, {"choices": SOURCES}),
+    Flag("--source_dataroot", "source dataset root (GTA5 or SYNTHIA layout)",
+         ("data.source_root",), True),
+    Flag("--target_dataset", "target domain", ("data.target",), True,
+         {"choices": ("cityscapes",)}),
+    Flag("--target_dataroot", "Cityscapes root (leftImg8bit/, gtFine/)", ("data.target_root",),
+         True),
+    Flag("--name", "run name: the run folder is CHECKPOINTS_DIR/NAME", ("run.name",), True),
+    Flag("--gpu_ids", "GPU to use, e.g. 0 (-1: CPU). For several GPUs launch with torchrun "
+         "--nproc_per_node N; default: GPU 0 when there is one", ("run.device",), True,
+         {"type": parse_gpu_ids}, to_config=lambda ids: "cpu" if ids[0] < 0 else "auto"),
+    Flag("--is_train", "train (adapt); without it, evaluate the run's checkpoint", (), True,
+         {"action": "store_true"}, modes=("run",)),
+    Flag("--num_shots", "labelled Cityscapes images per training city", ("data.num_shots",),
+         True, {"type": int}),
+    Flag("--which_iter", "evaluation: the checkpoint step to evaluate (default: the latest)",
+         (), True, {"type": int}),
+    Flag("--continue_train", "resume the run NAME from its latest checkpoint", (), True,
+         {"action": "store_true"}),
+    # the kit's options
+    Flag("--preset", "defaults for everything not given: 'paper' (method.md) or 'toy' (the "
+         "embedded toy benchmark on a CPU)", parse={"choices": sorted(PRESETS),
+                                                      "default": "paper"}),
+    Flag("--config", "a YAML config file (overrides the preset; flags override it)"),
+    Flag("--method", "adaptation method (default: pixda)", ("method.name",),
+         parse={"choices": METHODS}),
+    Flag("--backbone", None, ("model.backbone",), parse={"choices": BACKBONES}),
+    Flag("--crop_size", "W,H that training and val images are resized to, e.g. 1024,512",
+         ("data.size", "data.val_size"), parse={"type": parse_size_flag}),
+    Flag("--batch_size", "images per domain per step (per process)", ("optim.batch_size",),
+         parse={"type": int}),
+    Flag("--lr", "G backbone learning rate as used (heads: 10x)", ("optim.lr",),
+         parse={"type": float}),
+    Flag("--max_iters", "horizon of the poly learning-rate schedule", ("optim.max_iters",),
+         parse={"type": int}),
+    Flag("--early_stop", "iterations to run (PixDA: of the adversarial phase; capped at "
+         "--max_iters)", ("optim.early_stop",), parse={"type": int}),
+    Flag("--kd_steps", "distillation steps after PixDA's adversarial phase",
+         ("method.kd_steps",), parse={"type": int}),
+    Flag("--seed", "seed of the run and of the drawn split", ("run.seed",),
+         parse={"type": int}),
+    Flag("--split_file", "target shots (release format); default: drawn, seeded",
+         ("data.split_file",)),
+    Flag("--restore_from", "source-only model to adapt (the release's .pth or ours); default: "
+         "the shared source-only run of this source and preset, trained first if missing",
+         ("run.restore_from",)),
+    Flag("--checkpoints_dir", "where run folders go (default: results)", ("run.out_dir",)),
+    Flag("--amp", "CUDA precision: bf16 autocast (default) or fp32 (CPU: fp32 unless "
+         "--cpu_bf16)", ("run.precision",), parse={"choices": ("bf16", "fp32")}),
+    Flag("--cpu_bf16", "bf16 autocast on the CPU too (faster on CPUs with AVX512-BF16/AMX)",
+         ("run.cpu_bf16",), parse=SET),
+    Flag("--compile", "torch.compile G and D1 (CUDA: faster after the first steps, which "
+         "compile)", ("run.compile",), parse=SET),
+    Flag("--concat_forward", "one G forward over source and target together instead of two "
+         "(meant for GPUs; slower on the CPU); it CHANGES BatchNorm batch statistics "
+         "(computed over both domains at once, where the method uses one domain at a time), "
+         "so results differ from the method's; off by default", ("run.concat_forward",),
+         parse=SET),
+    Flag("--num_workers", "data loader workers per process", ("data.num_workers",),
+         parse={"type": int}),
+    Flag("--save_predictions", "write coloured and label-id predictions (Cityscapes layout)",
+         ("run.save_predictions",), parse=SET),
+    Flag("--set", "any other config value, e.g. --set method.selection=false",
+         parse={"dest": "overrides", "type": parse_set, "action": "append", "default": [],
+                "metavar": "SECTION.KEY=VALUE"}),
+    Flag("--quiet", "no progress bars; loss lines instead", ("run.progress",),
+         parse={"action": "store_const", "const": False}),
+)
+# fmt: on
+
+#: config key -> the flag that sets it, so that an error names what the user typed
+KEY_FLAGS = {
+    (f"{section}.{key.partition('.')[2]}" if key.startswith("optim.") else key): flag.name
+    for flag in FLAGS
+    for key in flag.keys
+    for section in (("pretrain", "adapt") if key.startswith("optim.") else ("",))
+}
 
 DESCRIPTIONS = {
     "run": "Train (--is_train: adapt a source-only model) or evaluate a run, with the "
@@ -93,179 +195,65 @@ EPILOG = (
 
 def build_parser(prog: str, mode: str) -> argparse.ArgumentParser:
     """``mode``: "run" (the release's run.py), "pretrain", "adapt" or "evaluate"."""
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=DESCRIPTIONS[mode],
-        epilog=EPILOG,
-    )
-    g = p.add_argument_group("the release's flags")
-    g.add_argument("--source_dataset", choices=SOURCES, help="source domain")
-    g.add_argument("--source_dataroot", help="source dataset root (GTA5 or SYNTHIA layout)")
-    g.add_argument("--target_dataset", choices=("cityscapes",), help="target domain")
-    g.add_argument("--target_dataroot", help="Cityscapes root (leftImg8bit/, gtFine/)")
-    g.add_argument("--name", help="run name: the run folder is CHECKPOINTS_DIR/NAME")
-    g.add_argument(
-        "--gpu_ids",
-        type=parse_gpu_ids,
-        default=None,
-        help="GPU to use, e.g. 0 (-1: CPU). For several GPUs launch with "
-        "torchrun --nproc_per_node N; default: GPU 0 when there is one",
-    )
-    if mode == "run":
-        g.add_argument(
-            "--is_train",
-            action="store_true",
-            help="train (adapt); without it, evaluate the run's checkpoint",
-        )
-    g.add_argument("--num_shots", type=int, help="labelled Cityscapes images per training city")
-    g.add_argument(
-        "--which_iter",
-        type=int,
-        help="evaluation: the checkpoint step to evaluate (default: the latest)",
-    )
-    g.add_argument(
-        "--continue_train",
-        action="store_true",
-        help="resume the run NAME from its latest checkpoint",
-    )
-    o = p.add_argument_group("kit options (default: the preset's value)")
-    o.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default="paper",
-        help="defaults for everything not given: 'paper' (method.md) or 'toy' (the "
-        "embedded toy benchmark on a CPU)",
-    )
-    o.add_argument("--config", help="a YAML config file (overrides the preset; flags override it)")
-    o.add_argument("--method", choices=METHODS, help="adaptation method (default: pixda)")
-    o.add_argument("--backbone", choices=BACKBONES)
-    o.add_argument(
-        "--crop_size",
-        type=parse_size_flag,
-        help="W,H that training and val images are resized to, e.g. 1024,512",
-    )
-    o.add_argument("--batch_size", type=int, help="images per domain per step (per process)")
-    o.add_argument("--lr", type=float, help="G backbone learning rate as used (heads: 10x)")
-    o.add_argument("--max_iters", type=int, help="horizon of the poly learning-rate schedule")
-    o.add_argument(
-        "--early_stop",
-        type=int,
-        help="iterations to run (PixDA: of the adversarial phase; capped at --max_iters)",
-    )
-    o.add_argument(
-        "--kd_steps", type=int, help="distillation steps after PixDA's adversarial phase"
-    )
-    o.add_argument("--seed", type=int, help="seed of the run and of the drawn split")
-    o.add_argument("--split_file", help="target shots (release format); default: drawn, seeded")
-    o.add_argument(
-        "--restore_from",
-        help="source-only model to adapt (the release's .pth or ours); default: the "
-        "shared source-only run of this source and preset, trained first if missing",
-    )
-    o.add_argument("--checkpoints_dir", help="where run folders go (default: results)")
-    o.add_argument(
-        "--amp",
-        choices=("bf16", "fp32"),
-        help="CUDA precision: bf16 autocast (default) or fp32 (CPU: fp32 unless --cpu_bf16)",
-    )
-    o.add_argument(
-        "--cpu_bf16",
-        action="store_true",
-        help="bf16 autocast on the CPU too (faster on CPUs with AVX512-BF16/AMX)",
-    )
-    o.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile G and D1 (CUDA: faster after the first steps, which compile)",
-    )
-    o.add_argument(
-        "--concat_forward",
-        action="store_true",
-        help="one G forward over source and target together instead of two (meant for GPUs; "
-        "slower on the CPU); it "
-        "CHANGES BatchNorm batch statistics (computed over both domains at once, where the "
-        "method uses one domain at a time), so results differ from the method's; off by default",
-    )
-    o.add_argument("--num_workers", type=int, help="data loader workers per process")
-    o.add_argument(
-        "--save_predictions",
-        action="store_true",
-        help="write coloured and label-id predictions (Cityscapes layout)",
-    )
-    o.add_argument(
-        "--set",
-        dest="overrides",
-        type=parse_set,
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="any other config value, e.g. --set method.selection=false",
-    )
-    o.add_argument("--quiet", action="store_true", help="no progress bars; loss lines instead")
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS[mode], epilog=EPILOG)
+    groups = {
+        True: p.add_argument_group("the release's flags"),
+        False: p.add_argument_group("kit options (default: the preset's value)"),
+    }
+    for flag in FLAGS:
+        if mode in flag.modes:
+            groups[flag.release].add_argument(flag.name, help=flag.help, **flag.parse)
     return p
 
 
 def config_from_args(args: argparse.Namespace, section: str) -> Config:
     """The config the flags describe; ``section`` ("pretrain" or "adapt") receives the
-    optimisation flags."""
-    data: dict = {}
+    optimisation flags (``optim.*``)."""
     cfg = preset(args.preset)
     if args.config:
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"--config {args.config}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config {args.config} is not valid YAML: {exc}") from None
-        if isinstance(loaded, dict):
-            loaded.pop("preset", None)  # --preset decides the base
-        try:
-            cfg = Config.from_dict(loaded, base=cfg)
-        except ConfigError as exc:
-            raise ConfigError(f"--config {args.config}: {exc}") from None
-    d, run, model, method, optim = {}, {}, {}, {}, {}
-    for flag, (sec, key) in {
-        "source_dataset": (d, "source"), "source_dataroot": (d, "source_root"),
-        "target_dataset": (d, "target"), "target_dataroot": (d, "target_root"),
-        "num_shots": (d, "num_shots"), "split_file": (d, "split_file"),
-        "num_workers": (d, "num_workers"), "name": (run, "name"), "seed": (run, "seed"),
-        "restore_from": (run, "restore_from"), "checkpoints_dir": (run, "out_dir"),
-        "amp": (run, "precision"), "method": (method, "name"), "backbone": (model, "backbone"),
-        "kd_steps": (method, "kd_steps"), "batch_size": (optim, "batch_size"),
-        "lr": (optim, "lr"), "max_iters": (optim, "max_iters"),
-        "early_stop": (optim, "early_stop"),
-    }.items():  # fmt: skip
-        value = getattr(args, flag, None)
-        if value is not None:
-            sec[key] = value
-    if args.crop_size is not None:
-        d["size"] = d["val_size"] = args.crop_size
-    if args.save_predictions:
-        run["save_predictions"] = True
-    if args.cpu_bf16:
-        run["cpu_bf16"] = True
-    if args.compile:
-        run["compile"] = True
-    if args.concat_forward:
-        run["concat_forward"] = True
-    if args.quiet:
-        run["progress"] = False
-    if args.gpu_ids is not None:
-        run["device"] = "cpu" if args.gpu_ids[0] < 0 else "auto"
-    base_optim = getattr(cfg, section)
+        cfg = _config_file(args.config, cfg)
+    data: dict[str, dict] = {}
+    for flag in FLAGS:
+        value = getattr(args, flag.dest, None)
+        if not flag.keys or value is None:
+            continue
+        if flag.to_config is not None:
+            value = flag.to_config(value)
+        for key in flag.keys:
+            sec, _, name = key.partition(".")
+            data.setdefault(section if sec == "optim" else sec, {})[name] = value
+    optim = data.get(section, {})
     if "max_iters" in optim and "early_stop" not in optim:
-        optim["early_stop"] = min(base_optim.early_stop, optim["max_iters"])
-    data.update({"data": d, "run": run, "model": model, "method": method, section: optim})
-    for key, value in args.overrides:
-        sec, _, name = key.partition(".")
-        data.setdefault(sec, {})
-        if not isinstance(data[sec], dict):
-            raise ConfigError(f"--set {key}: {sec} is not a config section")
-        data[sec][name] = value
+        optim["early_stop"] = min(getattr(cfg, section).early_stop, optim["max_iters"])
+    for sec, values in nest_overrides(args.overrides).items():
+        data.setdefault(sec, {}).update(values)
     try:
         return Config.from_dict(data, base=cfg)
     except ConfigError as exc:
         raise _with_flag(exc) from None
+
+
+def _config_file(path: str, base: Config) -> Config:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path} is not valid YAML: {exc}") from None
+    if isinstance(loaded, dict):
+        loaded.pop("preset", None)  # --preset decides the base
+    try:
+        return Config.from_dict(loaded, base=base)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+
+
+def _with_flag(exc: ConfigError) -> ConfigError:
+    msg = str(exc)
+    for key, flag in KEY_FLAGS.items():
+        if f"config {key} " in msg:
+            return ConfigError(msg.replace(f"config {key} ", f"{flag} (config {key}) ", 1))
+    return exc
 
 
 def _select_gpu(args) -> None:
@@ -274,56 +262,54 @@ def _select_gpu(args) -> None:
     if ids is None or ids[0] < 0 or "LOCAL_RANK" in os.environ:
         return
     if len(ids) > 1:
-        print(f"--gpu_ids {','.join(map(str, ids))}: one process uses one GPU; for all of them "
-              f"launch torchrun --nproc_per_node {len(ids)} run.py ... (using GPU {ids[0]} now)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"--gpu_ids {','.join(map(str, ids))}: one process uses one GPU; for all of them "
+            f"launch torchrun --nproc_per_node {len(ids)} run.py ... (using GPU {ids[0]} now)",
+            file=sys.stderr,
+        )
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", str(ids[0]))
+
+
+# ------------------------------------------------------------------------------ commands
 
 
 def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: bool = False):
     """Evaluate the checkpoint of step ``which_iter`` (default: the latest) of the run
     ``cfg.run.name`` on the target val set; writes ``metrics_step_<N>.json`` (+ confusion)
     into the run folder and returns the metrics."""
-    from ..checkpoint import load_checkpoint, load_model_state, step_checkpoints
-    from ..labels import NUM_CLASSES
-    from ..models import deeplabv2
-    from .evaluate import evaluate, metrics_dict, val_loader, write_metrics
+    from .evaluate import evaluate, load_run_model, metrics_dict, val_loader, write_metrics
     from .runtime import setup_runtime
 
     folder = Path(cfg.run.out_dir) / cfg.run.name
     if not (folder / "config.yaml").exists():
         raise ConfigError(f"--name {cfg.run.name}: no run folder {folder} (with config.yaml)")
-    saved = Config.from_yaml(folder / "config.yaml")
+    model = load_run_model(folder, which_iter)
     # the run's own model and data settings; where the data is now comes from the caller
-    cfg = replace(saved, data=replace(saved.data, target_root=cfg.data.target_root,
-                  num_workers=cfg.data.num_workers), run=replace(saved.run, device=cfg.run.device,
-                  precision=cfg.run.precision, out_dir=cfg.run.out_dir))  # fmt: skip
-    ckpts = step_checkpoints(folder / "checkpoints")
-    if which_iter is None:
-        path = folder / "checkpoints" / "latest.pt"
-        if not path.exists():
-            raise ConfigError(f"run folder {folder} has no checkpoints/latest.pt")
-    elif which_iter not in ckpts:
-        have = ", ".join(map(str, ckpts)) or "none"
-        raise ConfigError(f"--which_iter {which_iter}: {folder}/checkpoints has no "
-                          f"step_{which_iter}.pt (steps kept: {have})")  # fmt: skip
-    else:
-        path = ckpts[which_iter]
-    ck = load_checkpoint(path)
+    saved = model.cfg
+    cfg = replace(
+        saved,
+        data=replace(
+            saved.data, target_root=cfg.data.target_root, num_workers=cfg.data.num_workers
+        ),
+        run=replace(
+            saved.run,
+            device=cfg.run.device,
+            precision=cfg.run.precision,
+            out_dir=cfg.run.out_dir,
+        ),
+    )
     rt = setup_runtime(cfg.run)
-    g = deeplabv2(NUM_CLASSES, cfg.model.backbone, cfg.model.multi_level)
-    load_model_state(g, ck["model"], path)
-    g = g.to(rt.device)
-    step = int(ck["state"]["step"])
-    preds = folder / f"predictions_step_{step}" if save_predictions else None
+    g = model.g.to(rt.device)
+    preds = folder / f"predictions_step_{model.step}" if save_predictions else None
     cm = evaluate(g, val_loader(cfg, rt), rt, predictions_dir=preds, progress=cfg.run.progress)
-    method = "source_only" if ck.get("kind") == "source_only" else cfg.method.name
-    metrics = metrics_dict(cm, cfg, step, method)
+    metrics = metrics_dict(cm, cfg, model.step, model.method)
     if rt.is_main:
-        out = write_metrics(folder, metrics, cm, stem=f"metrics_step_{step}")
+        out = write_metrics(folder, metrics, cm, stem=f"metrics_step_{model.step}")
         extra = f", mIoU-13 {metrics['miou_13'] * 100:.2f}" if "miou_13" in metrics else ""
-        print(f"{folder} step {step}: mIoU-{metrics['protocol']} {metrics['miou'] * 100:.2f}"
-              f"{extra} -> {out}")  # fmt: skip
+        print(
+            f"{folder} step {model.step}: mIoU-{metrics['protocol']} "
+            f"{metrics['miou'] * 100:.2f}{extra} -> {out}"
+        )
         print(json.dumps(metrics["per_class_iou"], indent=1))
     return metrics
 
@@ -331,16 +317,17 @@ def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: b
 def _main(argv, prog: str, mode: str) -> int:
     args = build_parser(prog, mode).parse_args(argv)
     _select_gpu(args)
-    from .loops import adapt, train_source_only
+    from .loop import adapt, train_source_only
 
     if mode == "run":
         mode = "adapt" if args.is_train else "evaluate"
     cfg = config_from_args(args, "pretrain" if mode == "pretrain" else "adapt")
     if mode != "evaluate" and args.which_iter is not None:
-        raise ConfigError("--which_iter selects a checkpoint to evaluate; it needs test mode "
-                          "(no --is_train)")  # fmt: skip
+        raise ConfigError(
+            "--which_iter selects a checkpoint to evaluate; it needs test mode (no --is_train)"
+        )
     if mode == "evaluate":
-        evaluate_run(cfg, args.which_iter, args.save_predictions)
+        evaluate_run(cfg, args.which_iter, bool(args.save_predictions))
     elif mode == "pretrain":
         train_source_only(cfg, resume=args.continue_train)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
+from ..checkpoint import load_checkpoint, load_model_state, step_checkpoints
 from ..config import Config, protocol
 from ..data import Cityscapes
-from ..data.common import skipping
+from ..data.common import release_normalize, skipping
+from ..errors import ConfigError
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
+from ..methods import SOURCE_ONLY
 from ..metrics import ConfusionMatrix
-from .runtime import Runtime, release_normalize
+from .runtime import Runtime
+from .step import build_segmenter
+from .streams import SkipReport
 
 
 def val_loader(cfg: Config, rt: Runtime) -> DataLoader:
@@ -66,8 +72,6 @@ def evaluate(
     reads) and ``color/<city>/<stem>_pred_color.png``.
     """
     from tqdm.auto import tqdm
-
-    from .streams import SkipReport
 
     was_training = model.training
     model.eval()
@@ -137,3 +141,48 @@ def write_metrics(folder: Path, metrics: dict, cm: ConfusionMatrix, stem: str = 
     os.replace(tmp, path)
     cm.save(folder / f"{stem}_confusion.npy")
     return path
+
+
+@dataclass
+class RunModel:
+    """A run's G as one of its checkpoints left it."""
+
+    g: torch.nn.Module
+    #: the run's own config (``config.yaml``)
+    cfg: Config
+    step: int
+    #: "source_only" or the adaptation method
+    method: str
+    checkpoint: Path
+
+
+def load_run_model(folder: str | os.PathLike, which_iter: int | None = None) -> RunModel:
+    """G of the run in ``folder`` (on the CPU, in train mode) at its ``step_<which_iter>.pt``
+    checkpoint, or at ``latest.pt``; built from the run's own config."""
+    folder = Path(folder)
+    cfg = Config.from_yaml(folder / "config.yaml")
+    if which_iter is None:
+        path = folder / "checkpoints" / "latest.pt"
+        if not path.exists():
+            raise ConfigError(f"run folder {folder} has no checkpoints/latest.pt")
+    else:
+        kept = step_checkpoints(folder / "checkpoints")
+        if which_iter not in kept:
+            have = ", ".join(map(str, kept)) or "none"
+            raise ConfigError(
+                f"--which_iter {which_iter}: {folder}/checkpoints has no step_{which_iter}.pt "
+                f"(steps kept: {have})"
+            )
+        path = kept[which_iter]
+    ck = load_checkpoint(path)
+    g = build_segmenter(cfg)
+    load_model_state(g, ck["model"], path)
+    return RunModel(g, cfg, int(ck["state"]["step"]), checkpoint_method(ck, cfg), path)
+
+
+def checkpoint_method(ck: dict, cfg: Config) -> str:
+    """The method a checkpoint was trained with (checkpoints before the methods table
+    recorded only whether they were source-only: ``kind``)."""
+    if "method" in ck:
+        return ck["method"]
+    return SOURCE_ONLY if ck.get("kind") == SOURCE_ONLY else cfg.method.name

@@ -76,8 +76,9 @@ def run_lock(path: Path, wait: bool = False) -> Iterator[None]:
                     f"run folder {path} is in use by another process (a run of the same --name "
                     "is going on); wait for it to end or choose another --name"
                 ) from None
-            print(f"another process is training {path}; waiting for it", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"another process is training {path}; waiting for it", file=sys.stderr, flush=True
+            )
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -178,7 +179,3 @@ class RunFolder:
             tmp = path.with_name(f".{path.name}.tmp")
             kept.to_csv(tmp, index=False)
             os.replace(tmp, path)
-
-    def read(self, table: str) -> pd.DataFrame:
-        path = self.path / f"{table}.csv"
-        return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()

@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 
 from ..config import RunConfig
-from ..data.common import MEAN_BGR
 from ..errors import ConfigError
 
 _warned_no_gpu = False
@@ -105,9 +104,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def release_normalize(images: torch.Tensor) -> torch.Tensor:
-    """RGB 0-255 -> BGR minus the release's mean (method.md), on the images' device."""
-    mean = torch.tensor(MEAN_BGR, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return images.flip(1) - mean

@@ -4,7 +4,7 @@ Each stream walks a list of dataset indices epoch after epoch; epoch ``e`` is a 
 drawn from ``(seed, stream, e)``, so it depends on nothing but those numbers. Under
 ``torchrun`` rank ``r`` of ``N`` takes every N-th index of the permutation. Every epoch is cut
 to whole batches, so a batch never straddles two epochs and "one pass over the source set" is
-exactly ``steps_per_epoch`` steps. The position (samples consumed per rank) is counted in the
+a whole number of steps. The position (samples consumed per rank) is counted in the
 training loop, not in the loader, so prefetching workers do not disturb it.
 """
 
@@ -15,6 +15,15 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.common import skipping
+from .runtime import Runtime
+
+#: the ``stream`` number that seeds the order of the target shots' epochs
+TARGET_STREAM = 1
+#: the source images' stream number is this plus the selection round, so each round's
+#: (smaller) source list is walked in an order of its own
+SOURCE_STREAM = 1000
 
 
 def epoch_order(n: int, seed: int, stream: int, epoch: int) -> torch.Tensor:
@@ -43,11 +52,10 @@ class EpochStream(Sampler[int]):
         start: int = 0,
         rank: int = 0,
         world: int = 1,
-        shuffle: bool = True,
     ):
         self.indices = list(indices)
         self.batch, self.seed, self.stream = batch, seed, stream
-        self.rank, self.world, self.shuffle = rank, world, shuffle
+        self.rank, self.world = rank, world
         self.epoch_len = per_rank(len(self.indices), batch, world)
         if self.epoch_len == 0:
             raise ValueError(
@@ -56,15 +64,11 @@ class EpochStream(Sampler[int]):
             )
         self.start = start
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.epoch_len // self.batch
-
     def __iter__(self) -> Iterator[int]:
         epoch, offset = divmod(self.start, self.epoch_len)
         n = len(self.indices)
         while True:
-            order = epoch_order(n, self.seed, self.stream, epoch) if self.shuffle else range(n)
+            order = epoch_order(n, self.seed, self.stream, epoch)
             mine = list(order)[self.rank :: self.world][: self.epoch_len]
             for i in mine[offset:]:
                 yield self.indices[int(i)]
@@ -118,27 +122,34 @@ class SkipReport:
 class Stream:
     """A sampler, its loader and its position: ``next(stream)`` is the next batch.
 
-    With ``on_error="skip"`` an unreadable file is replaced by the next readable image of the
-    dataset; each is warned about once and counted at the end of every epoch."""
+    ``indices`` are dataset indices walked epoch after epoch in the order of ``(seed,
+    stream_id, epoch)`` from ``start`` samples in. With ``on_error="skip"`` an unreadable
+    file is replaced by the next readable image of the dataset; each is warned about once
+    (``warned`` is shared by a run's streams) and counted at the end of every epoch."""
 
-    def __init__(self, dataset, indices, batch, seed, stream, start, rt, workers, shuffle=True,
-                 on_error="stop", what="training set", warned=None):  # fmt: skip
-        from ..data.common import skipping
-
-        self.sampler = EpochStream(
-            indices, batch, seed, stream, start, rt.rank, rt.world, shuffle
-        )  # fmt: skip
+    def __init__(
+        self,
+        dataset: Dataset,
+        indices: Sequence[int],
+        *,
+        batch: int,
+        seed: int,
+        stream_id: int,
+        start: int,
+        rt: Runtime,
+        workers: int,
+        on_error: str,
+        what: str,
+        warned: set[str],
+    ):
+        self.sampler = EpochStream(indices, batch, seed, stream_id, start, rt.rank, rt.world)
         self.batch = batch
         self.position = start
-        pin = rt.device.type == "cuda"
         self.skips = SkipReport(what, rt.log, warned) if on_error == "skip" else None
         dataset, collate = skipping(dataset, on_error, replace=True)
+        pin = rt.device.type == "cuda"
         self.loader = stream_loader(dataset, self.sampler, batch, workers, pin, collate)
         self._it = iter(self.loader)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.sampler.steps_per_epoch
 
     @property
     def epoch(self) -> int:

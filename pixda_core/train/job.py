@@ -1,0 +1,331 @@
+"""A run's parts, built from its config: the method, the nets, the data and its streams, the
+state a checkpoint restores, the run folder and the logs.
+
+A :class:`Job` holds them (composition: ``job.nets.g``, ``job.src``, ``job.state``) and does
+the bookkeeping around the steps: timing the batches, a loss line every ``run.log_every``
+steps, validation, checkpoints and resuming from them. The order of things, the loops, is in
+:mod:`pixda_core.train.loop`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..checkpoint import (
+    load_model_state,
+    newest_readable,
+    rng_state,
+    save_step_checkpoint,
+    set_rng_state,
+)
+from ..config import Config
+from ..data import GTA5, Cityscapes, Synthia, draw_split, load_split, write_split
+from ..errors import ConfigError, PixdaError
+from ..methods import SOURCE_ONLY, Method
+from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
+from .rundir import RunFolder
+from .runtime import Runtime
+from .step import LossSums, build_nets
+from .streams import SOURCE_STREAM, TARGET_STREAM, Stream, per_rank
+
+#: the run folder's tables that a resumed run rewrites from its checkpoint's step on
+TABLES = ("history", "validations", "selection")
+
+
+class TrainingError(PixdaError):
+    """Training cannot go on (a non-finite loss, too few images for a batch)."""
+
+
+@dataclass
+class State:
+    """Everything besides weights and optimisers that a checkpoint restores."""
+
+    step: int = 0
+    #: "main" (the method's steps), then "kd" (PixDA's distillation), then "done"
+    phase: str = "main"
+    #: samples taken from the source / target stream (their position, see streams.py)
+    src_position: int = 0
+    trg_position: int = 0
+    #: PixDA's selection: rounds done, the next threshold, the source images still kept
+    selection_round: int = 0
+    tau: float = 0.0
+    kept: list[int] = field(default_factory=list)
+    #: the step at which distillation ends (set when it begins)
+    kd_end: int = 0
+    #: why the main phase ended (the budget, or selection keeping too few images)
+    end_reason: str = ""
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> State:
+        names = {f.name for f in fields(cls)}  # older checkpoints carry keys since dropped
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+
+def source_dataset(cfg: Config):
+    cls = {"gta5": GTA5, "synthia": Synthia}[cfg.data.source]
+    return cls(cfg.data.source_root, size=cfg.data.size, list_file=cfg.data.source_list)
+
+
+def target_split(cfg: Config, folder: RunFolder, rt: Runtime) -> Path:
+    """The target shots of the run, written to ``split.txt`` in the run folder: the user's
+    split file (validated) or one drawn with ``data.split_seed`` (default: the run's seed)."""
+    path = folder.path / "split.txt"
+    if rt.is_main and not path.exists():
+        if cfg.data.split_file is not None:
+            names = load_split(cfg.data.split_file, cfg.data.target_root).names
+        else:
+            seed = cfg.run.seed if cfg.data.split_seed is None else cfg.data.split_seed
+            names = draw_split(cfg.data.target_root, cfg.data.num_shots, seed)
+        write_split(path, names)
+    rt.barrier()
+    return path
+
+
+def require_batches(n: int, batch: int, rt: Runtime, what: str) -> None:
+    if per_rank(n, batch, rt.world) == 0:
+        raise ConfigError(
+            f"{what} has {n} images, fewer than one batch of --batch_size = {batch}"
+            + (f" on each of {rt.world} processes" if rt.distributed else "")
+        )
+
+
+class Job:
+    """One run of ``method``: built from the config, resumed by :meth:`resume`."""
+
+    def __init__(
+        self, cfg: Config, method: Method, folder: RunFolder, rt: Runtime, init: str | None
+    ):
+        self.cfg, self.method, self.folder, self.rt = cfg, method, folder, rt
+        self.optim = cfg.pretrain if method.name == SOURCE_ONLY else cfg.adapt
+        self.nets = build_nets(cfg, method, self.optim, rt, init)
+        self.source = source_dataset(cfg) if method.source else None
+        self.target = None
+        if method.target:
+            split = target_split(cfg, folder, rt)
+            self.target = Cityscapes(cfg.data.target_root, "train", cfg.data.size, split)
+            what = f"the target split {split}"
+            require_batches(len(self.target), self.optim.batch_size, rt, what)
+        if self.source is not None:
+            what = f"the source set {cfg.data.source_root}"
+            require_batches(len(self.source), self.optim.batch_size, rt, what)
+        self.val = val_loader(cfg, rt)
+        kept = list(range(len(self.source))) if self.source is not None else []
+        self.state = State(tau=cfg.method.tau, kept=kept)
+        self.losses = LossSums()
+        self.src: Stream | None = None  # the batch streams, while open_streams() holds them
+        self.trg: Stream | None = None
+        self.teacher = None  # PixDA's distillation teacher, while the phase runs
+        self.resumed_teacher: dict | None = None  # its weights, when resumed in the phase
+        self.last_val: tuple[int, object] | None = None  # (step, confusion matrix)
+        self.bar = None  # the progress bar, while the loop runs
+        self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
+        self._step_start = 0.0
+        self.unreadable: set[str] = set()  # files skipped under data.on_error=skip (warned once)
+        self.writer = self._tensorboard()
+
+    # --------------------------------------------------------------------------- batches
+    @contextmanager
+    def open_streams(self):
+        """The source and target streams, from the positions of the state, closed after."""
+        s = self.state
+        if self.method.source:
+            self.src = self.source_stream(s.src_position)
+        if self.method.target:
+            self.trg = self._stream(
+                self.target, range(len(self.target)), TARGET_STREAM, s.trg_position, "target shots"
+            )
+        try:
+            yield
+        finally:
+            for stream in (self.src, self.trg):
+                if stream is not None:
+                    stream.close()
+
+    def source_stream(self, start: int) -> Stream:
+        """The stream over the source images kept so far (all, before any selection)."""
+        s = self.state
+        stream_id = SOURCE_STREAM + s.selection_round
+        return self._stream(self.source, s.kept, stream_id, start, "source set")
+
+    def _stream(self, dataset, indices, stream_id: int, start: int, what: str) -> Stream:
+        return Stream(
+            dataset,
+            indices,
+            batch=self.optim.batch_size,
+            seed=self.cfg.run.seed,
+            stream_id=stream_id,
+            start=start,
+            rt=self.rt,
+            workers=self.cfg.data.num_workers,
+            on_error=self.cfg.data.on_error,
+            what=what,
+            warned=self.unreadable,
+        )
+
+    def next_batches(self, source: bool = True) -> tuple[dict | None, dict | None]:
+        """The next source and target batches (None where there is no such stream, or
+        ``source=False``); the wait for them is counted for the loss lines."""
+        self._step_start = time.perf_counter()
+        src = next(self.src) if source and self.src is not None else None
+        trg = next(self.trg) if self.trg is not None else None
+        self.timing[0] += time.perf_counter() - self._step_start
+        return src, trg
+
+    def step_done(self) -> None:
+        """Count the step just taken; a loss line every ``run.log_every`` steps."""
+        self.timing[1] += time.perf_counter() - self._step_start
+        self.state.step += 1
+        self.losses.steps += 1
+        self.bar.update(1)
+        if self.state.step % self.cfg.run.log_every == 0:
+            self.log_losses()
+
+    # --------------------------------------------------------------------------- logs
+    def log_losses(self, phase: str | None = None) -> None:
+        """A history row and a loss line: the mean of each loss since the last one
+        (``phase``: the phase they belong to, when it has just ended)."""
+        if not self.losses:
+            return
+        means = self.losses.means(self.rt)
+        self.require_finite(means)
+        # host time per step and the share of it spent waiting for the next batches; on CUDA
+        # the host runs ahead of the GPU only a few steps, so over an interval this is the
+        # step time, and the wait is what the loader adds to it
+        wait, total = self.timing
+        step_s = total / max(self.losses.steps, 1)
+        data_wait = wait / total if total > 0 else 0.0
+        self.timing = [0.0, 0.0]
+        self.losses.clear()
+        s = self.state
+        phase = phase or s.phase
+        lr = self.nets.optimizers["g"].param_groups[0]["lr"]
+        row = {"step": s.step, "phase": phase, "lr": lr}
+        row.update(dict.fromkeys(self.method.losses))
+        row.update(means)
+        row.update({"step_s": step_s, "data_wait": data_wait})
+        self.folder.append("history", row)
+        shown = " ".join(f"{n.removeprefix('loss_')} {v:.4f}" for n, v in means.items())
+        line = (
+            f"step {s.step} [{phase}] {shown} | {step_s:.3f} s/step, waiting for data "
+            f"{data_wait:.0%}"
+        )
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix_str(shown, refresh=False)
+            self.bar.write(line, file=sys.stderr)
+        else:
+            self.rt.log(line)
+        if self.writer is not None:
+            for n, v in means.items():
+                self.writer.add_scalar(f"train/{n}", v, s.step)
+
+    def require_finite(self, losses: dict[str, float]) -> None:
+        """Stop the run at a NaN or inf loss (before it reaches a checkpoint)."""
+        s = self.state
+        for name, value in losses.items():
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"{name} is not finite ({value}) at step {s.step} ({s.phase} phase, since "
+                    f"the last log line); the last good checkpoint is kept in "
+                    f"{self.folder.checkpoints}; lower the learning rate or check the data"
+                )
+
+    def validate(self) -> None:
+        """Evaluate G on the target val set now: a validations.csv row and a log line."""
+        s = self.state
+        cm = evaluate(self.nets.g, self.val, self.rt)
+        m = metrics_dict(cm, self.cfg, s.step, self.method.name)
+        self.validation_row(m, s.phase)
+        self.last_val = (s.step, cm)
+        extra = f", mIoU-13 {m['miou_13'] * 100:.2f}" if "miou_13" in m else ""
+        self.rt.log(
+            f"step {s.step}: val mIoU-{m['protocol']} {pct(m['miou'])}{extra}, pixel accuracy "
+            f"{pct(m['pixel_accuracy'])}"
+        )
+        if self.writer is not None and m["miou"] is not None:
+            self.writer.add_scalar("val/miou", m["miou"], s.step)
+
+    def validation_row(self, m: dict, phase: str) -> None:
+        row = {"step": m["step"], "phase": phase, "miou": m["miou"]}
+        if "miou_13" in m:
+            row["miou_13"] = m["miou_13"]
+        row["pixel_accuracy"] = m["pixel_accuracy"]
+        row.update({f"iou_{k}": v for k, v in m["per_class_iou"].items()})
+        self.folder.append("validations", row)
+
+    def _tensorboard(self):
+        if not (self.cfg.run.tensorboard and self.rt.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.rt.log("run.tensorboard: the tensorboard package is not installed; skipped")
+            return None
+        return SummaryWriter(str(self.folder.path / "tensorboard"))
+
+    # --------------------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> None:
+        """Write the whole job (nets, optimisers, schedules, state, RNGs, pending loss sums)
+        as ``checkpoints/step_<step>.pt`` and ``latest.pt``."""
+        s, nets = self.state, self.nets
+        self.require_finite(self.losses.totals())
+        if self.src is not None:
+            s.src_position = self.src.position
+        if self.trg is not None:
+            s.trg_position = self.trg.position
+        if not self.rt.is_main:
+            self.rt.barrier()
+            return
+        saved = {
+            "method": self.method.name,
+            "state": asdict(s),
+            "config": self.cfg.to_dict(),
+            "model": nets.g.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in nets.optimizers.items()},
+            "schedulers": {k: o.state_dict() for k, o in nets.schedulers.items()},
+            "rng": rng_state(),
+            # losses summed since the last history row, so a resumed run writes the same rows
+            **self.losses.state_dict(),
+        }
+        for name, m in (("d1", nets.d1), ("d2", nets.d2), ("teacher", self.teacher)):
+            if m is not None:
+                saved[name] = m.state_dict()
+        save_step_checkpoint(saved, self.folder.checkpoints, s.step, self.cfg.run.keep_checkpoints)
+        self.rt.barrier()
+
+    def resume(self) -> None:
+        """Continue from the newest readable checkpoint (a run killed before its first one
+        starts over, without the log rows it wrote)."""
+        found = newest_readable(self.folder.checkpoints, str(self.folder.path), self.rt.log)
+        if found is None:
+            for table in TABLES:
+                self.folder.truncate(table, 0)
+            return
+        path, ck = found
+        trained = checkpoint_method(ck, self.cfg)
+        if trained != self.method.name:
+            raise ConfigError(f"{path} is a checkpoint of a {trained} run, not {self.method.name}")
+        nets = self.nets
+        load_model_state(nets.g, ck["model"], path)
+        for name, m in (("d1", nets.d1), ("d2", nets.d2)):
+            if m is not None:
+                load_model_state(m, ck[name], path)
+        for k, o in nets.optimizers.items():
+            o.load_state_dict(ck["optimizers"][k])
+        for k, sch in nets.schedulers.items():
+            sch.load_state_dict(ck["schedulers"][k])
+        self.state = State.from_dict(ck["state"])
+        self.resumed_teacher = ck.get("teacher")
+        set_rng_state(ck["rng"])
+        self.losses.load_state_dict(ck, self.rt.device)
+        for table in TABLES:
+            self.folder.truncate(table, self.state.step)
+        self.rt.log(f"resumed {self.folder.path} at step {self.state.step} ({self.state.phase})")
+
+
+def pct(v) -> str:
+    return "n/a" if v is None else f"{v * 100:.2f}"

@@ -1,0 +1,302 @@
+"""Training, read top to bottom: source-only pretraining, and adaptation by PixDA or a
+baseline (method.md; what each method uses is in :mod:`pixda_core.methods`).
+
+:func:`adapt` (and, without the first two steps, :func:`train_source_only`):
+
+1. check everything that can be checked before a run folder is written (``preflight``);
+2. find the source-only model to start from, or train it first (``ensure_source_only``);
+3. build the job (nets, data, streams; :class:`~pixda_core.train.job.Job`) and resume it
+   from its newest checkpoint when asked;
+4. the main phase (:func:`main_phase`): one step after another until the iteration budget
+   is spent; at the end of each pass over the source images, validation and (PixDA)
+   selection, which may end the phase early;
+5. the distillation phase (:func:`distillation_phase`, PixDA);
+6. the final evaluation, written to ``metrics.json`` (:func:`finish`).
+
+Checkpoints hold the whole job, so a resumed run continues exactly where its checkpoint was.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from ..config import Config
+from ..data.common import skipping
+from ..methods import SOURCE_ONLY, TABLE, of_run
+from .distillation import kd_length, kd_step, make_teacher
+from .evaluate import evaluate, metrics_dict, write_metrics
+from .job import Job, TrainingError, pct
+from .rundir import RunFolder, run_lock
+from .runtime import setup_runtime
+from .selection import keep, next_tau, score_images
+from .start import preflight, source_only_run
+from .step import main_step
+from .streams import SkipReport, per_rank
+
+__all__ = ["adapt", "train_source_only", "ensure_source_only", "TrainingError"]
+
+
+def train_source_only(cfg: Config, resume: bool = False) -> dict:
+    """Train G on the source alone (``cfg.pretrain``, init from ``cfg.model.init``), validated
+    on the target val set; the run folder is ``<run.out_dir>/<run.name>``. Returns the final
+    metrics (as in ``metrics.json``)."""
+    method = of_run(cfg, source_only=True)
+    preflight(cfg, method, resume)
+    with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
+        return run(cfg, method, resume, init=cfg.model.init)
+
+
+def adapt(cfg: Config, resume: bool = False) -> dict:
+    """Adapt a source-only model with ``cfg.method.name``. The start point is
+    ``cfg.run.restore_from`` or the shared source-only run (trained first when missing).
+    Returns the final metrics."""
+    method = of_run(cfg)
+    preflight(cfg, method, resume)
+    with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
+        init = ensure_source_only(cfg)
+        return run(cfg, method, resume, init=str(init))
+
+
+def ensure_source_only(cfg: Config) -> Path:
+    """The source-only checkpoint to adapt from: ``run.restore_from`` when given, else the
+    shared source-only run for this source and preset, trained now when missing (and resumed
+    when a previous attempt was interrupted)."""
+    if cfg.run.restore_from is not None:
+        return Path(cfg.run.restore_from)  # preflight() has checked that it reads and fits
+    so = source_only_run(cfg)
+    folder = Path(so.run.out_dir) / so.run.name
+    latest = folder / "checkpoints" / "latest.pt"
+
+    def done() -> bool:
+        return (folder / "metrics.json").exists() and latest.exists()
+
+    if not done():
+        method = TABLE[SOURCE_ONLY]
+        # the folder and init checks; its data roots are cfg's, which adapt() has checked
+        preflight(so, method, True, data=False)
+        # runs started together (a batch of jobs) train it once: the others wait, then reuse
+        with run_lock(folder, wait=True):
+            if not done():
+                print(
+                    f"no --restore_from given: training a source-only model first in {folder} "
+                    "(reused by later runs of this source and preset)",
+                    file=sys.stderr,
+                )
+                run(so, method, True, init=so.model.init)
+                return latest
+    print(f"source-only model: reusing {folder}", file=sys.stderr)
+    return latest
+
+
+def run(cfg: Config, method, resume: bool, init: str | None) -> dict:
+    """Build the job, resume it when asked, run its phases, evaluate it."""
+    from tqdm.auto import tqdm
+
+    rt = setup_runtime(cfg.run)
+    folder = RunFolder.open(cfg, resume, rt.is_main)
+    rt.barrier()
+    job = Job(cfg, method, folder, rt, init)
+    if resume:
+        job.resume()
+    if job.state.phase == "done" and (folder.path / "metrics.json").exists():
+        rt.log(f"{folder.path} is complete (step {job.state.step})")
+        return json.loads((folder.path / "metrics.json").read_text())
+    total = job.optim.early_stop + kd_length(cfg, method)
+    show = cfg.run.progress and rt.is_main
+    desc = f"{method.name} {cfg.run.name}"
+    job.bar = tqdm(
+        total=total, initial=job.state.step, desc=desc, disable=not show, file=sys.stderr
+    )
+    with job.open_streams(), job.bar:
+        if job.state.phase == "main":
+            main_phase(job)
+        if job.state.phase == "kd":
+            distillation_phase(job)
+    return finish(job)
+
+
+def main_phase(job: Job) -> None:
+    """The method's steps until ``early_stop`` iterations are done (or, for PixDA, until the
+    selection keeps fewer source images than one batch)."""
+    cfg, s = job.cfg, job.state
+    budget = job.optim.early_stop
+    while s.step < budget:
+        src, trg = job.next_batches()
+        main_step(job.nets, src, trg, cfg, job.losses)
+        job.step_done()  # counts the step; a loss line every run.log_every steps
+
+        # a pass over the (kept) source images is over: validate, then select
+        if job.src is not None and job.src.at_epoch_end:
+            job.validate()
+            if job.method.selects and s.step < budget:
+                selection_round(job)
+                if s.end_reason:  # too few images kept for a batch
+                    break
+        elif cfg.run.val_every and s.step % cfg.run.val_every == 0:
+            job.validate()
+
+        if s.step % cfg.run.ckpt_every == 0:
+            job.checkpoint()
+    end_main_phase(job)
+
+
+def end_main_phase(job: Job) -> None:
+    s = job.state
+    s.end_reason = s.end_reason or f"iteration budget ({s.step}) spent"
+    job.rt.log(f"step {s.step}: main phase over ({s.end_reason})")
+    if job.method.selects:
+        job.folder.append(
+            "selection",
+            {
+                "step": s.step,
+                "round": s.selection_round,
+                "tau": round(s.tau, 6),
+                "candidates": len(s.kept),
+                "kept": len(s.kept),
+                "mean_score": None,
+                "event": f"main phase over: {s.end_reason}",
+            },
+        )
+    kd_steps = kd_length(job.cfg, job.method)
+    s.phase = "kd" if kd_steps else "done"
+    if kd_steps:
+        s.kd_end = s.step + kd_steps
+        job.rt.log(f"distillation: {kd_steps} steps on the target shots")
+    job.log_losses(phase="main")
+    if s.phase == "kd":
+        job.checkpoint()
+
+
+def distillation_phase(job: Job) -> None:
+    """PixDA's distillation: the target shots only, towards a frozen copy of G."""
+    cfg, s = job.cfg, job.state
+    job.teacher = make_teacher(job.nets.g, job.resumed_teacher)
+    while s.step < s.kd_end:
+        _, trg = job.next_batches(source=False)
+        kd_step(job.nets, job.teacher, trg, cfg, job.losses)
+        job.step_done()
+        if cfg.run.val_every and s.step % cfg.run.val_every == 0:
+            job.validate()
+        if s.step % cfg.run.ckpt_every == 0:
+            job.checkpoint()
+    s.phase = "done"
+    job.log_losses(phase="kd")
+
+
+def finish(job: Job) -> dict:
+    """The final evaluation (the last validation's, when it was at this step and no
+    predictions are asked for), ``metrics.json``, and a last checkpoint."""
+    cfg, s, rt = job.cfg, job.state, job.rt
+    pred_dir = job.folder.path / "predictions" if cfg.run.save_predictions else None
+    if job.last_val is not None and job.last_val[0] == s.step and pred_dir is None:
+        cm = job.last_val[1]
+    else:
+        cm = evaluate(job.nets.g, job.val, rt, predictions_dir=pred_dir)
+    metrics = metrics_dict(cm, cfg, s.step, job.method.name)
+    if job.last_val is None or job.last_val[0] != s.step:
+        job.last_val = (s.step, cm)
+        job.validation_row(metrics, "final")
+    if rt.is_main:
+        write_metrics(job.folder.path, metrics, cm)
+    s.phase = "done"
+    job.checkpoint()
+    if job.writer is not None:
+        job.writer.close()
+    rt.log(
+        f"{job.method.name} {cfg.run.name}: final mIoU-{metrics['protocol']} "
+        f"{pct(metrics['miou'])} at step {s.step} -> {job.folder.path}"
+    )
+    return metrics
+
+
+def selection_round(job: Job) -> None:
+    """One round of PixDA's selection over the kept source images (the scoring and the rule
+    are in :mod:`~pixda_core.train.selection`; here the bookkeeping): each process scores
+    every world-th image, source image ``i`` styled towards target shot ``i mod N``; an
+    unreadable file (``data.on_error: skip``) gets no score and is not kept; the scores go
+    to ``selection/round_<k>.csv`` and a row to ``selection.csv``; the source stream starts
+    over on the images kept, or the main phase ends when they are fewer than one batch."""
+    cfg, rt, s, mc = job.cfg, job.rt, job.state, job.cfg.method
+    n = len(s.kept)
+    mine = list(range(rt.rank, n, rt.world))
+    slot = {i: k for k, i in enumerate(mine)}  # kept position -> place in this rank's order
+    where = {k: i for i, k in enumerate(s.kept)}  # dataset index -> kept position
+    bs, workers = cfg.data.select_batch_size, cfg.data.num_workers
+    skips = SkipReport("source set", rt.log, job.unreadable)
+    src, collate = skipping(job.source, cfg.data.on_error, replace=False)
+    trg, _ = skipping(job.target, cfg.data.on_error, replace=True)
+    pin = rt.device.type == "cuda"
+    loaders = [
+        DataLoader(
+            Subset(ds, idx), batch_size=bs, num_workers=workers, collate_fn=collate, pin_memory=pin
+        )
+        for ds, idx in (
+            (src, [s.kept[i] for i in mine]),
+            (trg, [i % len(job.target) for i in mine]),
+        )
+    ]
+    scores = torch.zeros(n, device=rt.device)
+    unread = torch.zeros(n, device=rt.device)
+    g, d2 = job.nets.g, job.nets.d2
+    g.eval()
+    for b, (sb, tb) in enumerate(zip(*loaders, strict=True)):
+        tb.pop("skipped", None)
+        skipped = sb.pop("skipped", [])
+        if skipped:
+            skips.add(skipped)
+            unread[[where[int(e.partition("\t")[0])] for e in skipped]] = 1
+        if "image" not in sb:
+            continue
+        pos = [where[int(k)] for k in sb["index"]]
+        paired = rt.images(tb["image"][[slot[i] - b * bs for i in pos]]) if mc.fda else None
+        scores[torch.tensor(pos, device=rt.device)] = score_images(
+            g, d2, rt.images(sb["image"]), sb["label"].shape[-2:], rt, paired, mc.fda_beta
+        )
+    g.train()
+    skips.report(f"selection round {s.selection_round + 1}")
+    rt.all_reduce_(scores)
+    rt.all_reduce_(unread)
+    scores_host = scores.cpu().masked_fill(unread.cpu() > 0, float("nan"))
+    kept = keep(scores_host, s.tau).tolist()
+    new = [k for k, ok in zip(s.kept, kept, strict=True) if ok]
+    s.selection_round += 1
+    job.folder.append(
+        "selection",
+        {
+            "step": s.step,
+            "round": s.selection_round,
+            "tau": round(s.tau, 6),
+            "candidates": n,
+            "kept": len(new),
+            "mean_score": float(scores_host.nanmean()),
+            "event": "",
+        },
+    )
+    if job.folder.is_main:
+        import pandas as pd
+
+        out = job.folder.path / "selection" / f"round_{s.selection_round}.csv"
+        out.parent.mkdir(exist_ok=True)
+        names = [job.source.samples[k].name for k in s.kept]
+        table = pd.DataFrame({"name": names, "score": scores_host.tolist(), "kept": kept})
+        table.to_csv(out, index=False)
+    rt.log(
+        f"step {s.step}: selection round {s.selection_round} at tau {s.tau:.2f} kept "
+        f"{len(new)} of {n} source images"
+    )
+    s.tau = next_tau(s.tau, mc.tau_step)
+    s.kept = new
+    batch = job.optim.batch_size
+    if per_rank(len(new), batch, rt.world) == 0:
+        s.end_reason = (
+            f"selection kept {len(new)} source images, fewer than one batch of {batch} per process"
+        )
+    else:
+        s.src_position = 0
+        job.src.close()
+        job.src = job.source_stream(0)
