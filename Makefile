@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format clean-demo
+.PHONY: demo test test-fast lint format clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# the unit layer only (no dataset, no training): well under a minute
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pixda_core tests data_prep run.py
-	$(VENV)/bin/ruff format --check pixda_core tests data_prep run.py
+	$(VENV)/bin/ruff check pixda_core tests data_prep benchmarks run.py
+	$(VENV)/bin/ruff format --check pixda_core tests data_prep benchmarks run.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format pixda_core tests data_prep run.py
-	$(VENV)/bin/ruff check --fix pixda_core tests data_prep run.py
+	$(VENV)/bin/ruff format pixda_core tests data_prep benchmarks run.py
+	$(VENV)/bin/ruff check --fix pixda_core tests data_prep benchmarks run.py
 
 clean-demo:
 	rm -rf results/demo data/toy

@@ -9,8 +9,22 @@ import pytest
 
 from pixda_core.data import toy
 
-SPEC = toy.ToySpec(seed=3, size=(96, 48), num_gta5=8, num_synthia=8, train_per_city=3,
-                   val_per_city=2)  # fmt: skip
+LAYERS = ("unit", "data", "training", "notebooks")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test belongs to exactly one layer of the suite (pyproject.toml's markers)."""
+    for item in items:
+        layers = {m.name for m in item.iter_markers() if m.name in LAYERS}
+        if len(layers) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid} has layers {sorted(layers) or 'none'}; give it one of {LAYERS}"
+            )
+
+
+SPEC = toy.ToySpec(
+    seed=3, size=(96, 48), num_gta5=8, num_synthia=8, train_per_city=3, val_per_city=2
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +67,14 @@ def sweep(toy_root, tmp_path_factory):
     from .helpers import TINY
 
     out = tmp_path_factory.mktemp("sweep") / "toy_sweep"
-    result = run_sweep(out, shots=(1, 2), methods=("source_only", "finetune", "pixda"),
-                       seeds=(0,), data_root=str(toy_root), iterations=4,
-                       pretrain_iterations=6, overrides=TINY)  # fmt: skip
+    result = run_sweep(
+        out,
+        shots=(1, 2),
+        methods=("source_only", "finetune", "pixda"),
+        seeds=(0,),
+        data_root=str(toy_root),
+        iterations=4,
+        pretrain_iterations=6,
+        overrides=TINY,
+    )
     return out, result
