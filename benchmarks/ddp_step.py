@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from pixda_core.config import preset
-from pixda_core.methods import of_run
+from pixda_core.methods import method_of
 from pixda_core.train.runtime import setup_runtime
 from pixda_core.train.step import LossSums, build_nets, main_step
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         run={"device": args.device, "seed": 0},
     )
     rt = setup_runtime(cfg.run)
-    nets, losses = build_nets(cfg, of_run(cfg), cfg.adapt, rt), LossSums()
+    nets, losses = build_nets(cfg, method_of(cfg), cfg.adapt, rt), LossSums()
 
     def step(src: dict, trg: dict) -> None:
         main_step(nets, src, trg, cfg, losses)

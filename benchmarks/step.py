@@ -33,7 +33,7 @@ import pixda_core.losses
 import pixda_core.train.step
 from pixda_core.config import preset
 from pixda_core.labels import IGNORE_INDEX
-from pixda_core.methods import of_run
+from pixda_core.methods import method_of
 from pixda_core.train.runtime import Runtime
 from pixda_core.train.step import LossSums, build_nets, main_step
 
@@ -124,7 +124,7 @@ def build(args, release: bool) -> Callable[[dict, dict], None]:
     rt = Runtime(
         device, precision="fp32" if release else args.precision, channels_last=cuda and not release
     )
-    nets, losses = build_nets(cfg, of_run(cfg), cfg.adapt, rt), LossSums()
+    nets, losses = build_nets(cfg, method_of(cfg), cfg.adapt, rt), LossSums()
 
     def step(src: dict, trg: dict) -> None:
         main_step(nets, src, trg, cfg, losses)

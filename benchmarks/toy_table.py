@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pixda_core.methods import TITLES
+
 NAMES = {
-    "source_only": "source only",
-    "finetune": "FT",
-    "joint": "joint",
-    "adaptsegnet": "AdaptSegNet-style",
-    "pixda": "PixDA",
+    **TITLES,
     "target_all": "FT on all 144 target images",
 }
 RUN = re.compile(r"^(?P<method>[a-z]+)_(?P<shots>\d+)shot_seed(?P<seed>\d+)$")

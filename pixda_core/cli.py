@@ -18,6 +18,7 @@ commands:
   adapt     adapt a source-only model with PixDA or a baseline (flags as run.py --is_train)
   evaluate  evaluate a run's checkpoint on the target val set (flags as run.py without it)
   sweep     notebook 03 for every (method, shots, seed) with papermill, then notebook 04
+  notebooks copy the numbered notebooks into a folder of yours, to explore and edit
 
 `pixda COMMAND --help` describes each one."""
 
@@ -41,6 +42,23 @@ def split_main(argv=None) -> int:
     return 0
 
 
+@run_cli
+def notebooks_main(argv=None) -> int:
+    from .workflow import copy_notebooks
+
+    p = argparse.ArgumentParser(
+        prog="pixda notebooks",
+        description="Copy the numbered notebooks (01-04) into a folder of yours, to open in "
+        "JupyterLab and edit; sweeps keep executing the kit's own pristine copies.",
+    )
+    p.add_argument("folder", help="where to put them (created if missing)")
+    p.add_argument("--force", action="store_true", help="replace copies already there")
+    args = p.parse_args(argv)
+    for path in copy_notebooks(args.folder, args.force):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -57,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         run = split_main
     elif command == "sweep":
         from .sweep import main as run
+    elif command == "notebooks":
+        run = notebooks_main
     elif command in ("pretrain", "adapt", "evaluate"):
         from .train import cli as train_cli
 

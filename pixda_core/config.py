@@ -33,7 +33,7 @@ SOURCES = ("gta5", "synthia")
 TARGETS = ("cityscapes",)
 SEG_LOSSES = ("focal", "ce")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ON_ERROR = ("stop", "skip")
 
 
@@ -49,9 +49,11 @@ class DataConfig:
     target_root: str = "data/toy/cityscapes"
     #: labelled target images per training city (18 cities)
     num_shots: int = 1
-    #: a split file in the release's format; None draws one (seeded by ``split_seed``)
+    #: a split file in the release's format; None: the published split of ``num_shots``
+    #: (1-5) when the target root holds its images, else one drawn (seeded by ``split_seed``)
     split_file: str | None = None
-    #: seed of the drawn split; None means the run's seed
+    #: draw the split with this seed (instead of the published one); None: the published
+    #: split where it applies, else a draw seeded by the run's seed
     split_seed: int | None = None
     #: training images and labels are resized (not cropped) to this size
     size: tuple[int, int] = (1024, 512)
@@ -74,8 +76,10 @@ class ModelConfig:
     backbone: str = "resnet101"
     #: the second ASPP head on layer3 (kept for the release's weights; the losses use layer6)
     multi_level: bool = True
-    #: initial weights for source-only training (e.g. the release's
-    #: DeepLab_resnet_pretrained_init.pth or torchvision ResNet weights); None = random init
+    #: initial weights for source-only training: a file (the release's
+    #: DeepLab_resnet_pretrained_init.pth, torchvision's ImageNet ResNet weights, a model of
+    #: ours), "none" for random weights (asked for explicitly), or None: torchvision's ImageNet
+    #: weights of the backbone when they are in torch's hub cache, else the run is refused
     init: str | None = None
 
 
@@ -94,6 +98,10 @@ class OptimConfig:
     max_iters: int = 62500
     #: iterations actually run (the adversarial phase for PixDA; KD steps come on top)
     early_stop: int = 30000
+    #: the release's SGD parameter groups: each backbone parameter listed once per module
+    #: that encloses it (1-4 times), so SGD applies its update that many times a step (a
+    #: larger effective backbone step than ``lr`` says); off: every parameter once
+    release_sgd: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,11 +137,16 @@ class RunConfig:
     out_dir: str = "results"
     seed: int = 1993
     device: str = "auto"
-    #: autocast precision on CUDA; the CPU computes in fp32 unless ``cpu_bf16``
-    precision: str = "bf16"
-    #: bf16 autocast on the CPU too (about 1.8x faster where the CPU has AVX512-BF16 or AMX;
-    #: off by default so that CPU runs stay in fp32)
+    #: autocast precision: "auto" = bf16 on GPUs that have it (compute capability 8.0+), fp16
+    #: with a gradient scaler on older ones, fp32 on the CPU (bf16 with ``cpu_bf16``);
+    #: "bf16", "fp16" or "fp32" asks for one on any device
+    precision: str = "auto"
+    #: "auto" precision on the CPU is bf16 instead of fp32 (about 1.8x faster where the CPU
+    #: has AVX512-BF16 or AMX, much slower where it does not; off by default)
     cpu_bf16: bool = False
+    #: deterministic algorithms (torch.use_deterministic_algorithms, no cuDNN autotuning,
+    #: CUBLAS_WORKSPACE_CONFIG): repeatable CUDA runs, at a cost in speed
+    deterministic: bool = False
     channels_last: bool = True
     #: torch.compile G and D1 for training (first steps slower while it compiles)
     compile: bool = False
@@ -218,14 +231,14 @@ def _paper() -> Config:
 
 def _toy() -> Config:
     # Sized for 2 CPU cores on the toy benchmark (data/toy, 256x128 Cityscapes). No ImageNet
-    # weights can be downloaded, so source-only training starts from random init (lr 1e-3:
-    # 2.5e-3 already diverges from scratch with the heads at 10x); adaptation starts from a
-    # trained model and takes 2.5e-3.
+    # weights can be downloaded, so source-only training starts from random init, asked for
+    # as init "none" (lr 1e-3: 2.5e-3 already diverges from scratch with the heads at 10x);
+    # adaptation starts from a trained model and takes 2.5e-3.
     opt = OptimConfig(batch_size=4, lr=1e-3, lr_d=4e-4, max_iters=500, early_stop=500)
     return Config(
         preset="toy",
         data=DataConfig(size=(128, 64), val_size=(128, 64), num_workers=0, val_batch_size=10),
-        model=ModelConfig(backbone="resnet18", multi_level=False),
+        model=ModelConfig(backbone="resnet18", multi_level=False, init="none"),
         pretrain=opt,
         adapt=replace(opt, lr=0.0025, max_iters=200, early_stop=150),
         method=MethodConfig(kd_steps=20),
@@ -309,7 +322,7 @@ def validate(cfg: Config) -> None:
         "a folder name (no '/')",
     )
     _check(r.device in DEVICES, "run.device", r.device, f"one of {', '.join(DEVICES)}")
-    _check(r.precision in PRECISIONS, "run.precision", r.precision, "bf16 or fp32")
+    _check(r.precision in PRECISIONS, "run.precision", r.precision, "auto, bf16, fp16 or fp32")
     for key in ("log_every", "ckpt_every"):
         _check(getattr(r, key) >= 1, f"run.{key}", getattr(r, key), ">= 1")
     for key in ("val_every", "keep_checkpoints"):

@@ -35,10 +35,8 @@ def run(
     progress: bool = True,
     shots=SHOTS,
 ) -> dict:
-    import papermill as pm
-
     from .analysis import load_runs, per_class_table
-    from .sweep import NOTEBOOKS, run_sweep
+    from .sweep import execute, run_sweep
     from .workflow import resolve
 
     t0 = time.time()
@@ -48,16 +46,13 @@ def run(
         toy.generate(data_root, progress=progress)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     print("[demo] notebook 01: checks, split, class frequencies, samples, FDA preview", flush=True)
-    try:
-        pm.execute_notebook(
-            str(NOTEBOOKS / "01_data_preparation.ipynb"),
-            str(out / "notebooks" / "01_data_preparation.ipynb"),
-            parameters={"data_root": str(data_root), "out_dir": str(out / "data")},
-            cwd=str(NOTEBOOKS.parent),
-            progress_bar=False,
-        )
-    except pm.PapermillExecutionError as exc:
-        raise DataError(f"notebook 01 failed on {data_root}: {exc.ename}: {exc.evalue}") from None
+    why = execute(
+        "01_data_preparation.ipynb",
+        out / "notebooks" / "01_data_preparation.ipynb",
+        {"data_root": str(data_root), "out_dir": str(out / "data")},
+    )
+    if why:
+        raise DataError(f"notebook 01 failed on {data_root}: {why}")
     print(
         f"[demo] sweep: source-only, then FT and PixDA at {' and '.join(map(str, shots))} shots",
         flush=True,

@@ -92,7 +92,7 @@ def method_spec(
     )
 
 
-def of_run(cfg, source_only: bool = False) -> Method:
+def method_of(cfg, source_only: bool = False) -> Method:
     """The method a run trains: source-only pretraining, or ``cfg.method`` with its switches."""
     if source_only:
         return TABLE[SOURCE_ONLY]

@@ -21,7 +21,6 @@ is recorded and the sweep goes on; the exit code is the number of failed runs.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import itertools
 import os
 import sys
@@ -33,24 +32,28 @@ import pandas as pd
 
 from .config import PRESETS, SOURCES
 from .errors import ConfigError, run_cli
-from .methods import TABLE
+from .locks import held
+from .methods import ADAPTATION, SOURCE_ONLY
 from .train.cli import nest_overrides, parse_set
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SWEEP_METHODS = tuple(TABLE)
+SWEEP_METHODS = (SOURCE_ONLY, *ADAPTATION)
 
 
-def _execute(notebook: str, output: Path, parameters: dict) -> str | None:
-    """Run one notebook with papermill; None on success, else a one-line reason."""
+def execute(notebook: str, output: Path, parameters: dict) -> str | None:
+    """Run one of the kit's notebooks (the pristine ones, never a user's edited copy) with
+    papermill into ``output``, in the base folder that relative paths are taken from; None
+    on success, else a one-line reason."""
     import papermill as pm
+
+    from .workflow import base_dir, notebooks_dir
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(
-            str(NOTEBOOKS / notebook),
+            str(notebooks_dir() / notebook),
             str(output),
             parameters=parameters,
-            cwd=str(NOTEBOOKS.parent),
+            cwd=str(base_dir()),
             progress_bar=False,
             log_output=False,
             kernel_name="python3",
@@ -66,12 +69,11 @@ def _execute(notebook: str, output: Path, parameters: dict) -> str | None:
 def _lock(folder: Path):
     """One sweep at a time per folder: a second one waits instead of racing the first."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".sweep.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"another sweep is running in {folder}; waiting for it", file=sys.stderr)
-            fcntl.flock(fh, fcntl.LOCK_EX)
+
+    def busy() -> None:
+        print(f"another sweep is running in {folder}; waiting for it", file=sys.stderr, flush=True)
+
+    with held(folder / ".sweep.lock", busy):
         yield
 
 
@@ -89,6 +91,7 @@ def run_sweep(
     pretrain_iterations: int | None = None,
     overrides: dict | None = None,
     analysis: bool = True,
+    init: str | None = None,
 ) -> dict:
     """Run the grid (see the module docstring). Returns ``{"summary": path, "failed": [...],
     "ran": [...], "skipped": [...]}``."""
@@ -102,14 +105,15 @@ def run_sweep(
     if bad:
         raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
     common = {
-        "data_root": str(data_root),
+        "data_root": str(resolve(data_root)),
         "source": source,
-        "source_root": source_root,
-        "target_root": target_root,
+        "source_root": str(resolve(source_root)) if source_root else None,
+        "target_root": str(resolve(target_root)) if target_root else None,
         "preset": preset,
         "out_dir": str(out),
         "overrides": overrides or {},
         "device": "auto",
+        "init": init,
     }
     ran, skipped, failed = [], [], []
     with _lock(out):
@@ -123,7 +127,7 @@ def run_sweep(
         else:
             print(f"[sweep] source-only model ({source}, {preset} preset)", flush=True)
             executed = nb_dir / f"02_source_only_{source}_{preset}.ipynb"
-            so_failed = _execute("02_source_only_pretraining.ipynb", executed, so_params)
+            so_failed = execute("02_source_only_pretraining.ipynb", executed, so_params)
             (failed if so_failed else ran).append(("source_only", 0, None, so_failed))
         grid = [m for m in methods if m != "source_only"]
         for method, n, seed in itertools.product(grid, shots, seeds):
@@ -145,7 +149,7 @@ def run_sweep(
                 "pretrain_iterations": pretrain_iterations,
                 "run_name": name,
             }
-            why = _execute("03_few_shot_adaptation.ipynb", nb_dir / f"03_{name}.ipynb", params)
+            why = execute("03_few_shot_adaptation.ipynb", nb_dir / f"03_{name}.ipynb", params)
             if why:
                 print(f"[sweep] {name} FAILED: {why}", flush=True)
                 failed.append((method, n, seed, why))
@@ -160,7 +164,7 @@ def run_sweep(
         elif (out / "failures.csv").exists():
             (out / "failures.csv").unlink()
         if analysis and summary is not None:
-            why = _execute(
+            why = execute(
                 "04_per_class_error_visualization.ipynb",
                 nb_dir / "04_per_class_error_visualization.ipynb",
                 {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False},
@@ -183,6 +187,7 @@ def _matches_source_only(done: list[Path], params: dict) -> bool:
         params["source_root"],
         params["target_root"],
         pretrain_iterations=params["iterations"],
+        init=params["init"],
         out_dir=params["out_dir"],
         device=params["device"],
         overrides=params["overrides"],
@@ -256,6 +261,11 @@ def main(argv=None) -> int:
         metavar="SECTION.KEY=VALUE",
         help="any other config value",
     )
+    p.add_argument(
+        "--init",
+        help="initial weights of the source-only model (a file, or 'none'); default: the "
+        "preset's (as run.py's --init)",
+    )
     p.add_argument("--no-analysis", action="store_true", help="skip notebook 04")
     args = p.parse_args(argv)
     overrides = nest_overrides(args.overrides)
@@ -273,6 +283,7 @@ def main(argv=None) -> int:
         args.pretrain_iterations,
         overrides,
         analysis=not args.no_analysis,
+        init=args.init,
     )
     n_failed = len(result["failed"])
     print(

@@ -1,13 +1,17 @@
 """What the numbered notebooks call: notebook parameters -> config, data roots, previews.
 
-Relative paths in notebook parameters are taken from the repository root (not the notebook's
-working folder), so ``data/toy`` means the same in JupyterLab, under papermill and in a
-terminal. The toy benchmark is generated when the default toy root is missing.
+Relative paths in notebook parameters and sweep options are taken from one base folder
+(:func:`base_dir`), not from the notebook's working folder, so ``data/toy`` means the same in
+JupyterLab, under papermill and in a terminal: the checkout when the kit runs from one (an
+editable install, the working folder inside it), else the folder the user works in
+(``$PIXDA_HOME`` when set, else the current folder). The toy benchmark is generated when the
+default toy root is missing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +21,51 @@ import torch
 from .config import Config, preset
 from .errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
+#: the checkout the package runs from (an editable install), None for an installed wheel
+CHECKOUT = PACKAGE.parent if (PACKAGE.parent / "pyproject.toml").is_file() else None
 SOURCE_DIRS = {"gta5": "gta5", "synthia": "synthia"}
 
 
+def base_dir() -> Path:
+    """Where relative paths are taken from: ``$PIXDA_HOME`` when set; the checkout when the
+    working folder is inside it; else the working folder."""
+    home = os.environ.get("PIXDA_HOME")
+    if home:
+        return Path(home).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if CHECKOUT is not None and (cwd == CHECKOUT or CHECKOUT in cwd.parents):
+        return CHECKOUT
+    return cwd
+
+
 def resolve(path: str | os.PathLike) -> Path:
-    """An absolute path; relative ones are taken from the repository root."""
+    """An absolute path; relative ones are taken from :func:`base_dir`."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() else REPO / p
+    return p if p.is_absolute() else base_dir() / p
+
+
+def notebooks_dir() -> Path:
+    """The kit's own numbered notebooks, which sweeps execute: inside the package when it
+    is installed from a wheel, the checkout's ``notebooks/`` in an editable install."""
+    shipped = PACKAGE / "notebooks"
+    return shipped if shipped.is_dir() else PACKAGE.parent / "notebooks"
+
+
+def copy_notebooks(dest: str | os.PathLike, force: bool = False) -> list[Path]:
+    """Copy the numbered notebooks into ``dest`` (a folder of the user's, to explore and
+    edit); an existing copy is kept unless ``force``."""
+    dest = resolve(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for nb in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        target = dest / nb.name
+        if target.exists() and not force:
+            print(f"kept {target} (exists; --force replaces it)")
+            continue
+        shutil.copyfile(nb, target)
+        written.append(target)
+    return written
 
 
 @dataclass(frozen=True)
@@ -72,11 +113,14 @@ def make_config(
     out_dir: str = "results",
     device: str = "auto",
     overrides: dict | None = None,
+    init: str | None = None,
 ) -> Config:
     """The config the notebook parameters describe, checked like any config (a bad value is a
     ConfigError naming it). ``iterations`` / ``pretrain_iterations`` set ``early_stop`` of the
     adaptation / source-only training (and stretch the poly horizon when it is shorter);
-    ``overrides`` is a nested dict (``{"adapt": {"lr": 0.01}}``) merged last."""
+    ``init``: the source-only model's initial weights (a file, relative ones from
+    :func:`base_dir`; "none"; None: the preset's); ``overrides`` is a nested dict
+    (``{"adapt": {"lr": 0.01}}``) merged last."""
     roots = data_roots(data_root, source, source_root, target_root)
     base = preset(preset_name)
     data: dict = {
@@ -91,6 +135,8 @@ def make_config(
     }
     if seed is not None:
         data["run"]["seed"] = seed
+    if init is not None:
+        data["model"] = {"init": init if init == "none" else str(resolve(init))}
     if run_name:
         data["run"]["name"] = run_name
     for section, its in (("adapt", iterations), ("pretrain", pretrain_iterations)):

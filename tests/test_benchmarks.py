@@ -11,7 +11,6 @@ import torch
 from pixda_core.data.fda import fda_source_to_target
 from pixda_core.losses import class_balance_weights, pixel_adversarial_loss
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -12,7 +12,7 @@ from pixda_core import losses as L
 from pixda_core.config import METHODS, preset
 from pixda_core.data.common import MEAN_BGR, release_normalize
 from pixda_core.data.fda import fda_source_to_target
-from pixda_core.methods import ADAPTATION, TABLE, TITLES, of_run
+from pixda_core.methods import ADAPTATION, TABLE, TITLES, method_of
 from pixda_core.train.distillation import kd_length, make_teacher
 from pixda_core.train.runtime import Runtime
 from pixda_core.train.selection import keep, next_tau, score_images
@@ -47,7 +47,7 @@ def test_switches_decide_the_nets_selection_and_distillation(
     name, switches, nets, selects, distils
 ):
     cfg = toy(name=name, **switches)
-    m = of_run(cfg)
+    m = method_of(cfg)
     built = build_nets(cfg, m, cfg.adapt, Runtime(torch.device("cpu")))
     assert {k for k in ("d1", "d2") if getattr(built, k) is not None} == nets
     assert set(built.optimizers) == {"g"} | nets == set(built.schedulers)
@@ -57,7 +57,7 @@ def test_switches_decide_the_nets_selection_and_distillation(
 
 
 def test_source_only_trains_on_the_source_alone():
-    m = of_run(toy(name="pixda"), source_only=True)
+    m = method_of(toy(name="pixda"), source_only=True)
     assert (m.name, m.source, m.target, m.d1, m.d2, m.selects, m.distils) == (
         "source_only",
         True,
@@ -90,7 +90,7 @@ def test_the_per_image_domain_bce_is_the_mean_bce_of_each_image():
 
 def test_selection_scores_are_d2_on_g_per_image_and_fda_changes_them():
     cfg = toy()
-    nets = build_nets(cfg, of_run(cfg), cfg.adapt, Runtime(torch.device("cpu")))
+    nets = build_nets(cfg, method_of(cfg), cfg.adapt, Runtime(torch.device("cpu")))
     g, d2 = nets.g.eval(), nets.d2
     gen = torch.Generator().manual_seed(1)
     src, trg = torch.rand(2, 3, 32, 64, generator=gen) * 255, torch.rand(2, 3, 32, 64) * 255
@@ -110,7 +110,8 @@ def test_the_teacher_is_a_frozen_eval_copy_or_the_saved_one():
     teacher = make_teacher(g)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     assert teacher is not g and all(
-        torch.equal(a, b) for a, b in zip(g.state_dict().values(), teacher.state_dict().values(), strict=True)
+        torch.equal(a, b)
+        for a, b in zip(g.state_dict().values(), teacher.state_dict().values(), strict=True)
     )
     saved = {k: v + 1 if v.is_floating_point() else v for k, v in g.state_dict().items()}
     resumed = make_teacher(g, saved)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pixda_core import losses
 from pixda_core.config import preset
-from pixda_core.methods import of_run
+from pixda_core.methods import method_of
 from pixda_core.train.distillation import kd_step, make_teacher
 from pixda_core.train.runtime import Runtime
 from pixda_core.train.step import LossSums, Nets, build_nets, main_step
@@ -31,7 +31,7 @@ class Trainer:
 
     def __init__(self, cfg):
         self.cfg, self.losses = cfg, LossSums()
-        self.nets: Nets = build_nets(cfg, of_run(cfg), cfg.adapt, Runtime(torch.device("cpu")))
+        self.nets: Nets = build_nets(cfg, method_of(cfg), cfg.adapt, Runtime(torch.device("cpu")))
         self.g = self.nets.g
 
     def main_step(self, src, trg):

@@ -16,7 +16,7 @@ import torch
 
 from pixda_core.config import Config
 from pixda_core.errors import ConfigError
-from pixda_core.methods import of_run
+from pixda_core.methods import method_of
 from pixda_core.train import adapt, setup_runtime, train_source_only
 from pixda_core.train.job import Job
 from pixda_core.train.loop import selection_round
@@ -155,7 +155,7 @@ def test_pixel_weights_change_the_adversarial_loss(toy_root, tmp_path, source_on
 
 def make_job(cfg: Config) -> Job:
     rt = setup_runtime(cfg.run)
-    return Job(cfg, of_run(cfg), RunFolder.open(cfg, False), rt, cfg.run.restore_from)
+    return Job(cfg, method_of(cfg), RunFolder.open(cfg, False), rt, cfg.run.restore_from)
 
 
 def select(job: Job) -> None:
@@ -424,3 +424,30 @@ def test_cpu_bf16_autocast_trains_with_finite_losses(toy_root, tmp_path, source_
     adapt(cfg)
     finite_history(tmp_path / "bf16")
     assert setup_runtime(cfg.override(run={"cpu_bf16": False}).run).precision == "fp32"
+
+
+def test_resume_in_distillation_after_selection_kept_too_few(toy_root, tmp_path, source_only):
+    """Selection keeps no source image, the main phase ends, distillation follows; a run
+    resumed from a checkpoint of that phase (its first, without a teacher, or a later one)
+    ends as the uninterrupted run did, with no source stream to rebuild."""
+    cfg = tiny(toy_root, tmp_path, method={"tau": 1e6}, adapt={"early_stop": 30},
+               run={"name": "kd", "restore_from": str(source_only), "ckpt_every": 1,
+                    "keep_checkpoints": 0})  # fmt: skip
+    final = adapt(cfg)
+    folder = tmp_path / "kd"
+    assert final["step"] == 7  # 4 steps, selection keeps nothing, 3 distillation steps
+    history = pd.read_csv(folder / "history.csv")
+    ckpts = folder / "checkpoints"
+    for step in (4, 5):  # the phase's first checkpoint (no teacher saved) and a later one
+        ck = torch.load(ckpts / f"step_{step}.pt", weights_only=True)
+        assert ck["state"]["phase"] == "kd" and ("teacher" in ck) == (step == 5)
+        (ckpts / "latest.pt").unlink()
+        for later in range(step + 1, 8):
+            (ckpts / f"step_{later}.pt").unlink(missing_ok=True)
+        (ckpts / "latest.pt").write_bytes((ckpts / f"step_{step}.pt").read_bytes())
+        (folder / "metrics.json").unlink()
+        assert adapt(cfg, resume=True) == final
+        pd.testing.assert_frame_equal(
+            pd.read_csv(folder / "history.csv").drop(columns=["step_s", "data_wait"]),
+            history.drop(columns=["step_s", "data_wait"]),
+        )

@@ -33,6 +33,7 @@ class Cityscapes(SegmentationDataset):
             it is validated (files exist, train cities, no path escaping the root). None scans
             the whole split.
         normalization: as for :class:`~pixda_core.data.gta5.GTA5`.
+        warn_duplicates: warn when the split file lists an image more than once.
     """
 
     lut = CITYSCAPES_LUT
@@ -45,6 +46,7 @@ class Cityscapes(SegmentationDataset):
         size=(1024, 512),
         split_file: str | os.PathLike | None = None,
         normalization: str = "none",
+        warn_duplicates: bool = True,
     ):
         super().__init__(size, normalization)
         if split not in SPLITS:
@@ -56,7 +58,7 @@ class Cityscapes(SegmentationDataset):
             names = scan_split(self.root, split)
         else:
             require_dir(self.root, "Cityscapes root", LAYOUT)
-            names = load_split(split_file, self.root, split=split).names
+            names = load_split(split_file, self.root, split, warn_duplicates).names
         img_base = self.root / "leftImg8bit" / split
         lab_base = self.root / "gtFine" / split
         self.samples = [Sample(n, img_base / n, lab_base / label_name(n)) for n in names]

@@ -26,6 +26,8 @@ TRAIN_CITIES = (
 )  # fmt: skip
 VAL_CITIES = ("frankfurt", "lindau", "munster")
 CITIES = {"train": TRAIN_CITIES, "val": VAL_CITIES}
+#: the five split files published with the release (MIT; see published_splits/README.md)
+PUBLISHED = Path(__file__).parent / "published_splits"
 
 _NAME = re.compile(r"^(?P<city>[a-z]+)/(?P=city)_\d{6}_\d{6}_leftImg8bit\.png$")
 FORMAT = "city/city_XXXXXX_YYYYYY_leftImg8bit.png"
@@ -129,14 +131,66 @@ def validate_split(
     return Split(list(names), dups)
 
 
-def load_split(path: str | os.PathLike, root: str | os.PathLike, split: str = "train") -> Split:
-    """Read and validate a split file; warns (does not fail) on duplicate entries."""
+def load_split(
+    path: str | os.PathLike, root: str | os.PathLike, split: str = "train", warn: bool = True
+) -> Split:
+    """Read and validate a split file; warns (does not fail) on duplicate entries, unless
+    ``warn`` is off (a file already announced, such as a run's own split.txt)."""
     import warnings
 
     result = validate_split(read_split(path), root, split, where=f"split file {path}")
-    if result.duplicates:
+    if result.duplicates and warn:
         listed = ", ".join(f"{n} (x{c})" for n, c in result.duplicates.items())
         warnings.warn(
             f"split file {path} lists some images more than once: {listed}", stacklevel=2
         )
     return result
+
+
+def published_split(shots: int) -> Path | None:
+    """The published split file of ``shots`` images per city (1-5); None for other counts."""
+    path = PUBLISHED / f"train_{shots}shot.txt"
+    return path if path.is_file() else None
+
+
+@dataclass
+class ChosenSplit:
+    """The target shots of a run and how they were chosen (for the run's log)."""
+
+    names: list[str]
+    how: str
+
+
+def choose_split(
+    root: str | os.PathLike,
+    shots: int,
+    split_file: str | os.PathLike | None = None,
+    split_seed: int | None = None,
+    run_seed: int = 0,
+) -> ChosenSplit:
+    """The target shots of a run: the split file when given; else, without ``split_seed``,
+    the published split of ``shots`` when ``root`` holds all its images (as published: the
+    5-shot file's duplicate stays, so that image is drawn twice as often); else ``shots``
+    images per city drawn with ``split_seed`` (default: ``run_seed``)."""
+    if split_file is not None:
+        return ChosenSplit(load_split(split_file, root).names, f"the split file {split_file}")
+    seed, why = run_seed if split_seed is None else split_seed, ""
+    published = published_split(shots) if split_seed is None else None
+    if published is not None:
+        names = read_split(published)
+        base = Path(root) / "leftImg8bit" / "train"
+        missing = [n for n in dict.fromkeys(names) if not (base / n).is_file()]
+        if not missing:
+            dups = {n: c for n, c in Counter(names).items() if c > 1}
+            note = "".join(
+                f"; it lists {n} {c} times, kept as published (drawn {c}x as often)"
+                for n, c in dups.items()
+            )
+            how = f"the published {shots}-shot split ({len(names)} entries{note})"
+            return ChosenSplit(names, how)
+        why = (
+            f" (the published {shots}-shot split's images are not in {base}: "
+            f"{len(missing)} missing, e.g. {missing[0]})"
+        )
+    names = draw_split(root, shots, seed)
+    return ChosenSplit(names, f"{shots} per city drawn with seed {seed}{why}")

@@ -144,11 +144,27 @@ def deeplabv2(num_classes: int = 19, backbone: str = "resnet101", multi_level: b
     return DeepLabV2(num_classes, backbone, multi_level)
 
 
-def param_groups(model: nn.Module, lr: float) -> list[dict]:
-    """Optimiser groups: backbone at ``lr``, both heads at ``10 * lr``, every trainable
-    parameter exactly once (the release lists backbone parameters several times)."""
+def param_groups(model: nn.Module, lr: float, release: bool = False) -> list[dict]:
+    """Optimiser groups: backbone at ``lr``, both heads at ``10 * lr``.
+
+    By default every trainable parameter is listed exactly once. ``release=True`` lists the
+    backbone as the public release does: for each of conv1, bn1, layer1..layer4, every module
+    inside it (itself included) contributes all of its trainable parameters, so a parameter
+    appears once per module that encloses it (conv1's weight once, a block's convolution 3
+    times, a downsample convolution 4 times) and SGD applies its update that many times."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     head_ids = {id(p) for h in model.heads for p in h.parameters()}
+    if release:
+        parts = (model.conv1, model.bn1, model.layer1, model.layer2, model.layer3, model.layer4)
+        backbone = [
+            p
+            for part in parts
+            for module in part.modules()
+            for p in module.parameters()
+            if p.requires_grad
+        ]
+        heads = [p for h in model.heads for p in h.parameters()]
+        return [{"params": backbone, "lr": lr}, {"params": heads, "lr": 10 * lr}]
     trainable = [p for p in model.parameters() if p.requires_grad]
     backbone = [p for p in trainable if id(p) not in head_ids]
     heads = [p for p in trainable if id(p) in head_ids]

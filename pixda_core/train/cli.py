@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import BACKBONES, METHODS, PRESETS, SOURCES, Config, preset
+from ..config import BACKBONES, METHODS, PRECISIONS, PRESETS, SOURCES, Config, preset
 from ..errors import ConfigError, DataError, run_cli
 
 # ------------------------------------------------------------------------------ flag values
@@ -141,18 +141,40 @@ FLAGS = (
          "--max_iters)", ("optim.early_stop",), parse={"type": int}),
     Flag("--kd_steps", "distillation steps after PixDA's adversarial phase",
          ("method.kd_steps",), parse={"type": int}),
-    Flag("--seed", "seed of the run and of the drawn split", ("run.seed",),
-         parse={"type": int}),
-    Flag("--split_file", "target shots (release format); default: drawn, seeded",
+    Flag("--seed", "seed of the run (and of a drawn split without --split_seed)",
+         ("run.seed",), parse={"type": int}),
+    Flag("--split_file", "target shots (release format); default: the published N-shot "
+         "split (N = 1-5) when the target root holds its images, else one drawn, seeded",
          ("data.split_file",)),
+    Flag("--split_seed", "draw the target shots with this seed instead of using the "
+         "published split (variance over splits)", ("data.split_seed",),
+         parse={"type": int}),
+    Flag("--init", "initial weights of the source-only model: the release's "
+         "DeepLab_resnet_pretrained_init.pth, torchvision's ImageNet ResNet weights (found "
+         "without this flag in $TORCH_HOME/hub/checkpoints/), a model of ours, or 'none' "
+         "(random weights); default: the preset's (paper: the cached torchvision weights, "
+         "else an error; toy: none)", ("model.init",)),
     Flag("--restore_from", "source-only model to adapt (the release's .pth or ours); default: "
          "the shared source-only run of this source and preset, trained first if missing",
          ("run.restore_from",)),
     Flag("--checkpoints_dir", "where run folders go (default: results)", ("run.out_dir",)),
-    Flag("--amp", "CUDA precision: bf16 autocast (default) or fp32 (CPU: fp32 unless "
-         "--cpu_bf16)", ("run.precision",), parse={"choices": ("bf16", "fp32")}),
-    Flag("--cpu_bf16", "bf16 autocast on the CPU too (faster on CPUs with AVX512-BF16/AMX)",
-         ("run.cpu_bf16",), parse=SET),
+    Flag("--amp", "precision: auto (default: bf16 on GPUs of compute capability 8.0+, fp16 "
+         "with a gradient scaler on older ones, fp32 on the CPU), or bf16, fp16, fp32 on any "
+         "device; the run says which it uses", ("run.precision",),
+         parse={"choices": PRECISIONS}),
+    Flag("--cpu_bf16", "auto precision on the CPU is bf16 (faster on CPUs with "
+         "AVX512-BF16/AMX, slower without)", ("run.cpu_bf16",), parse=SET),
+    Flag("--deterministic", "deterministic algorithms: torch.use_deterministic_algorithms "
+         "(warn_only), cuDNN autotuning off, CUBLAS_WORKSPACE_CONFIG=:4096:8. Repeatable "
+         "runs on one machine and software stack, at a cost in speed on CUDA (no "
+         "cudnn.benchmark, slower deterministic kernels; an op without a deterministic CUDA "
+         "kernel, such as bilinear upsampling's backward, warns once and stays "
+         "nondeterministic); CPU runs are repeatable without it", ("run.deterministic",),
+         parse=SET),
+    Flag("--release_sgd", "SGD parameter groups as in the release: each backbone parameter "
+         "listed once per module enclosing it (1-4 times), so its update is applied that "
+         "many times a step, as in the published runs; default: once", ("optim.release_sgd",),
+         parse=SET),
     Flag("--compile", "torch.compile G and D1 (CUDA: faster after the first steps, which "
          "compile)", ("run.compile",), parse=SET),
     Flag("--concat_forward", "one G forward over source and target together instead of two "
@@ -172,11 +194,13 @@ FLAGS = (
 )
 # fmt: on
 
-#: config key -> the flag that sets it, so that an error names what the user typed
+#: config key -> the flag whose value it holds, so that an error names what the user typed
+#: (switches and flags whose value is translated cannot hold a wrong value: not listed)
 KEY_FLAGS = {
     (f"{section}.{key.partition('.')[2]}" if key.startswith("optim.") else key): flag.name
     for flag in FLAGS
-    for key in flag.keys
+    if flag.to_config is None and flag.parse.get("action") != "store_const"
+    for key in flag.keys[:1]
     for section in (("pretrain", "adapt") if key.startswith("optim.") else ("",))
 }
 

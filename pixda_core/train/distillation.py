@@ -41,15 +41,15 @@ def kd_step(nets: Nets, teacher: nn.Module, trg: dict, cfg: Config, losses: Loss
     """One distillation step on a target batch: segmentation loss + ``lambda_kd`` x
     distillation loss towards the teacher's soft predictions (``kd_alpha`` its temperature)."""
     rt, mc = nets.rt, cfg.method
-    opt_g = nets.optimizers["g"]
-    opt_g.zero_grad(set_to_none=True)
+    nets.optimizers["g"].zero_grad(set_to_none=True)
     img, lab = rt.images(trg["image"]), rt.labels(trg["label"])
     logits, loss = seg_logits_and_loss(cfg, g_logits(nets, img), lab)
     with torch.no_grad(), rt.autocast():
         _, teacher_main = teacher(release_normalize(img))
     kd = L.distillation_loss(logits, upsample(teacher_main.float(), lab.shape[-2:]), mc.kd_alpha)
-    (loss + mc.lambda_kd * kd).backward()
-    opt_g.step()
+    nets.backward(loss + mc.lambda_kd * kd)
+    nets.optimizer_step("g")
+    nets.end_step()
     nets.schedulers["g"].step()  # the discriminators are done: only G's schedule moves
     losses.add("loss_seg_trg", loss)
     losses.add("loss_kd", kd)

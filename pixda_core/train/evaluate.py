@@ -153,7 +153,6 @@ class RunModel:
     step: int
     #: "source_only" or the adaptation method
     method: str
-    checkpoint: Path
 
 
 def load_run_model(folder: str | os.PathLike, which_iter: int | None = None) -> RunModel:
@@ -177,7 +176,7 @@ def load_run_model(folder: str | os.PathLike, which_iter: int | None = None) -> 
     ck = load_checkpoint(path)
     g = build_segmenter(cfg)
     load_model_state(g, ck["model"], path)
-    return RunModel(g, cfg, int(ck["state"]["step"]), checkpoint_method(ck, cfg), path)
+    return RunModel(g, cfg, int(ck["state"]["step"]), checkpoint_method(ck, cfg))
 
 
 def checkpoint_method(ck: dict, cfg: Config) -> str:

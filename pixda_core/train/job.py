@@ -24,7 +24,8 @@ from ..checkpoint import (
     set_rng_state,
 )
 from ..config import Config
-from ..data import GTA5, Cityscapes, Synthia, draw_split, load_split, write_split
+from ..data import GTA5, Cityscapes, Synthia, write_split
+from ..data.splits import choose_split
 from ..errors import ConfigError, PixdaError
 from ..methods import SOURCE_ONLY, Method
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
@@ -32,13 +33,14 @@ from .rundir import RunFolder
 from .runtime import Runtime
 from .step import LossSums, build_nets
 from .streams import SOURCE_STREAM, TARGET_STREAM, Stream, per_rank
+from .tensorboard import Board
 
 #: the run folder's tables that a resumed run rewrites from its checkpoint's step on
 TABLES = ("history", "validations", "selection")
 
 
 class TrainingError(PixdaError):
-    """Training cannot go on (a non-finite loss, too few images for a batch)."""
+    """Training cannot go on (a non-finite loss)."""
 
 
 @dataclass
@@ -72,16 +74,15 @@ def source_dataset(cfg: Config):
 
 
 def target_split(cfg: Config, folder: RunFolder, rt: Runtime) -> Path:
-    """The target shots of the run, written to ``split.txt`` in the run folder: the user's
-    split file (validated) or one drawn with ``data.split_seed`` (default: the run's seed)."""
+    """The target shots of the run, written to ``split.txt`` in the run folder (see
+    :func:`~pixda_core.data.splits.choose_split`: the split file, the published split, or a
+    seeded draw); the run says which."""
     path = folder.path / "split.txt"
     if rt.is_main and not path.exists():
-        if cfg.data.split_file is not None:
-            names = load_split(cfg.data.split_file, cfg.data.target_root).names
-        else:
-            seed = cfg.run.seed if cfg.data.split_seed is None else cfg.data.split_seed
-            names = draw_split(cfg.data.target_root, cfg.data.num_shots, seed)
-        write_split(path, names)
+        d = cfg.data
+        chosen = choose_split(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed)
+        write_split(path, chosen.names)
+        rt.log(f"target shots: {chosen.how} -> {path}")
     rt.barrier()
     return path
 
@@ -107,7 +108,10 @@ class Job:
         self.target = None
         if method.target:
             split = target_split(cfg, folder, rt)
-            self.target = Cityscapes(cfg.data.target_root, "train", cfg.data.size, split)
+            # the split was announced when it was chosen (duplicates included)
+            self.target = Cityscapes(
+                cfg.data.target_root, "train", cfg.data.size, split, warn_duplicates=False
+            )
             what = f"the target split {split}"
             require_batches(len(self.target), self.optim.batch_size, rt, what)
         if self.source is not None:
@@ -126,14 +130,14 @@ class Job:
         self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
         self._step_start = 0.0
         self.unreadable: set[str] = set()  # files skipped under data.on_error=skip (warned once)
-        self.writer = self._tensorboard()
+        self.board = Board.open(folder.path, cfg, rt)  # TensorBoard, when asked for
 
     # --------------------------------------------------------------------------- batches
     @contextmanager
     def open_streams(self):
         """The source and target streams, from the positions of the state, closed after."""
         s = self.state
-        if self.method.source:
+        if self.method.source and s.phase == "main":  # distillation trains on the target only
             self.src = self.source_stream(s.src_position)
         if self.method.target:
             self.trg = self._stream(
@@ -219,9 +223,8 @@ class Job:
             self.bar.write(line, file=sys.stderr)
         else:
             self.rt.log(line)
-        if self.writer is not None:
-            for n, v in means.items():
-                self.writer.add_scalar(f"train/{n}", v, s.step)
+        if self.board is not None:
+            self.board.losses(s.step, means, self.nets.optimizers)
 
     def require_finite(self, losses: dict[str, float]) -> None:
         """Stop the run at a NaN or inf loss (before it reaches a checkpoint)."""
@@ -246,8 +249,8 @@ class Job:
             f"step {s.step}: val mIoU-{m['protocol']} {pct(m['miou'])}{extra}, pixel accuracy "
             f"{pct(m['pixel_accuracy'])}"
         )
-        if self.writer is not None and m["miou"] is not None:
-            self.writer.add_scalar("val/miou", m["miou"], s.step)
+        if self.board is not None:
+            self.board.validation(s.step, m, self.nets.g)
 
     def validation_row(self, m: dict, phase: str) -> None:
         row = {"step": m["step"], "phase": phase, "miou": m["miou"]}
@@ -256,16 +259,6 @@ class Job:
         row["pixel_accuracy"] = m["pixel_accuracy"]
         row.update({f"iou_{k}": v for k, v in m["per_class_iou"].items()})
         self.folder.append("validations", row)
-
-    def _tensorboard(self):
-        if not (self.cfg.run.tensorboard and self.rt.is_main):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.rt.log("run.tensorboard: the tensorboard package is not installed; skipped")
-            return None
-        return SummaryWriter(str(self.folder.path / "tensorboard"))
 
     # --------------------------------------------------------------------------- checkpoints
     def checkpoint(self) -> None:
@@ -294,6 +287,8 @@ class Job:
         for name, m in (("d1", nets.d1), ("d2", nets.d2), ("teacher", self.teacher)):
             if m is not None:
                 saved[name] = m.state_dict()
+        if nets.scaler is not None:  # fp16: the loss scale it has reached
+            saved["scaler"] = nets.scaler.state_dict()
         save_step_checkpoint(saved, self.folder.checkpoints, s.step, self.cfg.run.keep_checkpoints)
         self.rt.barrier()
 
@@ -318,6 +313,8 @@ class Job:
             o.load_state_dict(ck["optimizers"][k])
         for k, sch in nets.schedulers.items():
             sch.load_state_dict(ck["schedulers"][k])
+        if nets.scaler is not None and "scaler" in ck:
+            nets.scaler.load_state_dict(ck["scaler"])
         self.state = State.from_dict(ck["state"])
         self.resumed_teacher = ck.get("teacher")
         set_rng_state(ck["rng"])

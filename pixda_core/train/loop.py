@@ -27,14 +27,15 @@ from torch.utils.data import DataLoader, Subset
 
 from ..config import Config
 from ..data.common import skipping
-from ..methods import SOURCE_ONLY, TABLE, of_run
+from ..errors import ConfigError
+from ..methods import SOURCE_ONLY, TABLE, Method, method_of
 from .distillation import kd_length, kd_step, make_teacher
 from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
 from .rundir import RunFolder, run_lock
 from .runtime import setup_runtime
 from .selection import keep, next_tau, score_images
-from .start import preflight, source_only_run
+from .start import preflight, resolve_init, source_only_run
 from .step import main_step
 from .streams import SkipReport, per_rank
 
@@ -45,21 +46,24 @@ def train_source_only(cfg: Config, resume: bool = False) -> dict:
     """Train G on the source alone (``cfg.pretrain``, init from ``cfg.model.init``), validated
     on the target val set; the run folder is ``<run.out_dir>/<run.name>``. Returns the final
     metrics (as in ``metrics.json``)."""
-    method = of_run(cfg, source_only=True)
+    method = method_of(cfg, source_only=True)
+    cfg = resolve_init(cfg)
     preflight(cfg, method, resume)
     with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
-        return run(cfg, method, resume, init=cfg.model.init)
+        return run_job(cfg, method, resume, init=cfg.model.init)
 
 
 def adapt(cfg: Config, resume: bool = False) -> dict:
     """Adapt a source-only model with ``cfg.method.name``. The start point is
     ``cfg.run.restore_from`` or the shared source-only run (trained first when missing).
     Returns the final metrics."""
-    method = of_run(cfg)
+    method = method_of(cfg)
+    if cfg.run.restore_from is None:  # the shared source-only model comes first
+        cfg = resolve_init(cfg)
     preflight(cfg, method, resume)
     with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
         init = ensure_source_only(cfg)
-        return run(cfg, method, resume, init=str(init))
+        return run_job(cfg, method, resume, init=str(init))
 
 
 def ensure_source_only(cfg: Config) -> Path:
@@ -67,7 +71,10 @@ def ensure_source_only(cfg: Config) -> Path:
     shared source-only run for this source and preset, trained now when missing (and resumed
     when a previous attempt was interrupted)."""
     if cfg.run.restore_from is not None:
-        return Path(cfg.run.restore_from)  # preflight() has checked that it reads and fits
+        path = Path(cfg.run.restore_from)
+        if not path.is_file():
+            raise ConfigError(f"--restore_from {path} does not exist")
+        return path
     so = source_only_run(cfg)
     folder = Path(so.run.out_dir) / so.run.name
     latest = folder / "checkpoints" / "latest.pt"
@@ -87,13 +94,13 @@ def ensure_source_only(cfg: Config) -> Path:
                     "(reused by later runs of this source and preset)",
                     file=sys.stderr,
                 )
-                run(so, method, True, init=so.model.init)
+                run_job(so, method, True, init=so.model.init)
                 return latest
     print(f"source-only model: reusing {folder}", file=sys.stderr)
     return latest
 
 
-def run(cfg: Config, method, resume: bool, init: str | None) -> dict:
+def run_job(cfg: Config, method: Method, resume: bool, init: str | None) -> dict:
     """Build the job, resume it when asked, run its phases, evaluate it."""
     from tqdm.auto import tqdm
 
@@ -146,6 +153,8 @@ def main_phase(job: Job) -> None:
 
 
 def end_main_phase(job: Job) -> None:
+    """Say why the main phase ended, then go on to distillation (PixDA: ``kd_end`` set,
+    a checkpoint) or to the end."""
     s = job.state
     s.end_reason = s.end_reason or f"iteration budget ({s.step}) spent"
     job.rt.log(f"step {s.step}: main phase over ({s.end_reason})")
@@ -175,6 +184,8 @@ def end_main_phase(job: Job) -> None:
 def distillation_phase(job: Job) -> None:
     """PixDA's distillation: the target shots only, towards a frozen copy of G."""
     cfg, s = job.cfg, job.state
+    # G as the phase begins; a run resumed inside the phase takes the teacher its checkpoint
+    # saved (the checkpoint written as the phase begins has none: G is the teacher there)
     job.teacher = make_teacher(job.nets.g, job.resumed_teacher)
     while s.step < s.kd_end:
         _, trg = job.next_batches(source=False)
@@ -201,12 +212,14 @@ def finish(job: Job) -> dict:
     if job.last_val is None or job.last_val[0] != s.step:
         job.last_val = (s.step, cm)
         job.validation_row(metrics, "final")
+        if job.board is not None:
+            job.board.validation(s.step, metrics, job.nets.g)
     if rt.is_main:
         write_metrics(job.folder.path, metrics, cm)
     s.phase = "done"
     job.checkpoint()
-    if job.writer is not None:
-        job.writer.close()
+    if job.board is not None:
+        job.board.close()
     rt.log(
         f"{job.method.name} {cfg.run.name}: final mIoU-{metrics['protocol']} "
         f"{pct(metrics['miou'])} at step {s.step} -> {job.folder.path}"
@@ -262,8 +275,8 @@ def selection_round(job: Job) -> None:
     rt.all_reduce_(scores)
     rt.all_reduce_(unread)
     scores_host = scores.cpu().masked_fill(unread.cpu() > 0, float("nan"))
-    kept = keep(scores_host, s.tau).tolist()
-    new = [k for k, ok in zip(s.kept, kept, strict=True) if ok]
+    keep_mask = keep(scores_host, s.tau).tolist()
+    new = [k for k, ok in zip(s.kept, keep_mask, strict=True) if ok]
     s.selection_round += 1
     job.folder.append(
         "selection",
@@ -283,7 +296,7 @@ def selection_round(job: Job) -> None:
         out = job.folder.path / "selection" / f"round_{s.selection_round}.csv"
         out.parent.mkdir(exist_ok=True)
         names = [job.source.samples[k].name for k in s.kept]
-        table = pd.DataFrame({"name": names, "score": scores_host.tolist(), "kept": kept})
+        table = pd.DataFrame({"name": names, "score": scores_host.tolist(), "kept": keep_mask})
         table.to_csv(out, index=False)
     rt.log(
         f"step {s.step}: selection round {s.selection_round} at tau {s.tau:.2f} kept "

@@ -18,7 +18,6 @@ unless the run is resumed, and a resumed run must have the same configuration.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import ConfigError
+from ..locks import held
 
 #: keys that may differ between a run and its resumption (they do not change the numbers)
 RESUME_FREE = {
@@ -67,23 +67,17 @@ def run_lock(path: Path, wait: bool = False) -> Iterator[None]:
         yield
         return
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                raise ConfigError(
-                    f"run folder {path} is in use by another process (a run of the same --name "
-                    "is going on); wait for it to end or choose another --name"
-                ) from None
-            print(
-                f"another process is training {path}; waiting for it", file=sys.stderr, flush=True
+
+    def busy() -> None:
+        if not wait:
+            raise ConfigError(
+                f"run folder {path} is in use by another process (a run of the same --name "
+                "is going on); wait for it to end or choose another --name"
             )
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        print(f"another process is training {path}; waiting for it", file=sys.stderr, flush=True)
+
+    with held(path / ".lock", busy):
+        yield
 
 
 def config_differences(a: Config, b: Config) -> list[str]:

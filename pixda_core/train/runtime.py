@@ -20,7 +20,7 @@ import torch.distributed as dist
 from ..config import RunConfig
 from ..errors import ConfigError
 
-_warned_no_gpu = False
+_said: set[str] = set()  # what setup_runtime has told this process already
 
 
 @dataclass
@@ -41,10 +41,15 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self):
-        """bf16 autocast on the run's device when its precision is bf16; else a no-op."""
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        """Autocast to the run's precision (bf16 or fp16) on its device; fp32: a no-op."""
+        if self.precision in AUTOCAST:
+            return torch.autocast(self.device.type, dtype=AUTOCAST[self.precision])
         return contextlib.nullcontext()
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 needs a gradient scaler (its range is too small for small gradients); bf16
+        and fp32 do not."""
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """Move a batch of images to the device (non-blocking) in the chosen memory format."""
@@ -68,10 +73,40 @@ class Runtime:
             print(msg, file=sys.stderr, flush=True)
 
 
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def choose_precision(
+    asked: str, device_type: str, capability: tuple[int, int] | None = None, cpu_bf16=False
+) -> str:
+    """The precision a run computes in (``run.precision``, ``--amp``): "auto" is bf16 on GPUs
+    of compute capability 8.0 and up (A100, H100, RTX 30xx and later), fp16 with a gradient
+    scaler on older ones (V100, T4, RTX 20xx), fp32 on the CPU (bf16 with ``cpu_bf16``); an
+    explicit "bf16", "fp16" or "fp32" is used as asked."""
+    if asked != "auto":
+        return asked
+    if device_type == "cuda":
+        return "bf16" if capability is not None and capability >= (8, 0) else "fp16"
+    return "bf16" if cpu_bf16 else "fp32"
+
+
+def describe_precision(precision: str, device: torch.device, capability=None) -> str:
+    """E.g. "running on GPU 0 (compute capability 9.0) in bf16 autocast"."""
+    where = "the CPU" if device.type == "cpu" else f"GPU {device.index}"
+    if capability is not None:
+        where += f" (compute capability {capability[0]}.{capability[1]})"
+    what = {
+        "bf16": "bf16 autocast",
+        "fp16": "fp16 autocast with a gradient scaler",
+        "fp32": "fp32",
+    }[precision]
+    return f"running on {where} in {what}"
+
+
 def setup_runtime(cfg: RunConfig) -> Runtime:
-    """Pick the device (say once when CUDA was wanted but is absent) and join ``torchrun``'s
-    process group when launched by it."""
-    global _warned_no_gpu
+    """Pick the device (say once when CUDA was wanted but is absent) and the precision (say
+    which), set up deterministic mode when asked, and join ``torchrun``'s process group when
+    launched by it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -79,15 +114,24 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
     if cfg.device == "cuda" and not has_cuda:
         raise ConfigError("run.device = 'cuda' but no CUDA GPU is visible; use 'auto' or 'cpu'")
     use_cuda = has_cuda and cfg.device in ("auto", "cuda")
-    if cfg.device == "auto" and not has_cuda and not _warned_no_gpu and rank == 0:
-        print("no GPU found: running on the CPU (fp32)", file=sys.stderr, flush=True)
-        _warned_no_gpu = True
+    if cfg.deterministic:
+        # cuBLAS reads its workspace setting when it starts: before any CUDA matrix product
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # global switches: set either way, so that a run does not inherit an earlier run's
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = cfg.deterministic
+    capability = None
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        capability = torch.cuda.get_device_capability(device)
     else:
         device = torch.device("cpu")
+    precision = choose_precision(cfg.precision, device.type, capability, cfg.cpu_bf16)
+    if rank == 0:
+        said = describe_precision(precision, device, capability)
+        _say_once(f"no GPU found: {said}" if cfg.device == "auto" and not has_cuda else said)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return Runtime(
@@ -95,9 +139,15 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
         rank=rank,
         world=world,
         local_rank=local_rank,
-        precision=cfg.precision if use_cuda or cfg.cpu_bf16 else "fp32",
+        precision=precision,
         channels_last=cfg.channels_last and use_cuda,
     )
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        print(message, file=sys.stderr, flush=True)
 
 
 def seed_everything(seed: int) -> None:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..config import Config, preset
-from ..data import Cityscapes, draw_split, load_split
+from ..data import Cityscapes
+from ..data.splits import choose_split
 from ..errors import ConfigError
 from ..methods import SOURCE_ONLY, Method
 from ..models.pretrained import load_pretrained
@@ -41,17 +45,70 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
         Cityscapes(cfg.data.target_root, "train", size=cfg.data.size)
         written = Path(cfg.run.out_dir) / cfg.run.name / "split.txt"
         if not (resume and written.exists()):
-            if cfg.data.split_file is not None:
-                load_split(cfg.data.split_file, cfg.data.target_root)
-            else:
-                draw_split(cfg.data.target_root, cfg.data.num_shots, 0)
+            d = cfg.data
+            choose_split(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed)
     source_only = method.name == SOURCE_ONLY
     init = cfg.model.init if source_only else cfg.run.restore_from
-    if init is not None:
+    flag = "--init (config model.init)" if source_only else "--restore_from"
+    if init is not None and init != "none":
         if not Path(init).is_file():
-            flag = "model.init" if source_only else "--restore_from"
             raise ConfigError(f"{flag} {init} does not exist")
-        load_pretrained(build_segmenter(cfg), init)
+        report = load_pretrained(build_segmenter(cfg), init)
+        heads = [k for k in report.missing if k.startswith("layer6.")]
+        if not source_only and heads:
+            raise ConfigError(
+                f"--restore_from {init} is an initialisation ({report.format}: backbone "
+                "weights without the segmentation heads of a trained model), not a source-only "
+                "model: pass it as --init (a source-only model is then trained from it first) "
+                "and leave out --restore_from, or give --restore_from a source-only model (the "
+                "release's gta5_source_only_model.pth or a checkpoint of ours)"
+            )
+
+
+_said: set[str] = set()
+
+
+def imagenet_weights_in_cache(backbone: str) -> Path | None:
+    """torchvision's ImageNet weights of ``backbone`` where torch keeps what it downloads
+    (``$TORCH_HOME/hub/checkpoints/``), when they are there (nothing is downloaded)."""
+    import torchvision
+
+    weights = getattr(torchvision.models, f"ResNet{backbone.removeprefix('resnet')}_Weights")
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    for w in weights:
+        path = folder / Path(w.url).name
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_init(cfg: Config) -> Config:
+    """The source-only model's initial weights: ``model.init`` as given (a file, or "none"
+    for random weights), else torchvision's ImageNet weights when they are in torch's cache
+    (said so); else the run is refused, naming the files that serve and the flag."""
+    if cfg.model.init is not None:
+        return cfg
+    cached = imagenet_weights_in_cache(cfg.model.backbone)
+    if cached is None:
+        import torchvision
+
+        enum = getattr(torchvision.models, f"ResNet{cfg.model.backbone[6:]}_Weights")
+        name = Path(enum.IMAGENET1K_V1.url).name
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        raise ConfigError(
+            f"no initial weights for the source-only model (--init, config model.init): a "
+            f"{cfg.model.backbone} trained from random weights reaches a fraction of the "
+            "published source-only mIoU, and every adapted number after it means little. "
+            "Pass --init FILE with the release's DeepLab ImageNet init "
+            f"(DeepLab_resnet_pretrained_init.pth) or torchvision's ImageNet weights ({name}; "
+            f"placed in $TORCH_HOME/hub/checkpoints/, here {folder}, they are found without "
+            "--init); --init none trains from random weights"
+        )
+    said = f"--init not given: using torchvision's ImageNet {cfg.model.backbone} weights {cached}"
+    if said not in _said:
+        _said.add(said)
+        print(said, file=sys.stderr)
+    return replace(cfg, model=replace(cfg.model, init=str(cached)))
 
 
 def source_only_run(cfg: Config) -> Config:
@@ -60,6 +117,7 @@ def source_only_run(cfg: Config) -> Config:
     to the preset's, and the folder is ``<out_dir>/source_only_<source>_<preset>_<hash>``,
     the hash covering what is left where it differs from the preset, so runs that differ in
     it do not share a model."""
+    cfg = resolve_init(cfg)  # its initial weights are part of what names it
     base = preset(cfg.preset)
     data = replace(cfg.data, num_shots=base.data.num_shots, split_file=None, split_seed=None)
     canon = replace(

@@ -10,6 +10,7 @@ The distillation step is in :mod:`pixda_core.train.distillation`, the selection 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -105,31 +106,50 @@ class Nets:
     #: D1 judging G's target output (D1's own parameters out of the graph): D1 itself or its
     #: compiled version, without DDP's wrapper (it takes no gradient)
     d1_on_g: Callable | None
+    #: fp16's gradient scaler (None in bf16 and fp32)
+    scaler: torch.amp.GradScaler | None = None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self, name: str) -> None:
+        """Step one optimiser (through the scaler in fp16: skipped on inf/NaN gradients)."""
+        opt = self.optimizers[name]
+        if self.scaler is not None:
+            self.scaler.step(opt)
+        else:
+            opt.step()
+
+    def end_step(self) -> None:
+        """After a step's optimisers: fp16's scale adapts to the gradients just seen."""
+        if self.scaler is not None:
+            self.scaler.update()
 
 
 def build_nets(
     cfg: Config, method: Method, optim: OptimConfig, rt: Runtime, init: str | None = None
 ) -> Nets:
-    """G (from ``init`` when given) and the discriminators ``method`` uses, placed on the
-    device, with their optimisers and poly schedules. Seeds everything with ``run.seed``
-    first, so the random initialisations are those of the seed."""
+    """G (from the weights file ``init``; None or "none": random) and the discriminators
+    ``method`` uses, placed on the device, with their optimisers and poly schedules. Seeds
+    everything with ``run.seed`` first, so the random initialisations are those of the seed."""
     seed_everything(cfg.run.seed)
     g = build_segmenter(cfg)
-    if init is not None:
+    if init is not None and init != "none":
         report = load_pretrained(g, init)
         rt.log(f"initial weights {init}: {report}")
     g = _place(g, rt)
     d1 = _place(PixelDiscriminator(num_classes(cfg)), rt) if method.d1 else None
     d2 = _place(FCDiscriminator(num_classes(cfg)), rt) if method.d2 else None
 
-    optimizers: dict[str, torch.optim.Optimizer] = {
-        "g": torch.optim.SGD(
-            param_groups(g, optim.lr),
+    with warnings.catch_warnings():  # release_sgd lists parameters twice on purpose
+        warnings.filterwarnings("ignore", "optimizer contains a parameter group with duplicate")
+        opt_g = torch.optim.SGD(
+            param_groups(g, optim.lr, release=optim.release_sgd),
             lr=optim.lr,
             momentum=optim.momentum,
             weight_decay=optim.weight_decay,
         )
-    }
+    optimizers: dict[str, torch.optim.Optimizer] = {"g": opt_g}
     for name, d in (("d1", d1), ("d2", d2)):
         if d is not None:
             optimizers[name] = torch.optim.Adam(d.parameters(), lr=optim.lr_d, betas=optim.betas)
@@ -144,7 +164,8 @@ def build_nets(
         if d1 is not None:
             d_train["d1"] = torch.compile(d_train["d1"])
             d1_on_g = torch.compile(d1)
-    return Nets(method, rt, g, d1, d2, optimizers, schedulers, g_train, d_train, d1_on_g)
+    scaler = rt.grad_scaler()
+    return Nets(method, rt, g, d1, d2, optimizers, schedulers, g_train, d_train, d1_on_g, scaler)
 
 
 def _place(m: nn.Module, rt: Runtime) -> nn.Module:
@@ -208,7 +229,7 @@ def main_step(
         logits, loss_src = seg_logits_and_loss(cfg, main_src, src_lab)
         losses.add("loss_seg_src", loss_src)
         if not together:
-            loss_src.backward()
+            nets.backward(loss_src)
             loss_src = None
         pred_src = logits.detach()
 
@@ -232,15 +253,16 @@ def main_step(
             adv = L.domain_bce(_judged_by(nets.d2, nets.d2, logits, rt), L.SOURCE)
             loss = loss + mc.lambda_adv_image * adv
             losses.add("loss_adv", adv)
-        (loss if loss_src is None else loss_src + loss).backward()
+        nets.backward(loss if loss_src is None else loss_src + loss)
         pred_trg = logits.detach()
-    opt_g.step()
+    nets.optimizer_step("g")
 
     # the discriminators on detached predictions: source -> SOURCE, target -> TARGET
     for name in ("d1", "d2"):
         if name in nets.d_train:
             _d_step(nets, name, pred_src, pred_trg, losses)
 
+    nets.end_step()
     for scheduler in nets.schedulers.values():
         scheduler.step()
 
@@ -266,6 +288,6 @@ def _d_step(
     with nets.rt.autocast():
         out_src, out_trg = forward(pred_src.softmax(1)), forward(pred_trg.softmax(1))
     loss = L.domain_bce(out_src, L.SOURCE) / 2 + L.domain_bce(out_trg, L.TARGET) / 2
-    loss.backward()
-    opt.step()
+    nets.backward(loss)
+    nets.optimizer_step(name)
     losses.add(f"loss_{name}", loss)
