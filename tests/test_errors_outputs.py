@@ -187,6 +187,7 @@ def test_runs_started_together_train_the_shared_source_only_model_once(toy_root,
     from pixda_core.train.cli import build_parser, config_from_args
 
     args = release_args(toy_root, tmp_path, "second") + ["--is_train"]
+    args += ["--set", "pretrain.batch_size=2", "--set", "pretrain.early_stop=2"]  # seconds
     cfg = config_from_args(build_parser("run.py", "run").parse_args(args), "adapt")
     shared = tmp_path / source_only_run(cfg).run.name
     held = _hold_lock(shared)  # the first job, training it
