@@ -120,7 +120,7 @@ def build(args, release: bool) -> Callable[[dict, dict], None]:
     )
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    # the kit computes in --precision on either device (on the CPU that is run.cpu_bf16)
+    # the kit computes in --precision on either device (fp16 brings its gradient scaler)
     rt = Runtime(
         device, precision="fp32" if release else args.precision, channels_last=cuda and not release
     )
@@ -200,10 +200,10 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", default="resnet101")
     p.add_argument(
         "--precision",
-        choices=("bf16", "fp32"),
+        choices=("bf16", "fp16", "fp32"),
         default="bf16",
-        help="the kit step's autocast precision, on CUDA or the CPU (the kit's "
-        "run.cpu_bf16); the release-style step is fp32",
+        help="the kit step's precision, on CUDA or the CPU (fp16: autocast with the gradient "
+        "scaler, as --amp fp16 trains); the release-style step is fp32",
     )
     p.add_argument("--single-level", action="store_true", help="no aux head on layer3")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D1 (kit step)")
