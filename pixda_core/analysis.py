@@ -20,7 +20,6 @@ from .labels import CLASS_NAMES
 from .methods import TITLES
 from .metrics import ConfusionMatrix
 
-#: display names and order of the methods in tables and figures
 #: method -> its name in tables and figures, in the order of the methods table
 METHOD_NAMES = TITLES
 
@@ -42,7 +41,7 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Pa
 
 
 def load_runs(paths) -> pd.DataFrame:
-    """One row per finished run: ``run, path, method, source, shots, seed, miou, miou_13``
+    """One row per finished run: ``run, path, method, source, shots, seed, split, miou, miou_13``
     (NaN unless SYNTHIA), ``pixel_accuracy`` and one ``iou_<class>`` per class."""
     rows = []
     for folder in find_runs(paths):
@@ -59,6 +58,8 @@ def load_runs(paths) -> pd.DataFrame:
             "source": m["source"],
             "shots": m["shots"],
             "seed": m["seed"],
+            # "published", "seed S", "file NAME"; None for source-only and older runs
+            "split": m.get("split"),
             "miou": m["miou"],
             "miou_13": m.get("miou_13", np.nan),
             "pixel_accuracy": m["pixel_accuracy"],
@@ -126,9 +127,9 @@ def gain_over(runs: pd.DataFrame, baseline: str = "source_only") -> pd.DataFrame
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The sweep's ``summary.csv``: one row per run, columns ``method, shots, seed, source,
-    miou, miou_13`` (SYNTHIA only) and one ``iou_<class>`` per class."""
-    cols = ["method", "shots", "seed", "source", "miou"]
+    """The sweep's ``summary.csv``: one row per run, columns ``method, shots, seed, split,
+    source, miou, miou_13`` (SYNTHIA only) and one ``iou_<class>`` per class."""
+    cols = ["method", "shots", "seed", "split", "source", "miou"]
     if runs["source"].eq("synthia").any():
         cols.append("miou_13")
     return runs[cols + [f"iou_{c}" for c in CLASS_NAMES]]

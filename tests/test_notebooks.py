@@ -83,8 +83,10 @@ def test_sweep_writes_runs_notebooks_and_summary(sweep):
         png_size(out / name / "training.png")
         png_size(out / name / "per_class_iou.png")
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns[:5]) == ["method", "shots", "seed", "source", "miou"]
-    assert "miou_13" not in summary and "iou_rider" in summary and len(summary.columns) == 24
+    assert list(summary.columns[:6]) == ["method", "shots", "seed", "split", "source", "miou"]
+    # the toy root holds none of the published images: each split drawn with the run's seed
+    assert set(summary["split"].dropna()) == {"seed 0"}
+    assert "miou_13" not in summary and "iou_rider" in summary and len(summary.columns) == 25
     assert sorted(zip(summary["method"], summary["shots"], strict=True)) == [
         ("finetune", 1),
         ("finetune", 2),
@@ -169,7 +171,15 @@ def test_synthia_source_reports_miou_16_and_13(toy_root, tmp_path):
     assert m["protocol"] == "16" and m["source"] == "synthia"
     assert 0 <= m["miou_13"] <= 1 and 0 <= m["miou"] <= 1
     summary = pd.read_csv(tmp_path / "syn" / "summary.csv")
-    assert list(summary.columns[:6]) == ["method", "shots", "seed", "source", "miou", "miou_13"]
+    assert list(summary.columns[:7]) == [
+        "method",
+        "shots",
+        "seed",
+        "split",
+        "source",
+        "miou",
+        "miou_13",
+    ]
     assert summary["miou_13"].notna().all()
 
 

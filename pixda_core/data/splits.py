@@ -179,7 +179,7 @@ def choose_split(
     if published is not None:
         names = read_split(published)
         base = Path(root) / "leftImg8bit" / "train"
-        missing = [n for n in dict.fromkeys(names) if not (base / n).is_file()]
+        missing = _missing(names, base)
         if not missing:
             dups = {n: c for n, c in Counter(names).items() if c > 1}
             note = "".join(
@@ -194,3 +194,25 @@ def choose_split(
         )
     names = draw_split(root, shots, seed)
     return ChosenSplit(names, f"{shots} per city drawn with seed {seed}{why}")
+
+
+def _missing(names: list[str], base: Path) -> list[str]:
+    return [n for n in dict.fromkeys(names) if not (base / n).is_file()]
+
+
+def split_source(
+    root: str | os.PathLike,
+    shots: int,
+    split_file: str | os.PathLike | None = None,
+    split_seed: int | None = None,
+    run_seed: int = 0,
+) -> str:
+    """Where :func:`choose_split` takes the shots from, as a label tables can group by:
+    ``"published"``, ``"seed S"`` (drawn) or ``"file NAME"``."""
+    if split_file is not None:
+        return f"file {Path(split_file).name}"
+    published = published_split(shots) if split_seed is None else None
+    base = Path(root) / "leftImg8bit" / "train"
+    if published is not None and not _missing(read_split(published), base):
+        return "published"
+    return f"seed {run_seed if split_seed is None else split_seed}"

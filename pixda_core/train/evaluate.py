@@ -23,6 +23,7 @@ from ..checkpoint import load_checkpoint, load_model_state, step_checkpoints
 from ..config import Config, protocol
 from ..data import Cityscapes
 from ..data.common import release_normalize, skipping
+from ..data.splits import split_source
 from ..errors import ConfigError
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
 from ..methods import SOURCE_ONLY
@@ -109,8 +110,9 @@ def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> di
     """What ``metrics.json`` holds: mIoU under the source's protocol ("19" for GTA5, "16" for
     SYNTHIA, plus ``miou_13`` for SYNTHIA), per-class IoU by name (null where a class is absent
     from both prediction and ground truth), pixel accuracy, the step, and what the run was
-    (``method``: "source_only" or the adaptation method; ``shots``: 0 for source-only)."""
-    iou = cm.iou()
+    (``method``: "source_only" or the adaptation method; ``shots``: 0 for source-only;
+    ``split``: where the target shots came from, None for source-only)."""
+    iou, d = cm.iou(), cfg.data
     out = {
         "miou": _num(cm.miou(protocol(cfg))),
         "protocol": protocol(cfg),
@@ -121,6 +123,10 @@ def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> di
         "source": cfg.data.source,
         "shots": 0 if method == "source_only" else cfg.data.num_shots,
         "seed": cfg.run.seed,
+        # where the target shots came from: "published", "seed S" (drawn) or "file NAME"
+        "split": None
+        if method == SOURCE_ONLY
+        else split_source(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed),
         "run": cfg.run.name,
     }
     if cfg.data.source == "synthia":
