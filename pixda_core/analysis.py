@@ -105,25 +105,27 @@ def per_class_table(runs: pd.DataFrame, shots: int | None = None) -> pd.DataFram
     return table
 
 
-def gain_over(runs: pd.DataFrame, baseline: str = "source_only") -> pd.DataFrame:
+def gain_over(
+    runs: pd.DataFrame, baseline: str = "source_only", per_run: bool = False
+) -> pd.DataFrame:
     """Per-class IoU gain (points) of each (method, shots) mean over the ``baseline`` mean.
 
     Long format: ``method, shots, class, gain``. A source-only baseline is compared at every
-    shot count; another baseline is matched shot for shot."""
+    shot count; another baseline is matched shot for shot. ``per_run``: one row per run (plus
+    ``seed, run``), each run's IoU minus the baseline mean, so that a figure can draw the
+    spread of the gain over runs (the baseline's own spread is not in it: a sweep has one
+    source-only model)."""
     long = long_per_class(runs)
     mean = long.groupby(["method", "shots", "class"], sort=False)["iou"].mean().reset_index()
     base = mean[mean["method"] == baseline]
     if base.empty:
         raise DataError(f"no {baseline!r} run among the runs; cannot compute gains over it")
-    others = mean[mean["method"] != baseline]
-    if baseline == "source_only":
-        merged = others.merge(base[["class", "iou"]], on="class", suffixes=("", "_base"))
-    else:
-        merged = others.merge(
-            base[["shots", "class", "iou"]], on=["shots", "class"], suffixes=("", "_base")
-        )
+    others = long if per_run else mean
+    others = others[others["method"] != baseline]
+    on = ["class"] if baseline == "source_only" else ["shots", "class"]
+    merged = others.merge(base[[*on, "iou"]], on=on, suffixes=("", "_base"))
     merged["gain"] = merged["iou"] - merged["iou_base"]
-    return merged[["method", "shots", "class", "gain"]]
+    return merged[["method", "shots", *(["seed", "run"] if per_run else []), "class", "gain"]]
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "split":
         run = split_main
     elif command == "sweep":
-        from .sweep import main as run
+        from .sweep_cli import main as run
     elif command == "notebooks":
         run = notebooks_main
     elif command in ("pretrain", "adapt", "evaluate"):

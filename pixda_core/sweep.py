@@ -1,48 +1,68 @@
-"""Batch runs: notebook 03 once per (method, shots, seed) with papermill, then notebook 04.
+"""Batch runs: the source-only model (notebook 02), notebook 03 once per (method, shots, seed
+[, split seed]) with papermill, then notebook 04 over the results; here or on a SLURM cluster.
 
-    python -m pixda_core sweep --shots 1 5 --methods source_only finetune pixda --seeds 0 \\
-        --source gta5 --preset toy --out results/toy_sweep
+    python -m pixda_core sweep --shots 1 5 --methods source_only finetune pixda --seeds 0 1 2 \\
+        --source gta5 --preset toy --out results/toy_sweep [--jobs 2]
+    python -m pixda_core sweep ...same grid... --executor slurm --partition gpu \\
+        --gpus-per-job 1 --out /shared/sweep        # submits and returns; --wait to follow
+    python -m pixda_core sweep --status /shared/sweep    # a table: run, state, step, mIoU
+    python -m pixda_core sweep --collect /shared/sweep   # summary.csv and notebook 04
 
-Layout of the sweep folder::
+The command line is :mod:`pixda_core.sweep_cli`. Layout of the sweep folder::
 
-    <out>/<method>_<shots>shot_seed<seed>/   one run folder per combination
-    <out>/source_only_<source>_<preset>_<hash>/   the source-only model they start from
-    <out>/notebooks/                         the executed notebooks, one per run
-    <out>/analysis/                          notebook 04's figures and tables
-    <out>/summary.csv                        one row per run: method, shots, seed, source,
-                                             miou, (miou_13), iou_<class>...
-    <out>/failures.csv                       runs that failed and why (when any did)
+    <out>/<method>_<N>shot_seed<S>[_split<K>]/   one run folder per combination
+    <out>/source_only_<source>_<preset>_<hash>/  the source-only model they start from
+    <out>/notebooks/                             the executed notebooks
+    <out>/logs/<run>.log, <out>/logs/<run>.json  what each notebook printed, as it ran; its
+                                                 job's record (state, job id, host, GPUs)
+    <out>/runs.csv                               every run asked for here, executor, job id
+    <out>/sweep.json                             the grid summary.csv is made of
+    <out>/analysis/                              notebook 04's figures and tables
+    <out>/summary.csv, <out>/failures.csv        one row per finished run; runs that failed
+    <out>/.submitit/                             submitit's job files
 
-A combination whose run folder holds ``metrics.json`` is skipped, so an interrupted sweep
-resumes where it stopped (an unfinished run resumes from its last checkpoint). A failed run
-is recorded and the sweep goes on; the exit code is the number of failed runs.
+A run whose folder holds ``metrics.json`` is done and skipped; one still queued on SLURM
+(pending, running, requeued) is left alone; any other (never started, failed, cancelled,
+timed out) is started again and resumes from its last checkpoint. So re-running the same
+command finishes an interrupted sweep and never runs a combination twice.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
+import json
 import os
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
-from .config import PRESETS, SOURCES
-from .errors import ConfigError, run_cli
+from .errors import ConfigError
+from .executors import (
+    SlurmOptions,
+    Task,
+    read_status,
+    run_here,
+    slurm_queue,
+    submit_collect,
+    submit_to_slurm,
+)
 from .locks import held
 from .methods import ADAPTATION, SOURCE_ONLY
-from .train.cli import nest_overrides, parse_set
 
 SWEEP_METHODS = (SOURCE_ONLY, *ADAPTATION)
+NB_SOURCE_ONLY = "02_source_only_pretraining.ipynb"
+NB_ADAPT = "03_few_shot_adaptation.ipynb"
+NB_ANALYSIS = "04_per_class_error_visualization.ipynb"
 
 
-def execute(notebook: str, output: Path, parameters: dict) -> str | None:
+def execute(notebook: str, output: Path, parameters: dict, log=None) -> str | None:
     """Run one of the kit's notebooks (the pristine ones, never a user's edited copy) with
-    papermill into ``output``, in the base folder that relative paths are taken from; None
-    on success, else a one-line reason."""
+    papermill into ``output``, in the base folder that relative paths are taken from, what
+    it prints streamed to the open file ``log``; None on success, else a one-line reason."""
     import papermill as pm
 
     from .workflow import base_dir, notebooks_dir
@@ -56,6 +76,8 @@ def execute(notebook: str, output: Path, parameters: dict) -> str | None:
             cwd=str(base_dir()),
             progress_bar=False,
             log_output=False,
+            stdout_file=log,
+            stderr_file=log,
             kernel_name="python3",
         )
     except pm.PapermillExecutionError as exc:
@@ -77,106 +99,108 @@ def _lock(folder: Path):
         yield
 
 
-def run_sweep(
-    out: str | os.PathLike,
-    shots=(1, 5),
-    methods=("source_only", "finetune", "pixda"),
-    seeds=(0,),
-    source: str = "gta5",
-    preset: str = "toy",
-    data_root: str = "data/toy",
-    source_root: str | None = None,
-    target_root: str | None = None,
-    iterations: int | None = None,
-    pretrain_iterations: int | None = None,
-    overrides: dict | None = None,
-    analysis: bool = True,
-    init: str | None = None,
-) -> dict:
-    """Run the grid (see the module docstring). Returns ``{"summary": path, "failed": [...],
-    "ran": [...], "skipped": [...]}``."""
-    from .workflow import resolve
-
-    out = resolve(out)
-    unknown = [m for m in methods if m not in SWEEP_METHODS]
-    if unknown:
-        raise ConfigError(f"--methods {unknown[0]!r} is not one of {', '.join(SWEEP_METHODS)}")
-    bad = [s for s in shots if s < 1]
-    if bad:
-        raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
-    common = {
-        "data_root": str(resolve(data_root)),
-        "source": source,
-        "source_root": str(resolve(source_root)) if source_root else None,
-        "target_root": str(resolve(target_root)) if target_root else None,
-        "preset": preset,
-        "out_dir": str(out),
-        "overrides": overrides or {},
-        "device": "auto",
-        "init": init,
-    }
-    ran, skipped, failed = [], [], []
-    with _lock(out):
-        nb_dir = out / "notebooks"
-        so_failed = None
-        # the source-only model comes first: notebook 02, unless a finished one is there
-        so_params = {**common, "iterations": pretrain_iterations}
-        so_done = list(out.glob(f"source_only_{source}_{preset}_*/metrics.json"))
-        if so_done and _matches_source_only(so_done, so_params):
-            skipped.append("source_only")
-        else:
-            print(f"[sweep] source-only model ({source}, {preset} preset)", flush=True)
-            executed = nb_dir / f"02_source_only_{source}_{preset}.ipynb"
-            so_failed = execute("02_source_only_pretraining.ipynb", executed, so_params)
-            (failed if so_failed else ran).append(("source_only", 0, None, so_failed))
-        grid = [m for m in methods if m != "source_only"]
-        for method, n, seed in itertools.product(grid, shots, seeds):
-            name = f"{method}_{n}shot_seed{seed}"
-            if (out / name / "metrics.json").exists():
-                skipped.append(name)
-                continue
-            if so_failed:
-                failed.append((method, n, seed, "the source-only model failed"))
-                continue
-            print(f"[sweep] {name}", flush=True)
-            t0 = time.time()
-            params = {
-                **common,
-                "method": method,
-                "num_shots": n,
-                "seed": seed,
-                "iterations": iterations,
-                "pretrain_iterations": pretrain_iterations,
-                "run_name": name,
-            }
-            why = execute("03_few_shot_adaptation.ipynb", nb_dir / f"03_{name}.ipynb", params)
-            if why:
-                print(f"[sweep] {name} FAILED: {why}", flush=True)
-                failed.append((method, n, seed, why))
-            else:
-                print(f"[sweep] {name} done in {time.time() - t0:.0f} s", flush=True)
-                ran.append((method, n, seed, None))
-        summary = _write_summary(out, methods, shots, seeds, source, preset)
-        if failed:
-            pd.DataFrame(failed, columns=["method", "shots", "seed", "error"]).to_csv(
-                out / "failures.csv", index=False
-            )
-        elif (out / "failures.csv").exists():
-            (out / "failures.csv").unlink()
-        if analysis and summary is not None:
-            why = execute(
-                "04_per_class_error_visualization.ipynb",
-                nb_dir / "04_per_class_error_visualization.ipynb",
-                {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False},
-            )
-            if why:
-                print(f"[sweep] analysis notebook FAILED: {why}", flush=True)
-                failed.append(("analysis", None, None, why))
-    return {"summary": summary, "failed": failed, "ran": ran, "skipped": skipped}
+# ------------------------------------------------------------------------------ the grid
 
 
-def _matches_source_only(done: list[Path], params: dict) -> bool:
-    """Is one of the finished source-only runs the one these parameters describe?"""
+@dataclass(frozen=True)
+class Grid:
+    """What a sweep command asks for: the combinations and the settings they share."""
+
+    methods: tuple[str, ...] = (SOURCE_ONLY, "finetune", "pixda")
+    shots: tuple[int, ...] = (1, 5)
+    seeds: tuple[int, ...] = (0,)
+    #: seeds of drawn target splits (variance over splits); empty: the default split
+    split_seeds: tuple[int, ...] = ()
+    source: str = "gta5"
+    preset: str = "toy"
+    data_root: str = "data/toy"
+    source_root: str | None = None
+    target_root: str | None = None
+    iterations: int | None = None
+    pretrain_iterations: int | None = None
+    overrides: dict = field(default_factory=dict)
+    init: str | None = None
+
+    def check(self) -> None:
+        unknown = [m for m in self.methods if m not in SWEEP_METHODS]
+        if unknown:
+            raise ConfigError(f"--methods {unknown[0]!r} is not one of {', '.join(SWEEP_METHODS)}")
+        bad = [s for s in self.shots if s < 1]
+        if bad:
+            raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
+
+    def common(self, out: Path) -> dict:
+        """The notebook parameters every run of the grid shares (paths absolute)."""
+        from .workflow import resolve
+
+        return {
+            "data_root": str(resolve(self.data_root)),
+            "source": self.source,
+            "source_root": str(resolve(self.source_root)) if self.source_root else None,
+            "target_root": str(resolve(self.target_root)) if self.target_root else None,
+            "preset": self.preset,
+            "out_dir": str(out),
+            "overrides": self.overrides,
+            "device": "auto",
+            "init": self.init,
+        }
+
+    def runs(self) -> list[tuple[str, int, int, int | None]]:
+        """(method, shots, seed, split seed) of every adaptation run."""
+        methods = [m for m in self.methods if m != SOURCE_ONLY]
+        splits = self.split_seeds or (None,)
+        return list(itertools.product(methods, self.shots, self.seeds, splits))
+
+
+def run_name(method: str, shots: int, seed: int, split_seed: int | None) -> str:
+    name = f"{method}_{shots}shot_seed{seed}"
+    return name if split_seed is None else f"{name}_split{split_seed}"
+
+
+def plan(grid: Grid, out: Path) -> tuple[Task, list[Task]]:
+    """The source-only task and the adaptation tasks of the grid."""
+    common = grid.common(out)
+    logs, nbs = out / "logs", out / "notebooks"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def task(name: str, notebook: str, executed: str, params: dict) -> Task:
+        return Task(
+            name,
+            notebook,
+            str(nbs / executed),
+            params,
+            str(logs / f"{name}.log"),
+            str(logs / f"{name}.json"),
+        )
+
+    so_params = {**common, "iterations": grid.pretrain_iterations}
+    so_name = _source_only_name(so_params)
+    so = task(
+        so_name, NB_SOURCE_ONLY, f"02_source_only_{grid.source}_{grid.preset}.ipynb", so_params
+    )
+    tasks = []
+    for method, n, seed, split in grid.runs():
+        name = run_name(method, n, seed, split)
+        overrides = grid.overrides
+        if split is not None:
+            data = {**overrides.get("data", {}), "split_seed": split}
+            overrides = {**overrides, "data": data}
+        params = {
+            **common,
+            "method": method,
+            "num_shots": n,
+            "seed": seed,
+            "iterations": grid.iterations,
+            "pretrain_iterations": grid.pretrain_iterations,
+            "run_name": name,
+            "overrides": overrides,
+        }
+        tasks.append(task(name, NB_ADAPT, f"03_{name}.ipynb", params))
+    return so, tasks
+
+
+def _source_only_name(params: dict) -> str:
+    """The folder of the source-only model these notebook parameters train or reuse."""
     from .train import source_only_run
     from .workflow import make_config
 
@@ -192,8 +216,368 @@ def _matches_source_only(done: list[Path], params: dict) -> bool:
         device=params["device"],
         overrides=params["overrides"],
     )
-    name = source_only_run(cfg).run.name
-    return any(p.parent.name == name for p in done)
+    return source_only_run(cfg).run.name
+
+
+# ------------------------------------------------------------------------------ state
+
+
+def read_runs(out: Path) -> pd.DataFrame:
+    """``runs.csv``: the last record of every run asked for in this sweep folder."""
+    path = out / "runs.csv"
+    if not path.is_file():
+        return pd.DataFrame(
+            columns=[
+                "name",
+                "method",
+                "shots",
+                "seed",
+                "split_seed",
+                "executor",
+                "job_id",
+                "submitted",
+            ]
+        )
+    frame = pd.read_csv(path, dtype={"job_id": str})
+    return frame.drop_duplicates("name", keep="last").reset_index(drop=True)
+
+
+def record_runs(out: Path, rows: list[dict]) -> None:
+    frame = pd.concat([read_runs(out), pd.DataFrame(rows)], ignore_index=True)
+    frame = frame.drop_duplicates("name", keep="last")
+    tmp = out / ".runs.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out / "runs.csv")
+
+
+def state_of(
+    out: Path, name: str, queue: dict[str, str], job_id: str | None, local_sweep: bool = False
+) -> str:
+    """done (metrics.json), pending / running (in SLURM's queue, or run by a local sweep
+    that is going on: ``local_sweep``), failed (tried, not finished: failed, cancelled, timed
+    out, killed), or missing (never started)."""
+    if (out / name / "metrics.json").is_file():
+        return "done"
+    if job_id and job_id in queue:
+        return "running" if queue[job_id] in ("RUNNING", "COMPLETING") else "pending"
+    record = read_status(out / "logs" / f"{name}.json")
+    if local_sweep and record.get("executor") == "local" and record.get("state") == "running":
+        return "running"
+    return "failed" if record else "missing"
+
+
+def local_sweep_running(out: Path) -> bool:
+    """Does a sweep hold this folder's lock (a local sweep running its notebooks)?"""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(out / ".sweep.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+# ------------------------------------------------------------------------------ the sweep
+
+
+def run_sweep(
+    out: str | os.PathLike,
+    shots=(1, 5),
+    methods=(SOURCE_ONLY, "finetune", "pixda"),
+    seeds=(0,),
+    source: str = "gta5",
+    preset: str = "toy",
+    data_root: str = "data/toy",
+    source_root: str | None = None,
+    target_root: str | None = None,
+    iterations: int | None = None,
+    pretrain_iterations: int | None = None,
+    overrides: dict | None = None,
+    analysis: bool = True,
+    init: str | None = None,
+    split_seeds=(),
+    executor: str = "local",
+    jobs: int = 1,
+    slurm: SlurmOptions | None = None,
+    time_limit: int | None = None,
+    wait: bool = True,
+) -> dict:
+    """Run (or submit) the grid; see the module docstring. Returns ``{"summary": path,
+    "failed": [(method, shots, seed, why)], "ran": [...], "skipped": [...], "submitted":
+    [job ids]}``."""
+    from .workflow import resolve
+
+    out = resolve(out)
+    grid = Grid(
+        tuple(methods),
+        tuple(shots),
+        tuple(seeds),
+        tuple(split_seeds),
+        source,
+        preset,
+        str(data_root),
+        source_root,
+        target_root,
+        iterations,
+        pretrain_iterations,
+        overrides or {},
+        init,
+    )
+    grid.check()
+    if executor not in ("local", "slurm"):
+        raise ConfigError(f"--executor {executor!r} is not one of local, slurm")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: expected at least 1")
+    with _lock(out):
+        _remember(out, grid)
+        so, tasks = plan(grid, out)
+        runs = read_runs(out)
+        jobs_of = dict(zip(runs["name"], runs["job_id"].fillna(""), strict=True))
+        queue = slurm_queue(list(jobs_of.values()))
+        states = {t.name: state_of(out, t.name, queue, jobs_of.get(t.name)) for t in (so, *tasks)}
+        skipped = [
+            t.name for t in (so, *tasks) if states[t.name] in ("done", "pending", "running")
+        ]
+        todo = [t for t in tasks if states[t.name] in ("failed", "missing")]
+        so_todo = states[so.name] in ("failed", "missing")
+        if executor == "local":
+            return _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
+        result = _submit(
+            out,
+            so,
+            so_todo,
+            todo,
+            jobs_of,
+            states,
+            slurm or SlurmOptions(),
+            time_limit,
+            skipped,
+            analysis,
+        )
+    if wait:  # outside the lock: another sweep command may add runs meanwhile
+        follow(out, result["submitted"])
+        result.update(collect_result(out))
+    return result
+
+
+def _remember(out: Path, grid: Grid) -> None:
+    """``sweep.json``: the union of the grids asked for here, for --status and --collect."""
+    path = out / "sweep.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    new = asdict(grid)
+    for key in ("methods", "shots", "seeds", "split_seeds"):
+        new[key] = list(dict.fromkeys([*old.get(key, []), *new[key]]))
+    path.write_text(json.dumps(new, indent=1) + "\n")
+
+
+def _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis) -> dict:
+    from tqdm.auto import tqdm
+
+    ran, failed = [], []
+    folder = out / ".submitit"
+    meta = {t.name: t for t in todo}
+
+    def rows(tasks):
+        return [_row(t, "local", None) for t in tasks]
+
+    if so_todo:
+        print(f"[sweep] source-only model ({grid.source}, {grid.preset} preset)", flush=True)
+        record_runs(out, rows([so]))
+        why = run_here([so], folder, 1, time_limit)[so.name]
+        (failed if why else ran).append((SOURCE_ONLY, 0, None, why))
+        if why:
+            print(f"[sweep] source-only model FAILED: {why} (log: {so.log})", flush=True)
+            failed += [(*_key(t), "the source-only model failed") for t in todo]
+            todo = []
+    record_runs(out, rows(todo))
+    bar = tqdm(
+        total=len(todo),
+        desc="sweep",
+        unit="run",
+        file=sys.stderr,
+        disable=not todo or not sys.stderr.isatty(),
+    )
+    started = time.time()
+
+    def progress(task: Task, why: str | None) -> None:
+        bar.update(1)
+        if why:
+            bar.write(f"[sweep] {task.name} FAILED: {why} (log: {task.log})")
+            failed.append((*_key(meta[task.name]), why))
+        else:
+            bar.write(f"[sweep] {task.name} done ({time.time() - started:.0f} s into the sweep)")
+            ran.append((*_key(meta[task.name]), None))
+
+    for t in todo:
+        print(f"[sweep] {t.name}", flush=True)
+    run_here(todo, folder, jobs, time_limit, progress)
+    bar.close()
+    result = collect(out, analysis, failed)
+    return {**result, "ran": ran, "skipped": skipped, "submitted": []}
+
+
+def _key(task: Task) -> tuple:
+    p = task.params
+    return (p["method"], p["num_shots"], p["seed"])
+
+
+def _row(task: Task, executor: str, job_id: str | None) -> dict:
+    p = task.params
+    split = p.get("overrides", {}).get("data", {}).get("split_seed")
+    return {
+        "name": task.name,
+        "method": p.get("method", SOURCE_ONLY),
+        "shots": p.get("num_shots", 0),
+        "seed": p.get("seed"),
+        "split_seed": split,
+        "executor": executor,
+        "job_id": job_id,
+        "submitted": time.time(),
+    }
+
+
+def _submit(
+    out, so, so_todo, todo, jobs_of, states, options, time_limit, skipped, analysis
+) -> dict:
+    """SLURM: the source-only job (when needed), the runs as one array after it, and a last
+    job that collects the results when they have all ended."""
+    if time_limit:
+        options = replace(options, time_min=time_limit)
+    folder = out / ".submitit"
+    after = []
+    if so_todo:
+        (so_id,) = submit_to_slurm([so], folder, options, name="pixda-source-only")
+        record_runs(out, [_row(so, "slurm", so_id)])
+        after = [so_id]
+        print(f"[sweep] source-only model: job {so_id}", flush=True)
+    elif states[so.name] in ("pending", "running"):
+        after = [jobs_of[so.name]]  # still queued from an earlier command
+    ids = submit_to_slurm(todo, folder, options, after, name="pixda-runs")
+    record_runs(out, [_row(t, "slurm", i) for t, i in zip(todo, ids, strict=True)])
+    for t, i in zip(todo, ids, strict=True):
+        print(f"[sweep] {t.name}: job {i}", flush=True)
+    queued = [jobs_of[n] for n in skipped if states[n] in ("pending", "running")]
+    submitted = ([after[0]] if so_todo else []) + ids
+    if submitted or queued:
+        collector = submit_collect(collect, (out, analysis), folder, options, submitted + queued)
+        print(f"[sweep] collecting job {collector} runs when they have ended", flush=True)
+        submitted.append(collector)
+    print(f"[sweep] submitted {len(submitted)} job(s); follow with: pixda sweep --status {out}")
+    return {"summary": None, "failed": [], "ran": [], "skipped": skipped, "submitted": submitted}
+
+
+def follow(out: Path, job_ids: list[str], every: float = 2.0) -> None:
+    """Wait until none of ``job_ids`` is queued any more, printing the status as it changes."""
+    shown = None
+    while True:
+        queue = slurm_queue(job_ids)
+        table = status_table(out)
+        text = table.to_string(index=False) if len(table) else "(no runs yet)"
+        if text != shown:
+            print(text, flush=True)
+            shown = text
+        if not any(j in queue for j in job_ids):
+            return
+        time.sleep(every)
+
+
+# ------------------------------------------------------------------------------ status, collect
+
+
+def status_table(out: str | os.PathLike) -> pd.DataFrame:
+    """One row per run asked for: state, the step it reached, its mIoU so far (%)."""
+    from .workflow import resolve
+
+    out = resolve(out)
+    runs = read_runs(out)
+    queue = slurm_queue([j for j in runs["job_id"].fillna("") if j])
+    local = local_sweep_running(out)
+    rows = []
+    for r in runs.itertuples():
+        job = r.job_id if isinstance(r.job_id, str) else None
+        step, miou = _progress(out / r.name)
+        rows.append(
+            {
+                "run": r.name,
+                "state": state_of(out, r.name, queue, job, local),
+                "step": step,
+                "miou": miou,
+                "job": job or "-",
+            }
+        )
+    return pd.DataFrame(rows, columns=["run", "state", "step", "miou", "job"])
+
+
+def _progress(folder: Path) -> tuple[int | None, float | None]:
+    """The step a run has logged and its latest validation mIoU (%), from its files."""
+    step = miou = None
+    for table in ("history", "validations"):
+        path = folder / f"{table}.csv"
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError):
+            continue
+        if len(frame):
+            step = max(step or 0, int(frame["step"].iloc[-1]))
+            if table == "validations" and pd.notna(frame["miou"].iloc[-1]):
+                miou = round(float(frame["miou"].iloc[-1]) * 100, 2)
+    return step, miou
+
+
+def collect(out: str | os.PathLike, analysis: bool = True, failed: list | None = None) -> dict:
+    """``summary.csv`` over the sweep's grid, ``failures.csv`` for what failed, and notebook
+    04 over the runs (a local sweep's last step; on SLURM, its last job)."""
+    from .workflow import resolve
+
+    out = resolve(out)
+    grid = json.loads((out / "sweep.json").read_text())
+    summary = _write_summary(
+        out, grid["methods"], grid["shots"], grid["seeds"], grid["source"], grid["preset"]
+    )
+    if failed is None:  # from the jobs' records: what ended without finishing
+        failed = [
+            (
+                r.method,
+                r.shots,
+                r.seed,
+                read_status(out / "logs" / f"{r.name}.json").get("error") or "did not finish",
+            )
+            for r in read_runs(out).itertuples()
+            if state_of(out, r.name, {}, None) == "failed"
+        ]
+    if failed:
+        pd.DataFrame(failed, columns=["method", "shots", "seed", "error"]).to_csv(
+            out / "failures.csv", index=False
+        )
+    elif (out / "failures.csv").exists():
+        (out / "failures.csv").unlink()
+    if analysis and summary is not None:
+        why = execute(
+            NB_ANALYSIS,
+            out / "notebooks" / NB_ANALYSIS,
+            {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False},
+        )
+        if why:
+            print(f"[sweep] analysis notebook FAILED: {why}", flush=True)
+            failed = [*failed, ("analysis", None, None, why)]
+    return {"summary": summary, "failed": failed}
+
+
+def collect_result(out: Path) -> dict:
+    """What the collecting job left: the summary and the failures."""
+    failures = out / "failures.csv"
+    failed = (
+        [tuple(r) for r in pd.read_csv(failures).itertuples(index=False)]
+        if (failures.is_file())
+        else []
+    )
+    summary = out / "summary.csv"
+    return {"summary": summary if summary.is_file() else None, "failed": failed}
 
 
 def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | None:
@@ -211,9 +595,9 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
         & runs["seed"].isin(seeds)
         & (runs["source"] == source)
     )
-    if "source_only" in methods:
+    if SOURCE_ONLY in methods:
         wanted |= (
-            (runs["method"] == "source_only")
+            (runs["method"] == SOURCE_ONLY)
             & (runs["source"] == source)
             & runs["run"].str.startswith(f"source_only_{source}_{preset}_")
         )
@@ -221,77 +605,3 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
     path = out / "summary.csv"
     table.to_csv(path, index=False)
     return path
-
-
-@run_cli
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="pixda sweep",
-        description="Run notebook 03 for every (method, shots, seed) with papermill, then "
-        "notebook 04; write summary.csv. Exit code: the number of failed runs.",
-    )
-    p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=["source_only", "finetune", "pixda"],
-        help=f"any of {', '.join(SWEEP_METHODS)}",
-    )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--source", choices=SOURCES, default="gta5")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="toy")
-    p.add_argument("--out", required=True, help="the sweep folder (results/<sweep>)")
-    p.add_argument(
-        "--data-root",
-        default="data/toy",
-        help="folder holding gta5/, synthia/, cityscapes/ (default: the toy benchmark)",
-    )
-    p.add_argument("--source-root", help="source dataset root (overrides --data-root)")
-    p.add_argument("--target-root", help="Cityscapes root (overrides --data-root)")
-    p.add_argument("--iterations", type=int, help="adaptation iterations (default: preset's)")
-    p.add_argument(
-        "--pretrain-iterations", type=int, help="source-only iterations (default: the preset's)"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        type=parse_set,
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="any other config value",
-    )
-    p.add_argument(
-        "--init",
-        help="initial weights of the source-only model (a file, or 'none'); default: the "
-        "preset's (as run.py's --init)",
-    )
-    p.add_argument("--no-analysis", action="store_true", help="skip notebook 04")
-    args = p.parse_args(argv)
-    overrides = nest_overrides(args.overrides)
-    result = run_sweep(
-        args.out,
-        args.shots,
-        args.methods,
-        args.seeds,
-        args.source,
-        args.preset,
-        args.data_root,
-        args.source_root,
-        args.target_root,
-        args.iterations,
-        args.pretrain_iterations,
-        overrides,
-        analysis=not args.no_analysis,
-        init=args.init,
-    )
-    n_failed = len(result["failed"])
-    print(
-        f"[sweep] ran {len(result['ran'])}, skipped {len(result['skipped'])} (already done), "
-        f"failed {n_failed}"
-    )
-    if result["summary"]:
-        print(f"[sweep] summary: {result['summary']}")
-    for method, n, seed, why in result["failed"]:
-        print(f"[sweep] failed: {method} shots={n} seed={seed}: {why}", file=sys.stderr)
-    return min(n_failed, 125)

@@ -13,6 +13,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.transforms import blended_transform_factory
 
 from . import labels as L
+from .methods import SOURCE_ONLY
+from .stats import CONFIDENCE, t_interval
 
 
 def save_figure(
@@ -206,7 +208,29 @@ def plot_selection(selection: pd.DataFrame):
     return fig
 
 
-def _class_bars(frame: pd.DataFrame, y: str, ylabel: str, title: str, **bar_kws):
+def ci_note(
+    frame: pd.DataFrame, value: str, interval: str = "error bars", by=("class",), sep="; "
+) -> str:
+    """Legend title of a figure with intervals: the mark is a mean over n runs, the interval
+    the tables' t-interval (:func:`pixda_core.stats.t_interval`), none for a single run."""
+    n = frame.dropna(subset=[value]).groupby(["method", "shots", *by])[value].count()
+    source_only = n.index.get_level_values("method") == SOURCE_ONLY
+    ns = sorted(set(n[~source_only] if (~source_only).any() else n))
+    if not ns:
+        return ""
+    runs = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
+    word = "run" if ns == [1] else "runs"
+    note = f"mean of {runs} {word}{sep}{interval}: {CONFIDENCE:.0%} CI (t-interval)"
+    if ns == [1]:
+        return note + ", none with 1 run"
+    if source_only.any() and n[source_only].eq(1).all():
+        note += f"{sep}source only: 1 run"
+    return note
+
+
+def _class_bars(
+    frame: pd.DataFrame, y: str, ylabel: str, title: str, legend_title=None, **bar_kws
+):
     """Grouped bars per class (x, with its Cityscapes colour) and run label (hue)."""
     data = frame.assign(label=run_labels(frame))
     order = [c for c in L.CLASS_NAMES if c in set(data["class"])]
@@ -227,13 +251,13 @@ def _class_bars(frame: pd.DataFrame, y: str, ylabel: str, title: str, **bar_kws)
     _class_axis(ax, order)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(
-        title=None,
+        title=legend_title,
         frameon=False,
         ncol=min(len(hues), 6),
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
     )
-    ax.set_title(title, pad=30)
+    ax.set_title(title, pad=46 if legend_title else 30)
     sns.despine(fig)
     fig.tight_layout()
     return fig, ax
@@ -241,16 +265,28 @@ def _class_bars(frame: pd.DataFrame, y: str, ylabel: str, title: str, **bar_kws)
 
 def plot_per_class_iou(long: pd.DataFrame, title: str = "Per-class IoU on target val"):
     """Grouped bars: x = class (with its Cityscapes colour), one bar per method (and shot count
-    when several), mean over seeds with the standard deviation as error bar.
+    when several), mean over runs with the 95% t-interval of the mean as error bar (the
+    tables' interval, :mod:`pixda_core.stats`; none for a single run).
 
     ``long``: :func:`pixda_core.analysis.long_per_class` output."""
-    fig, _ = _class_bars(long, "iou", "IoU (%)", title, errorbar="sd", err_kws={"linewidth": 1})
+    fig, ax = _class_bars(
+        long,
+        "iou",
+        "IoU (%)",
+        title,
+        legend_title=ci_note(long, "iou"),
+        errorbar=t_interval,
+        err_kws={"linewidth": 1},
+    )
+    # an IoU lies in [0, 100]; the t-interval of a few runs may not
+    ax.set_ylim(0, min(ax.get_ylim()[1], 100))
     return fig
 
 
 def plot_miou_vs_shots(runs: pd.DataFrame, title: str = "Target val mIoU against shots"):
-    """mIoU (%) against shots per method: mean over seeds, shaded standard deviation;
-    source-only (0 shots) as a dashed line."""
+    """mIoU (%) against shots per method: mean over runs with the 95% t-interval of the mean
+    as a band (:mod:`pixda_core.stats`; none for a single run); source-only (0 shots) as a
+    dashed line, with its band when it has several runs."""
     fig, ax = plt.subplots(figsize=(6.4, 4))
     data = runs.assign(miou=runs["miou"] * 100, label=runs["method"].map(_method_label))
     adapted = data[data["method"] != "source_only"]
@@ -261,20 +297,29 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str = "Target val mIoU against
             y="miou",
             hue="label",
             marker="o",
-            errorbar="sd",
+            errorbar=t_interval,
             palette={k: METHOD_COLORS.get(k) for k in adapted["label"].unique()},
             ax=ax,
         )
         ax.set_xticks(sorted(adapted["shots"].unique()))
     so = data[data["method"] == "source_only"]
     if not so.empty:
-        ax.axhline(
-            so["miou"].mean(), ls="--", color=METHOD_COLORS["source only"], label="source only"
-        )
+        colour = METHOD_COLORS["source only"]
+        ax.axhline(so["miou"].mean(), ls="--", color=colour, label="source only")
+        low, high = t_interval(so["miou"])
+        if np.isfinite(low):
+            ax.axhspan(low, high, color=colour, alpha=0.15, lw=0)
+    ax.set_ylim(max(ax.get_ylim()[0], 0), None)  # an mIoU is not negative; a t-band may be
     ax.set_xlabel("labelled target images per city (shots)")
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3)
-    ax.legend(title=None, frameon=False)
+    ax.legend(
+        title=ci_note(data, "miou", "band", by=(), sep="\n"),
+        frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        alignment="left",
+    )
     ax.set_title(title)
     sns.despine(fig)
     fig.tight_layout()
@@ -283,8 +328,18 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str = "Target val mIoU against
 
 def plot_gain(gain: pd.DataFrame, title: str = "Per-class IoU gain over source only"):
     """Bars of per-class IoU gain (points), one bar per (method, shots); ``gain`` from
-    :func:`pixda_core.analysis.gain_over`."""
-    fig, ax = _class_bars(gain, "gain", "IoU gain (points)", title)
+    :func:`pixda_core.analysis.gain_over`. With ``per_run=True`` there the bars are means
+    over runs with the 95% t-interval as error bars; with means only, no error bars."""
+    per_run = "run" in gain
+    fig, ax = _class_bars(
+        gain,
+        "gain",
+        "IoU gain (points)",
+        title,
+        legend_title=ci_note(gain, "gain") if per_run else None,
+        errorbar=t_interval if per_run else None,
+        err_kws={"linewidth": 1},
+    )
     ax.axhline(0, color="black", lw=0.8)
     return fig
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
-    from pixda_core.sweep import main
+    from pixda_core.sweep_cli import main
 
     out, _ = sweep
     sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]

@@ -117,11 +117,13 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
     if cfg.deterministic:
         # cuBLAS reads its workspace setting when it starts: before any CUDA matrix product
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # global switches: set either way, so that a run does not inherit an earlier run's
-    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
-    torch.backends.cudnn.deterministic = cfg.deterministic
+    # a global switch: set either way, so that a run does not inherit an earlier run's (the
+    # first call takes seconds: made only when something changes)
+    if cfg.deterministic != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     capability = None
-    if use_cuda:
+    if use_cuda:  # (cuDNN's switches load cuDNN, seconds of start-up: on CUDA only)
+        torch.backends.cudnn.deterministic = cfg.deterministic
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
         torch.backends.cudnn.benchmark = not cfg.deterministic

@@ -1,0 +1,269 @@
+"""Where a sweep's notebooks run, through submitit: on this machine (its local executor, N
+jobs at a time, one GPU each, round-robin) or on a SLURM cluster (one job array after the
+source-only job, then a last job that collects the results).
+
+Every task is one notebook executed with papermill by :class:`NotebookJob`, in a process of
+its own. What the notebook prints goes to ``<sweep>/logs/<run>.log`` as it runs, and the job
+writes ``<sweep>/logs/<run>.json`` (state, job id, host, GPUs, error, times) so that the sweep
+can tell, at any later time, what happened to it. On a scheduler's time limit the job is
+requeued (submitit's checkpointing) and the notebook resumes its run from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import submitit
+
+from .errors import ConfigError
+
+#: states of a task in squeue that mean it will still run
+QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One notebook execution of a sweep."""
+
+    name: str  # the run's folder name ("source_only_<...>" or "collect" for the others)
+    notebook: str  # one of the kit's notebooks, by file name
+    output: str  # where the executed notebook goes
+    params: dict  # papermill parameters
+    log: str  # the notebook's output, streamed
+    status: str  # the job's record: state, job id, host, GPUs, error
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What a SLURM job of the sweep asks for (``sweep --executor slurm`` options)."""
+
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int = 4
+    mem_gb: int | None = None
+    time_min: int = 24 * 60
+    account: str | None = None
+    qos: str | None = None
+    #: more sbatch options, e.g. {"constraint": "a100"}
+    extra: dict = field(default_factory=dict)
+    #: tasks of the array running at once (0: as many as the cluster gives)
+    parallel: int = 0
+
+
+def write_status(path: str | os.PathLike, **fields) -> None:
+    """Update a task's status record (written whole, then moved into place)."""
+    path = Path(path)
+    record = read_status(path)
+    record.update(fields)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_status(path: str | os.PathLike) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class NotebookJob(submitit.helpers.Checkpointable):
+    """What a job runs: one task's notebook. Checkpointable: when a scheduler stops the job
+    at its time limit, submitit requeues the same call, and the notebook resumes its run from
+    the run's last checkpoint (the notebooks train with ``resume=True``)."""
+
+    def __call__(self, task: Task) -> str:
+        from .sweep import execute
+
+        env = submitit.JobEnvironment() if "SUBMITIT_FOLDER" in os.environ else None
+        write_status(
+            task.status,
+            state="running",
+            executor="slurm" if "SLURM_JOB_ID" in os.environ else "local",
+            job_id=env.job_id if env is not None else None,
+            host=socket.gethostname(),
+            gpus=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            started=time.time(),
+            error=None,
+        )
+        with open(task.log, "a") as log:
+            log.write(
+                f"[sweep] {task.name}: {task.notebook} on {socket.gethostname()}, "
+                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}\n"
+            )
+            log.flush()
+            why = execute(task.notebook, Path(task.output), task.params, log=log)
+        write_status(task.status, state="failed" if why else "done", error=why, ended=time.time())
+        if why:
+            raise RuntimeError(why)
+        return "done"
+
+
+# ------------------------------------------------------------------------------ this machine
+
+
+def visible_gpus() -> list[int]:
+    """The GPUs this machine lets the sweep use (CUDA_VISIBLE_DEVICES when set)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed:
+        return [int(x) for x in listed.split(",") if x.strip().isdigit()]
+    return list(range(torch.cuda.device_count()))
+
+
+def run_here(
+    tasks: list[Task], folder: Path, jobs: int = 1, time_min: int | None = None, progress=None
+) -> dict[str, str | None]:
+    """Run ``tasks`` here, ``jobs`` at a time: with several at once (or a time limit) each
+    is a process of submitit's local executor that sees one GPU (round-robin over
+    :func:`visible_gpus`) or none; one at a time without a limit, they run in this process
+    and see every GPU (what a sweep always did). Returns name -> None (done) or the error;
+    ``progress(task, error)`` is called as each one ends."""
+    if jobs == 1 and not time_min:
+        results = {}
+        for task in tasks:
+            try:
+                NotebookJob()(task)
+                results[task.name] = None
+            except RuntimeError as exc:
+                results[task.name] = str(exc)
+            if progress is not None:
+                progress(task, results[task.name])
+        return results
+    gpus = visible_gpus()
+    executor = submitit.LocalExecutor(folder=str(folder / "%j"))
+    pending, running, results = list(tasks), [], {}
+    index = 0
+    while pending or running:
+        while pending and len(running) < jobs:
+            task = pending.pop(0)
+            executor.update_parameters(
+                timeout_min=time_min or 7 * 24 * 60,
+                gpus_per_node=1 if gpus else 0,
+                visible_gpus=[gpus[index % len(gpus)]] if gpus else [],
+            )
+            index += 1
+            running.append((task, executor.submit(NotebookJob(), task)))
+        time.sleep(0.5)
+        for task, job in [r for r in running if r[1].done()]:
+            running.remove((task, job))
+            record = read_status(task.status)
+            error = None if record.get("state") == "done" else record.get("error")
+            if record.get("state") != "done" and not error:
+                error = _job_failure(job)
+                write_status(task.status, state="failed", error=error, ended=time.time())
+            results[task.name] = error
+            if progress is not None:
+                progress(task, error)
+    return results
+
+
+def _job_failure(job) -> str:
+    """Why a job ended without its notebook finishing (killed, timed out, crashed)."""
+    try:
+        job.result()
+    except Exception as exc:  # submitit wraps the job's own error with its traceback
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else type(exc).__name__
+    return "the job ended without a result"
+
+
+# ------------------------------------------------------------------------------ SLURM
+
+
+def slurm_executor(folder: Path, options: SlurmOptions, name: str):
+    if shutil.which("sbatch") is None:
+        raise ConfigError("--executor slurm: no sbatch on this machine (is SLURM installed here?)")
+    executor = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=3)
+    extra = {"kill-on-invalid-dep": "yes", **options.extra}
+    params = {
+        "job_name": name,
+        "cpus_per_task": options.cpus_per_job,
+        "time": options.time_min,
+        "partition": options.partition,
+        "gpus_per_node": options.gpus_per_job or None,
+        "mem": f"{options.mem_gb}G" if options.mem_gb else None,
+        "account": options.account,
+        "qos": options.qos,
+        "array_parallelism": options.parallel or 256,
+        # the warning before the time limit, for submitit to requeue the job (90 s, less
+        # for short limits)
+        "signal_delay_s": min(90, max(10, options.time_min * 15)),
+        "additional_parameters": extra,
+    }
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+def submit_to_slurm(
+    tasks: list[Task],
+    folder: Path,
+    options: SlurmOptions,
+    after: list[str] = (),
+    name: str = "pixda",
+) -> list[str]:
+    """Submit ``tasks`` as one job array (a single task as a plain job), to start once the
+    jobs ``after`` have succeeded; returns the job ids, in the order of ``tasks``."""
+    if not tasks:
+        return []
+    executor = slurm_executor(folder, options, name)
+    if after:
+        executor.update_parameters(dependency="afterok:" + _ids(after))
+    with executor.batch():
+        jobs = [executor.submit(NotebookJob(), task) for task in tasks]
+    for task, job in zip(tasks, jobs, strict=True):
+        write_status(task.status, state="pending", executor="slurm", job_id=job.job_id, error=None)
+    return [job.job_id for job in jobs]
+
+
+def submit_collect(
+    function, args: tuple, folder: Path, options: SlurmOptions, after: list[str]
+) -> str:
+    """A last job, started when the jobs ``after`` have ended whatever their outcome."""
+    executor = slurm_executor(folder, without_gpus(options), "pixda-collect")
+    if after:
+        executor.update_parameters(dependency="afterany:" + _ids(after))
+    return executor.submit(function, *args).job_id
+
+
+def _ids(job_ids) -> str:
+    """``5_0, 5_1, 7`` -> ``5:7``: a dependency on an array covers all its tasks."""
+    return ":".join(sorted({j.split("_")[0] for j in job_ids}, key=int))
+
+
+def without_gpus(options: SlurmOptions) -> SlurmOptions:
+    """The collecting job draws figures and tables: no GPU."""
+    return SlurmOptions(**{**asdict(options), "gpus_per_job": 0})
+
+
+def slurm_queue(job_ids: list[str]) -> dict[str, str]:
+    """job id -> its state (PENDING, RUNNING, ...) for the jobs still in the queue; one entry
+    per array task. Jobs that have left the queue are not listed."""
+    ids = sorted({j.split("_")[0] for j in job_ids if j})
+    if not ids or shutil.which("squeue") is None:
+        return {}
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)],
+        capture_output=True,
+        text=True,
+    )
+    states = {}
+    for line in out.stdout.splitlines():
+        job, _, state = line.strip().partition(" ")
+        if state in QUEUED:
+            states[job] = state
+    return states
+
+
+def slurm_cancel(job_id: str) -> None:
+    subprocess.run(["scancel", job_id], check=False, capture_output=True)

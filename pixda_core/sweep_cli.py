@@ -1,0 +1,190 @@
+"""``pixda sweep``: the command line of :mod:`pixda_core.sweep` (run a grid here or on
+SLURM, follow it with --status, collect it with --collect)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import PRESETS, SOURCES
+from .errors import ConfigError, run_cli
+from .executors import SlurmOptions
+from .methods import SOURCE_ONLY
+from .sweep import SWEEP_METHODS, collect, run_sweep, status_table
+from .train.cli import nest_overrides, parse_set
+
+
+@run_cli
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pixda sweep",
+        description="Run notebook 03 for every (method, shots, seed) with papermill, here or "
+        "on SLURM, then notebook 04; write summary.csv. Exit code: the number of failed runs.",
+    )
+    p.add_argument("--out", help="the sweep folder (results/<sweep>)")
+    p.add_argument("--status", metavar="OUT", help="show the state of the sweep in OUT")
+    p.add_argument("--collect", metavar="OUT", help="write OUT's summary.csv, run notebook 04")
+    g = p.add_argument_group("the grid")
+    g.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    g.add_argument(
+        "--methods",
+        nargs="+",
+        default=[SOURCE_ONLY, "finetune", "pixda"],
+        help=f"any of {', '.join(SWEEP_METHODS)}",
+    )
+    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    g.add_argument(
+        "--split-seeds",
+        type=int,
+        nargs="+",
+        default=[],
+        help="draw the target split with each of these seeds too (variance over "
+        "splits; default: the published split, else one drawn with the run's seed)",
+    )
+    g.add_argument("--source", choices=SOURCES, default="gta5")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="toy")
+    g.add_argument(
+        "--data-root",
+        default="data/toy",
+        help="folder holding gta5/, synthia/, cityscapes/ (default: the toy benchmark)",
+    )
+    g.add_argument("--source-root", help="source dataset root (overrides --data-root)")
+    g.add_argument("--target-root", help="Cityscapes root (overrides --data-root)")
+    g.add_argument("--iterations", type=int, help="adaptation iterations (default: preset's)")
+    g.add_argument(
+        "--pretrain-iterations", type=int, help="source-only iterations (default: the preset's)"
+    )
+    g.add_argument(
+        "--init",
+        help="initial weights of the source-only model (a file, or "
+        "'none'); default: the preset's (as run.py's --init)",
+    )
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        type=parse_set,
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any other config value",
+    )
+    g.add_argument("--no-analysis", action="store_true", help="skip notebook 04")
+    e = p.add_argument_group("where it runs")
+    e.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="this machine (default) or a SLURM cluster, through submitit",
+    )
+    e.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local: notebooks at once (each gets its own GPU, round-robin)",
+    )
+    e.add_argument(
+        "--time-limit",
+        type=int,
+        metavar="MIN",
+        help="minutes a run may take (SLURM: the job's --time; a job stopped at "
+        "its limit is requeued and resumes)",
+    )
+    e.add_argument("--partition", help="SLURM partition")
+    e.add_argument("--gpus-per-job", type=int, default=0, help="SLURM: GPUs per run")
+    e.add_argument("--cpus-per-job", type=int, default=4, help="SLURM: CPUs per run")
+    e.add_argument("--mem-gb", type=int, help="SLURM: memory per run")
+    e.add_argument("--account", help="SLURM account")
+    e.add_argument("--qos", help="SLURM QoS")
+    e.add_argument(
+        "--parallel", type=int, default=0, help="SLURM: array tasks at once (default: no limit)"
+    )
+    e.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --sbatch constraint=a100",
+    )
+    e.add_argument(
+        "--wait",
+        action="store_true",
+        help="SLURM: follow the jobs until they end, then report like a local sweep",
+    )
+    args = p.parse_args(argv)
+
+    if args.status:
+        table = status_table(args.status)
+        print(table.to_string(index=False) if len(table) else f"no runs in {args.status}")
+        counts = table["state"].value_counts().to_dict() if len(table) else {}
+        print("[sweep] " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return 0
+    if args.collect:
+        return _collect_command(args.collect, not args.no_analysis)
+    if not args.out:
+        p.error("--out is required (or --status OUT / --collect OUT)")
+    extra = {}
+    for item in args.sbatch:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--sbatch {item!r} is not KEY=VALUE (e.g. constraint=a100)")
+        extra[key.removeprefix("--")] = value
+    slurm = SlurmOptions(
+        args.partition,
+        args.gpus_per_job,
+        args.cpus_per_job,
+        args.mem_gb,
+        args.time_limit or 24 * 60,
+        args.account,
+        args.qos,
+        extra,
+        args.parallel,
+    )
+    result = run_sweep(
+        args.out,
+        args.shots,
+        args.methods,
+        args.seeds,
+        args.source,
+        args.preset,
+        args.data_root,
+        args.source_root,
+        args.target_root,
+        args.iterations,
+        args.pretrain_iterations,
+        nest_overrides(args.overrides),
+        analysis=not args.no_analysis,
+        init=args.init,
+        split_seeds=args.split_seeds,
+        executor=args.executor,
+        jobs=args.jobs,
+        slurm=slurm,
+        time_limit=args.time_limit,
+        wait=args.wait or args.executor == "local",
+    )
+    return _report(result)
+
+
+def _collect_command(out: str, analysis: bool) -> int:
+    from .workflow import resolve
+
+    table = status_table(out)
+    busy = table[table["state"].isin(["pending", "running"])]
+    if len(busy):
+        raise ConfigError(
+            f"{len(busy)} run(s) of {resolve(out)} have not ended yet "
+            f"({', '.join(busy['run'])}); collect once they have"
+        )
+    return _report({**collect(out, analysis), "ran": [], "skipped": list(table["run"])})
+
+
+def _report(result: dict) -> int:
+    n_failed = len(result["failed"])
+    print(
+        f"[sweep] ran {len(result['ran'])}, skipped {len(result['skipped'])} (already done "
+        f"or queued), failed {n_failed}"
+    )
+    if result.get("summary"):
+        print(f"[sweep] summary: {result['summary']}")
+    for method, n, seed, why in result["failed"]:
+        print(f"[sweep] failed: {method} shots={n} seed={seed}: {why}", file=sys.stderr)
+    return min(n_failed, 125)

@@ -1,0 +1,130 @@
+"""Sweeps that leave one machine: notebooks side by side here (one GPU each), and a real
+one-node SLURM cluster (``tests/slurm/cluster.sh``: Debian's slurm-wlm and munge, as root;
+``.ci/run`` installs them). Every way of running the grid ends with the same summary as the
+session's sweep, run here one notebook at a time (``conftest.sweep``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pixda_core import executors
+from pixda_core.analysis import load_runs, summary_table
+from pixda_core.executors import read_status, slurm_queue
+from pixda_core.sweep import run_sweep, status_table
+from pixda_core.sweep_cli import main
+
+from .helpers import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the grid of conftest's session sweep: source-only, then FT and PixDA at 1 and 2 shots
+GRID = dict(shots=(1, 2), methods=("source_only", "finetune", "pixda"), seeds=(0,),
+            iterations=4, pretrain_iterations=6)  # fmt: skip
+FLAGS = [
+    "--shots", "1", "2", "--methods", "source_only", "finetune", "pixda", "--seeds", "0",
+    "--iterations", "4", "--pretrain-iterations", "6", "--no-analysis",
+    *(x for sec, kv in TINY.items() for k, v in kv.items()
+      for x in ("--set", f"{sec}.{k}={v}".replace(" ", ""))),
+]  # fmt: skip
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+
+def results(out: Path) -> pd.DataFrame:
+    """The grid's summary rows, from the run folders (other tests add runs to the session's
+    sweep folder)."""
+    runs = load_runs(out)
+    runs = runs[runs["shots"].isin([0, 1, 2]) & runs["method"].isin(GRID["methods"])]
+    return summary_table(runs).sort_values(["method", "shots"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A one-node SLURM cluster for this module; its daemons stopped after it."""
+    tools = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        pytest.skip("the SLURM tests start a cluster as root from Debian's slurm-wlm and munge "
+                    "(.ci/run installs them)")  # fmt: skip
+    # munged runs as the munge user: its folder must be reachable, unlike pytest's (0700)
+    folder = Path(tempfile.mkdtemp(prefix="pixda-slurm-"))
+    folder.chmod(0o755)
+    script = ROOT / "tests" / "slurm" / "cluster.sh"
+    proc = subprocess.run(["bash", str(script), "start", str(folder)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = proc.stdout.strip().partition("=")[2]
+    try:
+        yield folder
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(folder)], timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before
+
+
+def test_two_notebooks_at_once_each_on_its_own_gpu_give_the_same_summary(
+    sweep, toy_root, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])  # a machine with 2 GPUs
+    out = tmp_path / "two"
+    run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, jobs=2, **GRID)
+    pd.testing.assert_frame_equal(results(sweep[0]), results(out))
+    runs = [f"{m}_{n}shot_seed0" for m in ("finetune", "pixda") for n in (1, 2)]
+    records = {r: read_status(out / "logs" / f"{r}.json") for r in runs}
+    assert sorted(rec["gpus"] for rec in records.values()) == ["0", "0", "1", "1"]
+    for a in runs:  # runs that overlapped in time had different GPUs
+        for b in runs:
+            ra, rb = records[a], records[b]
+            if a < b and ra["started"] < rb["ended"] and rb["started"] < ra["ended"]:
+                assert ra["gpus"] != rb["gpus"], (a, b)
+    assert read_status(sweep[0] / "logs" / f"{runs[0]}.json")["gpus"] == ""  # no GPU here
+
+
+def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
+    slurm, sweep, toy_root, tmp_path, capsys
+):
+    """The grid as one array after the source-only job; one task cancelled mid-run with
+    scancel; the same command again resubmits just that run, which resumes from its last
+    checkpoint; the summary is the one of the sweep run here. (A checkpoint and a loss line
+    every step: they change no number, and give the cancel something to resume from.)"""
+    out = tmp_path / "cluster"
+    command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--set",
+               "run.ckpt_every=1", "--set", "run.log_every=1", "--executor", "slurm",
+               "--partition", "debug", "--cpus-per-job", "1"]  # fmt: skip
+    assert main(command) == 0  # submits and returns
+    runs = pd.read_csv(out / "runs.csv", dtype=str).set_index("name")["job_id"]
+    arrays = {runs[n].split("_")[0] for n in runs.index if not n.startswith("source_only")}
+    assert len(arrays) == 1 and sum("_" in j for j in runs) == 4  # one array of 4 tasks
+    victim = "pixda_2shot_seed0"  # the array's last task: it waits for a free CPU
+    seen, deadline = set(), time.time() + 300
+    while not (out / victim / "checkpoints" / "step_2.pt").exists() and time.time() < deadline:
+        seen |= set(status_table(out)["state"])
+        time.sleep(0.1)
+    assert slurm_queue([runs[victim]]).get(runs[victim]) == "RUNNING"
+    subprocess.run(["scancel", runs[victim]], check=True)
+    while slurm_queue(list(runs)) and time.time() < deadline:  # the rest ends, then collects
+        seen |= set(status_table(out)["state"])
+        time.sleep(0.2)
+    assert status_table(out).set_index("run")["state"][victim] == "failed"
+    assert {"pending", "running", "done"} <= seen  # what --status showed on the way
+    assert not (out / victim / "metrics.json").exists()
+
+    capsys.readouterr()
+    assert main([*command, "--wait"]) == 0
+    assert "skipped 4" in capsys.readouterr().out  # the source-only model and three runs
+    log = (out / "logs" / f"{victim}.log").read_text()
+    assert int(re.search(r"resumed \S+ at step (\d+)", log).group(1)) >= 2
+    pd.testing.assert_frame_equal(results(sweep[0]), results(out))
+    assert main(["--status", str(out)]) == 0
+    assert "[sweep] 5 done" in capsys.readouterr().out
