@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,14 +90,14 @@ class NotebookJob(submitit.helpers.Checkpointable):
             executor="slurm" if "SLURM_JOB_ID" in os.environ else "local",
             job_id=env.job_id if env is not None else None,
             host=socket.gethostname(),
-            gpus=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            gpus=seen_gpus(),
             started=time.time(),
             error=None,
         )
         with open(task.log, "a") as log:
             log.write(
                 f"[sweep] {task.name}: {task.notebook} on {socket.gethostname()}, "
-                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}\n"
+                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(not set)')}\n"
             )
             log.flush()
             why = execute(task.notebook, Path(task.output), task.params, log=log)
@@ -121,6 +122,12 @@ def visible_gpus() -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
+def seen_gpus() -> str:
+    """The GPUs a job sees, as CUDA_VISIBLE_DEVICES lists them ("" for none)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return listed if listed is not None else ",".join(map(str, visible_gpus()))
+
+
 def run_here(
     tasks: list[Task], folder: Path, jobs: int = 1, time_min: int | None = None, progress=None
 ) -> dict[str, str | None]:
@@ -142,6 +149,7 @@ def run_here(
         return results
     gpus = visible_gpus()
     executor = submitit.LocalExecutor(folder=str(folder / "%j"))
+    threads = cpu_share(jobs) if not gpus else None
     pending, running, results = list(tasks), [], {}
     index = 0
     while pending or running:
@@ -153,7 +161,8 @@ def run_here(
                 visible_gpus=[gpus[index % len(gpus)]] if gpus else [],
             )
             index += 1
-            running.append((task, executor.submit(NotebookJob(), task)))
+            with environment(OMP_NUM_THREADS=threads):  # the job's process inherits it
+                running.append((task, executor.submit(NotebookJob(), task)))
         time.sleep(0.5)
         for task, job in [r for r in running if r[1].done()]:
             running.remove((task, job))
@@ -166,6 +175,30 @@ def run_here(
             if progress is not None:
                 progress(task, error)
     return results
+
+
+def cpu_share(jobs: int) -> str | None:
+    """CPU threads for each of ``jobs`` notebooks run at once without GPUs, so that they share
+    the cores instead of each starting a thread per core (which makes N at once slower than one
+    after another); None where the user set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    return str(max(1, len(os.sched_getaffinity(0)) // jobs))
+
+
+@contextmanager
+def environment(**values: str | None):
+    """Set environment variables (those given as None are left alone) for the block."""
+    before = {k: os.environ.get(k) for k, v in values.items() if v is not None}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _job_failure(job) -> str:
