@@ -27,6 +27,16 @@ class ConfigError(PixdaError):
     """A configuration value, key or command-line flag that is not acceptable."""
 
 
+class Stopped(Exception):
+    """A run stopped by a signal (SIGTERM, SIGINT) at a step boundary, its checkpoint
+    written; the exit status is 128 + the signal's number, as a shell reports it, which
+    schedulers treat as a job to requeue or resume."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
 USER_ERROR_EXIT = 2
 
 #: write failures that come from the machine, not from the kit: reported without a traceback
@@ -67,6 +77,9 @@ def run_cli(main: Callable[..., int | None]) -> Callable[..., int]:
                 file=sys.stderr,
             )
             return USER_ERROR_EXIT
+        except Stopped as exc:
+            print(str(exc), file=sys.stderr)
+            return 128 + exc.signum
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

@@ -1,12 +1,12 @@
-"""Faults during a run: SIGKILL at random points, each time resumed with ``--continue_train``,
-ends with exactly the results of a run never stopped; a NaN or inf loss stops the run naming
-the loss and the step, keeping the last good checkpoint."""
+"""Faults during a run: SIGKILL or SIGTERM at random points, each time resumed with
+``--continue_train``, ends with exactly the results of a run never stopped; a NaN or inf loss
+stops the run naming the loss and the step, keeping the last good checkpoint."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +25,7 @@ from .helpers import assert_user_error, cli, release_args
 pytestmark = pytest.mark.training
 
 ROOT = Path(__file__).resolve().parents[1]
-KILLS = 5
+FAULTS = [signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGTERM, signal.SIGTERM]
 
 
 def _rows(path: Path) -> int:
@@ -36,7 +36,13 @@ def _rows(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_random_sigkills_then_resume_give_the_uninterrupted_results(toy_root, tmp_path, weights):
+def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results(
+    toy_root, tmp_path, weights
+):
+    """SIGKILL (nothing more is written) and SIGTERM (what SLURM and torchrun send first: the
+    step in flight ends, a checkpoint is written, exit 143 saying so) at random points, each
+    time resumed with --continue_train: the run ends as one never stopped."""
+
     # PixDA with every phase: selection after each 4-step source epoch (tau kept at 0.4, so
     # rounds go on), validation after each, then distillation; 46 steps in all
     def flags(name):
@@ -60,21 +66,30 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_results(toy_root, tm
 
     rng = random.Random(2026)
     folder = tmp_path / "killed"
-    history, kills = folder / "history.csv", 0
-    while kills < KILLS:
-        proc = start("killed", *(["--continue_train"] if kills else []))
+    history = folder / "history.csv"
+    for n, fault in enumerate(FAULTS):
+        proc = start("killed", *(["--continue_train"] if n else []))
         target = _rows(history) + rng.randint(1, 2)  # 2-4 more steps logged, then a bit more
         deadline = time.time() + 300
         while _rows(history) < target and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.2))
         assert proc.poll() is None, (
-            f"the run ended before kill {kills + 1}: " + (proc.stderr.read()[-2000:])
+            f"the run ended before fault {n + 1}: " + (proc.stderr.read()[-2000:])
         )
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        logged = pd.read_csv(history)["step"].max()
+        proc.send_signal(fault)
+        if fault == signal.SIGKILL:
+            proc.wait()
+        else:
+            assert proc.wait(timeout=120) == 128 + fault
+            err = proc.stderr.read()
+            assert "Traceback" not in err, err[-3000:]
+            said = re.search(r"stopped by SIGTERM at step (\d+): checkpoint \S+ written", err)
+            assert said, err[-3000:]
+            latest = load_checkpoint(folder / "checkpoints" / "latest.pt")
+            assert latest["state"]["step"] == int(said[1]) >= logged  # no finished step lost
         proc.stderr.close()
-        kills += 1
     assert not (folder / "metrics.json").exists()
     last = start("killed", "--continue_train")
     assert last.wait(timeout=600) == 0, last.stderr.read()[-3000:]

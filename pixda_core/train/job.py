@@ -10,11 +10,14 @@ steps, validation, checkpoints and resuming from them. The order of things, the 
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+import torch
 
 from ..checkpoint import (
     load_model_state,
@@ -26,7 +29,7 @@ from ..checkpoint import (
 from ..config import Config
 from ..data import GTA5, Cityscapes, Synthia, write_split
 from ..data.splits import choose_split
-from ..errors import ConfigError, PixdaError
+from ..errors import ConfigError, PixdaError, Stopped
 from ..methods import SOURCE_ONLY, Method
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
 from .rundir import RunFolder
@@ -130,6 +133,7 @@ class Job:
         self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
         self._step_start = 0.0
         self.unreadable: set[str] = set()  # files skipped under data.on_error=skip (warned once)
+        self.stop_signal: int | None = None  # SIGTERM / SIGINT received: stop after this step
         self.board = Board.open(folder.path, cfg, rt)  # TensorBoard, when asked for
 
     # --------------------------------------------------------------------------- batches
@@ -188,6 +192,29 @@ class Job:
         self.bar.update(1)
         if self.state.step % self.cfg.run.log_every == 0:
             self.log_losses()
+
+    def should_stop(self) -> bool:
+        """Has a stop been asked for (:func:`stop_on_signals`)? One process checks after every
+        step; under torchrun the processes agree at each loss line (its one host sync), so
+        that they all stop, and checkpoint, at the same step."""
+        if not self.rt.distributed:
+            return self.stop_signal is not None
+        if self.state.step % self.cfg.run.log_every:
+            return False
+        flag = torch.tensor([float(self.stop_signal is not None)], device=self.rt.device)
+        return bool(self.rt.all_reduce_(flag).item() > 0)
+
+    def stop(self) -> None:
+        """Checkpoint now and end the run: what a scheduler's SIGTERM asks for. (The losses
+        summed since the last loss line go into the checkpoint, so the resumed run writes
+        the same lines as one never stopped.)"""
+        self.checkpoint()
+        signum = self.stop_signal or signal.SIGTERM
+        raise Stopped(
+            signum,
+            f"stopped by {signal.Signals(signum).name} at step {self.state.step}: checkpoint "
+            f"{self.folder.latest} written; resume with --continue_train",
+        )
 
     # --------------------------------------------------------------------------- logs
     def log_losses(self, phase: str | None = None) -> None:

@@ -33,7 +33,7 @@ from .distillation import kd_length, kd_step, make_teacher
 from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
 from .rundir import RunFolder, run_lock
-from .runtime import setup_runtime
+from .runtime import setup_runtime, stop_on_signals
 from .selection import keep, next_tau, score_images
 from .start import preflight, resolve_init, source_only_run
 from .step import main_step
@@ -119,7 +119,8 @@ def run_job(cfg: Config, method: Method, resume: bool, init: str | None) -> dict
     job.bar = tqdm(
         total=total, initial=job.state.step, desc=desc, disable=not show, file=sys.stderr
     )
-    with job.open_streams(), job.bar:
+    asked = stop_on_signals(lambda signum: setattr(job, "stop_signal", signum), rt.log)
+    with job.open_streams(), job.bar, asked:
         if job.state.phase == "main":
             main_phase(job)
         if job.state.phase == "kd":
@@ -149,6 +150,8 @@ def main_phase(job: Job) -> None:
 
         if s.step % cfg.run.ckpt_every == 0:
             job.checkpoint()
+        if job.should_stop():  # SIGTERM / SIGINT: a checkpoint here, then out
+            job.stop()
     end_main_phase(job)
 
 
@@ -195,6 +198,8 @@ def distillation_phase(job: Job) -> None:
             job.validate()
         if s.step % cfg.run.ckpt_every == 0:
             job.checkpoint()
+        if job.should_stop():
+            job.stop()
     s.phase = "done"
     job.log_losses(phase="kd")
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +153,35 @@ def _say_once(message: str) -> None:
     if message not in _said:
         _said.add(message)
         print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals(asked: Callable[[int], None], log: Callable[[str], None]):
+    """While the block runs, SIGTERM and SIGINT (a scheduler's warning, torchrun stopping its
+    workers, Ctrl-C) call ``asked(signum)`` instead of ending the process, so the training
+    loop can finish its step and checkpoint; a second signal stops it at once. Signal
+    handlers belong to the main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log(
+            f"{signal.Signals(signum).name}: stopping after this step, with a checkpoint "
+            "(send it again to stop at once)"
+        )
+        asked(signum)
+
+    before = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def seed_everything(seed: int) -> None:
