@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m pixda_core demo --data data/toy --out results/demo
 
+# two workers (pytest-xdist); a file, or the files sharing the toy sweep, on one worker
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # the unit layer only (no dataset, no training): well under a minute
 test-fast: $(STAMP)

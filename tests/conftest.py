@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,14 +13,29 @@ from pixda_core.data import toy
 LAYERS = ("unit", "data", "training", "notebooks")
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers (pytest-xdist) on a 2-core machine: one thread each, for
+    # the worker and the processes its tests start (run.py, torchrun, notebook kernels)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Every test belongs to exactly one layer of the suite (pyproject.toml's markers)."""
+    """Every test belongs to exactly one layer of the suite (pyproject.toml's markers). Under
+    ``-n N --dist loadgroup`` a test file runs on one worker (its module fixtures are built
+    once), and the files that share the session's toy sweep run on the same one."""
     for item in items:
         layers = {m.name for m in item.iter_markers() if m.name in LAYERS}
         if len(layers) != 1:
             raise pytest.UsageError(
                 f"{item.nodeid} has layers {sorted(layers) or 'none'}; give it one of {LAYERS}"
             )
+        uses_sweep = "sweep" in getattr(item, "fixturenames", ())
+        group = "sweep" if uses_sweep else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 SPEC = toy.ToySpec(
