@@ -20,11 +20,11 @@ has one source-only model, the start of every adapted run, so there is no (seed,
 to match it on. How far each method gets from it is the gain figure
 (:func:`pixda_core.viz.plot_gain` with :func:`pixda_core.analysis.gain_over` per run).
 
-Tables (:func:`write_stat_table`): mean ± CI half-width (or ± sd), n in the cell where it is
-not the table's usual n, **bold** the best mean among the methods with the same shots, and
-:data:`NOT_SIGNIFICANT` (†) where a method is not significantly different from the reference
-(paired t-test p >= ``alpha``, or too few pairs to test). A note under the table (the caption
-in LaTeX) says what the interval is and whether training seeds, splits or both varied.
+Tables (:func:`render`, :func:`write_tables`): mean ± CI half-width (or ± sd), n in the cell
+where it is not the table's usual n, **bold** the best mean among the methods with the same
+shots, and :data:`NOT_SIGNIFICANT` (†) where a method is not significantly different from the
+reference (paired t-test p >= ``alpha``, or too few pairs to test). A note under the table (the
+caption in LaTeX) says what the interval is and whether training seeds, splits or both varied.
 """
 
 from __future__ import annotations
