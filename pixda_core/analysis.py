@@ -40,17 +40,58 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Pa
     return list(dict.fromkeys(found))
 
 
+#: what every metrics.json holds (written by pixda_core.train.evaluate.metrics_dict)
+METRICS_KEYS = {"miou": float, "per_class_iou": dict, "pixel_accuracy": float, "step": int,
+                "method": str, "source": str, "shots": int, "seed": int}  # fmt: skip
+
+
+def read_metrics(path: str | os.PathLike) -> dict:
+    """A run's ``metrics.json``, checked: a JSON object with the keys the kit writes, of their
+    types. Damaged, truncated, empty or of another schema: an error naming the file and what
+    to do."""
+    from .textfiles import read_text
+
+    path = Path(path)
+    fix = (
+        "resume the run with --continue_train (a finished run is evaluated again and the file "
+        "rewritten), or delete the run folder"
+    )
+    text = read_text(path, "metrics file", f"the JSON a finished run writes; {fix}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"metrics file {path} is damaged (not valid JSON: {exc.msg}); {fix}"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(f"metrics file {path} is damaged (not a JSON object); {fix}")
+    for key, kind in METRICS_KEYS.items():
+        value = data.get(key)
+        ok = isinstance(value, kind) or (kind is float and isinstance(value, int | None))
+        if not ok or isinstance(value, bool):
+            raise DataError(
+                f"metrics file {path} has no valid {key!r} (got {value!r}): damaged, or written "
+                f"by an older kit; {fix}"
+            )
+    return data
+
+
+def finished(folder: str | os.PathLike) -> bool:
+    """Does ``folder`` hold a finished run (a readable, complete ``metrics.json``)?"""
+    try:
+        read_metrics(Path(folder) / "metrics.json")
+    except DataError:
+        return False
+    return True
+
+
 def load_runs(paths) -> pd.DataFrame:
     """One row per finished run: ``run, path, method, source, shots, seed, split, miou, miou_13``
-    (NaN unless SYNTHIA), ``pixel_accuracy`` and one ``iou_<class>`` per class."""
+    (NaN unless SYNTHIA), ``pixel_accuracy`` and one ``iou_<class>`` per class. A damaged
+    ``metrics.json`` is an error naming it (:func:`read_metrics`)."""
     rows = []
     for folder in find_runs(paths):
-        try:
-            m = json.loads((folder / "metrics.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{folder / 'metrics.json'} is not valid JSON: {exc}") from None
-        if "method" not in m:
-            raise DataError(f"{folder / 'metrics.json'} has no 'method': written by an older kit?")
+        m = read_metrics(folder / "metrics.json")
         row = {
             "run": folder.name,
             "path": str(folder),

@@ -204,14 +204,28 @@ class Config:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> Config:
+        """A config file: a YAML mapping of sections (keys not given keep the preset's
+        defaults). Empty, binary, malformed or of another shape is an error naming the file."""
+        from .textfiles import read_text
+
         path = Path(path)
+        expected = "a YAML mapping of sections (data:, model:, method:, ...)"
+        text = read_text(path, "config file", expected, ConfigError)
         try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        return cls.from_dict(data or {})
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            problem = getattr(exc, "problem", None) or "malformed"
+            raise ConfigError(f"config file {path} is not valid YAML{at} ({problem})") from None
+        if data is None:
+            raise ConfigError(f"config file {path} is empty; expected {expected}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} holds a {type(data).__name__}, not {expected}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
 
     def override(self, **sections) -> Config:
         """``cfg.override(run={"name": "x"}, adapt={"early_stop": 10})``: strict, like
@@ -321,6 +335,13 @@ def validate(cfg: Config) -> None:
         r.name,
         "a folder name (no '/')",
     )
+    for key, value in (("run.seed", r.seed), ("data.split_seed", d.split_seed)):
+        _check(
+            value is None or 0 <= value < 2**32,
+            key,
+            value,
+            f"an integer from 0 to {2**32 - 1} (numpy's seed range)",
+        )
     _check(r.device in DEVICES, "run.device", r.device, f"one of {', '.join(DEVICES)}")
     _check(r.precision in PRECISIONS, "run.precision", r.precision, "auto, bf16, fp16 or fp32")
     for key in ("log_every", "ckpt_every"):

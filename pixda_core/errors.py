@@ -39,6 +39,17 @@ class Stopped(Exception):
 
 USER_ERROR_EXIT = 2
 
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Print a note or warning to stderr, one line, once per process (a file read by several
+    steps of one run is reported once)."""
+    if message not in _said:
+        _said.add(message)
+        print(message, file=sys.stderr, flush=True)
+
+
 #: write failures that come from the machine, not from the kit: reported without a traceback
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 

@@ -21,7 +21,8 @@ The command line is :mod:`pixda_core.sweep_cli`. Layout of the sweep folder::
     <out>/summary.csv, <out>/failures.csv        one row per finished run; runs that failed
     <out>/.submitit/                             submitit's job files
 
-A run whose folder holds ``metrics.json`` is done and skipped; one still queued on SLURM
+A run whose folder holds a readable ``metrics.json`` is done and skipped (a damaged one is run
+again: its resume evaluates the finished model anew); one still queued on SLURM
 (pending, running, requeued) is left alone; any other (never started, failed, cancelled,
 timed out) is started again and resumes from its last checkpoint. So re-running the same
 command finishes an interrupted sweep and never runs a combination twice.
@@ -40,7 +41,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError
+from .analysis import finished
+from .errors import ConfigError, DataError
 from .executors import (
     SlurmOptions,
     Task,
@@ -238,7 +240,18 @@ def read_runs(out: Path) -> pd.DataFrame:
                 "submitted",
             ]
         )
-    frame = pd.read_csv(path, dtype={"job_id": str})
+    fix = (
+        "delete it and re-run the sweep command (the runs' own folders say what is done; "
+        "jobs still queued on SLURM are then not recognised: cancel them first)"
+    )
+    try:
+        frame = pd.read_csv(path, dtype={"job_id": str})
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-data errors
+        why = " ".join(str(exc).split())
+        raise DataError(f"sweep record {path} is damaged ({why}); {fix}") from None
+    missing = {"name", "method", "shots", "seed", "job_id"} - set(frame.columns)
+    if missing:
+        raise DataError(f"sweep record {path} lacks the columns {sorted(missing)}; {fix}")
     return frame.drop_duplicates("name", keep="last").reset_index(drop=True)
 
 
@@ -256,7 +269,7 @@ def state_of(
     """done (metrics.json), pending / running (in SLURM's queue, or run by a local sweep
     that is going on: ``local_sweep``), failed (tried, not finished: failed, cancelled, timed
     out, killed), or missing (never started)."""
-    if (out / name / "metrics.json").is_file():
+    if finished(out / name):  # a damaged metrics.json is not done: the run is run again
         return "done"
     if job_id and job_id in queue:
         return "running" if queue[job_id] in ("RUNNING", "COMPLETING") else "pending"
@@ -360,6 +373,28 @@ def run_sweep(
         follow(out, result["submitted"])
         result.update(collect_result(out))
     return result
+
+
+def read_grid(out: Path) -> dict:
+    """``sweep.json``, checked: the grid --status and --collect work from."""
+    from .textfiles import read_text
+
+    path = out / "sweep.json"
+    text = read_text(path, "sweep record", "the grid a sweep writes (run the sweep first)")
+    try:
+        grid = json.loads(text)
+    except json.JSONDecodeError as exc:
+        grid, why = None, f"not valid JSON: {exc.msg}"
+    keys = ("methods", "shots", "seeds", "source", "preset")
+    if grid is not None and not (isinstance(grid, dict) and all(k in grid for k in keys)):
+        why = f"not an object with {', '.join(keys)}"
+        grid = None
+    if grid is None:
+        raise DataError(
+            f"sweep record {path} is damaged ({why}); delete it and re-run the sweep command, "
+            "which writes it again"
+        )
+    return grid
 
 
 def _remember(out: Path, grid: Grid) -> None:
@@ -535,7 +570,7 @@ def collect(out: str | os.PathLike, analysis: bool = True, failed: list | None =
     from .workflow import resolve
 
     out = resolve(out)
-    grid = json.loads((out / "sweep.json").read_text())
+    grid = read_grid(out)
     summary = _write_summary(
         out, grid["methods"], grid["shots"], grid["seeds"], grid["source"], grid["preset"]
     )
@@ -585,9 +620,15 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
     from .analysis import load_runs, summary_table
     from .errors import DataError
 
+    path = out / "summary.csv"
     try:
         runs = load_runs(out)
-    except DataError:
+    except DataError as exc:
+        said = f"[sweep] summary.csv not written: {exc}"
+        if path.exists():  # it would no longer describe the runs
+            path.unlink()
+            said += f"; the previous {path} was removed"
+        print(said, flush=True)
         return None
     wanted = (
         runs["method"].isin(methods)
@@ -602,6 +643,5 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
             & runs["run"].str.startswith(f"source_only_{source}_{preset}_")
         )
     table = summary_table(runs[wanted])
-    path = out / "summary.csv"
     table.to_csv(path, index=False)
     return path

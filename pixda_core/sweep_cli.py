@@ -122,6 +122,10 @@ def main(argv=None) -> int:
         return _collect_command(args.collect, not args.no_analysis)
     if not args.out:
         p.error("--out is required (or --status OUT / --collect OUT)")
+    for flag, seeds in (("--seeds", args.seeds), ("--split-seeds", args.split_seeds)):
+        bad = [x for x in seeds if not 0 <= x < 2**32]
+        if bad:
+            p.error(f"{flag} {bad[0]}: expected integers from 0 to {2**32 - 1} (numpy's range)")
     extra = {}
     for item in args.sbatch:
         key, sep, value = item.partition("=")

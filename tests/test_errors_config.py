@@ -64,7 +64,7 @@ def test_config_file_with_unknown_key_and_wrong_type(toy_root, tmp_path, capsys)
     assert_user_error(code, err, f"--config {bad} is not valid YAML")
     missing = tmp_path / "none.yaml"
     code, err = cli(capsys, *release_args(toy_root, tmp_path), "--is_train", "--config", missing)
-    assert_user_error(code, err, f"--config {missing}", "No such file")
+    assert_user_error(code, err, f"--config {missing}", "does not exist")
 
 
 def test_the_real_entry_point_reports_the_same_way(toy_root, tmp_path):

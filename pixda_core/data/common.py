@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from ..textfiles import read_text
 
 #: The release's per-channel mean, BGR order, subtracted from 0-255 images (no std division).
 MEAN_BGR = (104.00699, 116.66877, 122.67891)
@@ -95,12 +96,7 @@ def safe_relative(name: str, where: str) -> str:
 def read_list_file(path: str | os.PathLike) -> list[str]:
     """Read a list file: one name per line, blank lines skipped. Empty files are an error."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"list file {path} does not exist")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise DataError(f"list file {path} is not a text file") from None
+    text = read_text(path, "list file", "one file name per line")
     names = [
         safe_relative(line.strip(), f"list file {path} line {i}")
         for i, line in enumerate(text.splitlines(), 1)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, say_once
+from ..textfiles import read_text
 from .cityscapes_files import scan_split
 from .common import safe_relative, write_list_file
 
@@ -84,12 +85,7 @@ def write_split(path: str | os.PathLike, names: list[str]) -> Path:
 def read_split(path: str | os.PathLike) -> list[str]:
     """Read a split file; an empty file or a malformed line is an error naming file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"split file {path} does not exist")
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"split file {path} is not a text file; expected lines {FORMAT}") from None
+    lines = read_text(path, "split file", f"lines {FORMAT}").splitlines()
     names = []
     for i, line in enumerate(lines, 1):
         entry = line.strip()
@@ -134,15 +130,15 @@ def validate_split(
 def load_split(
     path: str | os.PathLike, root: str | os.PathLike, split: str = "train", warn: bool = True
 ) -> Split:
-    """Read and validate a split file; warns (does not fail) on duplicate entries, unless
-    ``warn`` is off (a file already announced, such as a run's own split.txt)."""
-    import warnings
-
+    """Read and validate a split file; warns (does not fail) on duplicate entries, one line
+    once per file, unless ``warn`` is off (a file already announced, such as a run's own
+    split.txt)."""
     result = validate_split(read_split(path), root, split, where=f"split file {path}")
     if result.duplicates and warn:
         listed = ", ".join(f"{n} (x{c})" for n, c in result.duplicates.items())
-        warnings.warn(
-            f"split file {path} lists some images more than once: {listed}", stacklevel=2
+        say_once(
+            f"warning: split file {path} lists some images more than once: {listed} (kept: "
+            "each is drawn as often as it is listed)"
         )
     return result
 
@@ -151,6 +147,14 @@ def published_split(shots: int) -> Path | None:
     """The published split file of ``shots`` images per city (1-5); None for other counts."""
     path = PUBLISHED / f"train_{shots}shot.txt"
     return path if path.is_file() else None
+
+
+def split_shots(names: list[str]) -> int | None:
+    """The shots of a split: its distinct images per city when every city it names has the
+    same number (the published 5-shot file lists one image twice: still 5), else None."""
+    per_city = Counter(name.split("/", 1)[0] for name in dict.fromkeys(names))
+    counts = set(per_city.values())
+    return counts.pop() if len(counts) == 1 else None
 
 
 @dataclass

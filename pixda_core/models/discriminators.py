@@ -42,3 +42,17 @@ class FCDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+def output_size(net: nn.Module, size: int, dim: int) -> int:
+    """The size along ``dim`` (0: height, 1: width) of the output of ``net``, a discriminator
+    of convolutions in sequence, for an input of ``size`` pixels (PyTorch's Conv2d formula
+    applied layer by layer, no tensor made); below 1 where the input is too small for it."""
+    for layer in net.modules():
+        if isinstance(layer, nn.Conv2d):
+            k, s = layer.kernel_size[dim], layer.stride[dim]
+            p, d = layer.padding[dim], layer.dilation[dim]
+            size = (size + 2 * p - d * (k - 1) - 1) // s + 1
+            if size < 1:
+                return size
+    return size

@@ -44,6 +44,8 @@ class LoadReport:
 def read_weights(path: str | os.PathLike) -> object:
     """``torch.load`` with ``weights_only=True`` and clear errors naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"weights file {path} is a folder, not a file")
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
     try:

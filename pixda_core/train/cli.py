@@ -27,7 +27,9 @@ from pathlib import Path
 import yaml
 
 from ..config import BACKBONES, METHODS, PRECISIONS, PRESETS, SOURCES, Config, preset
+from ..data.splits import read_split, split_shots
 from ..errors import ConfigError, DataError, run_cli
+from ..textfiles import read_text
 
 # ------------------------------------------------------------------------------ flag values
 
@@ -60,7 +62,14 @@ def parse_set(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not SECTION.KEY=VALUE (e.g. method.tau=0.6)"
         )
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "malformed"
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the value {value!r} is not valid YAML ({problem}); quote it, e.g. "
+            f"{key}='\"{value}\"'"
+        ) from None
 
 
 def nest_overrides(pairs: list[tuple[str, object]]) -> dict[str, dict]:
@@ -252,16 +261,22 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
     for sec, values in nest_overrides(args.overrides).items():
         data.setdefault(sec, {}).update(values)
     try:
-        return Config.from_dict(data, base=cfg)
+        cfg = Config.from_dict(data, base=cfg)
     except ConfigError as exc:
         raise _with_flag(exc) from None
+    given = data.get("data", {})
+    if "split_file" in given and "num_shots" not in given and cfg.data.split_file:
+        shots = split_shots(read_split(cfg.data.split_file))  # the file decides the shots
+        if shots is not None and shots != cfg.data.num_shots:
+            cfg = cfg.override(data={"num_shots": shots})
+    return cfg
 
 
 def _config_file(path: str, base: Config) -> Config:
+    """A --config file: empty overrides nothing; sections given override the preset's."""
+    text = read_text(path, "--config", "a YAML mapping of sections", ConfigError)
     try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: {exc.strerror}") from None
+        loaded = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path} is not valid YAML: {exc}") from None
     if isinstance(loaded, dict):

@@ -18,13 +18,13 @@ Checkpoints hold the whole job, so a resumed run continues exactly where its che
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from ..analysis import finished, read_metrics
 from ..config import Config
 from ..data.common import skipping
 from ..errors import ConfigError
@@ -80,7 +80,7 @@ def ensure_source_only(cfg: Config) -> Path:
     latest = folder / "checkpoints" / "latest.pt"
 
     def done() -> bool:
-        return (folder / "metrics.json").exists() and latest.exists()
+        return finished(folder) and latest.exists()
 
     if not done():
         method = TABLE[SOURCE_ONLY]
@@ -110,9 +110,10 @@ def run_job(cfg: Config, method: Method, resume: bool, init: str | None) -> dict
     job = Job(cfg, method, folder, rt, init)
     if resume:
         job.resume()
-    if job.state.phase == "done" and (folder.path / "metrics.json").exists():
+    if job.state.phase == "done" and finished(folder.path):
         rt.log(f"{folder.path} is complete (step {job.state.step})")
-        return json.loads((folder.path / "metrics.json").read_text())
+        return read_metrics(folder.path / "metrics.json")
+    # (done, with its metrics.json missing or damaged: evaluated again below)
     total = job.optim.early_stop + kd_length(cfg, method)
     show = cfg.run.progress and rt.is_main
     desc = f"{method.name} {cfg.run.name}"

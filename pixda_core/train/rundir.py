@@ -13,12 +13,15 @@ Layout::
     predictions/         coloured and label-id predictions, when asked for
 
 An existing run folder is never overwritten: starting a run whose folder exists is an error
-unless the run is resumed, and a resumed run must have the same configuration.
+unless the run is resumed, and a resumed run must have the same configuration. A folder whose
+run ended before its first checkpoint (a value that failed in the first step, a kill) holds
+nothing to resume: it does not block the same or a corrected command, which starts it afresh.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +54,21 @@ def check_writable(folder: Path, flag: str = "--checkpoints_dir (config run.out_
         raise ConfigError(
             f"{flag} {folder} is not writable ({exc.strerror or exc}); choose another folder"
         ) from None
+
+
+#: what a run writes into its folder before its first checkpoint (removed when it starts afresh)
+EARLY_FILES = ("config.yaml", "split.txt", "history.csv", "validations.csv", "selection.csv",
+               "selection", "predictions", "tensorboard", "checkpoints")  # fmt: skip
+
+
+def not_started(path: Path) -> bool:
+    """Did the run of this folder end before writing its first checkpoint (and so has nothing
+    to resume)?"""
+    return (
+        (path / "config.yaml").is_file()
+        and not (path / "metrics.json").exists()
+        and not any((path / "checkpoints").glob("*.pt"))
+    )
 
 
 def _has_files(path: Path) -> bool:
@@ -116,13 +134,22 @@ class RunFolder:
         path = out / cfg.run.name
         check_writable(out)
         saved = path / "config.yaml"
-        if saved.exists():
+        if saved.exists() and not_started(path):
+            pass  # its start failed before a checkpoint: :meth:`open` starts it afresh
+        elif saved.exists():
             if not resume:
                 raise ConfigError(
                     f"run folder {path} already exists; resume it with --continue_train "
                     "(resume=True) or choose another --name"
                 )
-            diffs = config_differences(Config.from_yaml(saved), cfg)
+            try:
+                before = Config.from_yaml(saved)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"cannot resume {path}: {exc}; restore that file, or start the run afresh "
+                    "under another --name"
+                ) from None
+            diffs = config_differences(before, cfg)
             if diffs:
                 raise ConfigError(
                     f"cannot resume {path}: its config.yaml differs in {'; '.join(diffs)}"
@@ -141,6 +168,18 @@ class RunFolder:
         if not is_main:  # under torchrun rank 0 checks and creates; the others wait for it
             return folder
         cls.check(cfg, resume)
+        if not_started(folder.path):
+            print(
+                f"run folder {folder.path} has no checkpoint (its last start ended before the "
+                "first one): starting it afresh",
+                file=sys.stderr,
+            )
+            for name in EARLY_FILES:
+                stale = folder.path / name
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                elif stale.exists():
+                    stale.unlink()
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
         saved = folder.path / "config.yaml"
         if not saved.exists():

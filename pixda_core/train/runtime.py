@@ -21,9 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import RunConfig
-from ..errors import ConfigError
-
-_said: set[str] = set()  # what setup_runtime has told this process already
+from ..errors import ConfigError, say_once
 
 
 @dataclass
@@ -136,7 +134,7 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
     precision = choose_precision(cfg.precision, device.type, capability, cfg.cpu_bf16)
     if rank == 0:
         said = describe_precision(precision, device, capability)
-        _say_once(f"no GPU found: {said}" if cfg.device == "auto" and not has_cuda else said)
+        say_once(f"no GPU found: {said}" if cfg.device == "auto" and not has_cuda else said)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return Runtime(
@@ -147,12 +145,6 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
         precision=precision,
         channels_last=cfg.channels_last and use_cuda,
     )
-
-
-def _say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        print(message, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

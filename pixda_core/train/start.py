@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +18,11 @@ import torch
 
 from ..config import Config, preset
 from ..data import Cityscapes
-from ..data.splits import choose_split
-from ..errors import ConfigError
-from ..methods import SOURCE_ONLY, Method
+from ..data.splits import choose_split, split_shots
+from ..errors import ConfigError, say_once
+from ..methods import SOURCE_ONLY, TITLES, Method
+from ..models import FCDiscriminator, PixelDiscriminator
+from ..models.discriminators import output_size
 from ..models.pretrained import load_pretrained
 from .job import source_dataset
 from .rundir import RESUME_FREE, RunFolder
@@ -46,11 +47,26 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
         written = Path(cfg.run.out_dir) / cfg.run.name / "split.txt"
         if not (resume and written.exists()):
             d = cfg.data
-            choose_split(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed)
+            chosen = choose_split(
+                d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed
+            )
+            shots = split_shots(chosen.names)
+            if d.split_file is not None and shots is not None and shots != d.num_shots:
+                raise ConfigError(
+                    f"--split_file {d.split_file} has {shots} image(s) per city, but "
+                    f"--num_shots (config data.num_shots) is {d.num_shots}: leave out "
+                    "--num_shots (the file decides) or make the two agree"
+                )
+    check_sizes(cfg, method)
     source_only = method.name == SOURCE_ONLY
     init = cfg.model.init if source_only else cfg.run.restore_from
     flag = "--init (config model.init)" if source_only else "--restore_from"
     if init is not None and init != "none":
+        if Path(init).is_dir():
+            raise ConfigError(
+                f"{flag} {init} is a folder, not a file; expected a weights or checkpoint "
+                "file (a run's checkpoint is RUN/checkpoints/latest.pt)"
+            )
         if not Path(init).is_file():
             raise ConfigError(f"{flag} {init} does not exist")
         report = load_pretrained(build_segmenter(cfg), init)
@@ -65,7 +81,38 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
             )
 
 
-_said: set[str] = set()
+def check_sizes(cfg: Config, method: Method) -> None:
+    """Refuse a training size that a discriminator of the method cannot take (D2 halves its
+    input five times, so it needs at least 32 pixels a side). The limits are not constants:
+    they come from each discriminator's layers (:func:`output_size`), and the smallest size
+    it accepts is searched for. (The segmenter takes every size the config accepts, 8 pixels
+    a side and up: tested.)"""
+    with torch.device("meta"):  # the layers' shapes only: no memory, no initialisation
+        judges = [("the pixel discriminator (D1)", PixelDiscriminator())] * method.d1
+        judges += [("the image discriminator (D2)", FCDiscriminator())] * method.d2
+    w, h = cfg.data.size
+    for what, net in judges:
+        if output_size(net, w, 1) >= 1 and output_size(net, h, 0) >= 1:
+            continue
+        least_w = _smallest(lambda x, net=net: output_size(net, x, 1) >= 1)
+        least_h = _smallest(lambda x, net=net: output_size(net, x, 0) >= 1)
+        raise ConfigError(
+            f"--crop_size {w},{h} (config data.size) is too small for {what} of "
+            f"{TITLES.get(method.name, method.name)}: it needs at least {least_w} pixels wide "
+            f"and {least_h} high"
+        )
+
+
+def _smallest(ok, limit: int = 1 << 14) -> int:
+    """The smallest n in 1..limit with ok(n), for ok false below it and true above."""
+    low, high = 1, limit
+    while low < high:
+        mid = (low + high) // 2
+        if ok(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
 def imagenet_weights_in_cache(backbone: str) -> Path | None:
@@ -105,9 +152,7 @@ def resolve_init(cfg: Config) -> Config:
             "--init); --init none trains from random weights"
         )
     said = f"--init not given: using torchvision's ImageNet {cfg.model.backbone} weights {cached}"
-    if said not in _said:
-        _said.add(said)
-        print(said, file=sys.stderr)
+    say_once(said)
     return replace(cfg, model=replace(cfg.model, init=str(cached)))
 
 

@@ -1,0 +1,259 @@
+"""Reliability, second pass (the README's table of bad inputs): a failed start never blocks the
+corrected command, every file read back is checked, what is recorded is what ran, text is read
+as editors write it, and the messages say the real problem. Each case runs the real entry point
+(``run.py``'s, in this process) and checks what the user sees."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pixda_core.analysis import finished, load_runs, read_metrics
+from pixda_core.data import draw_split, load_split, write_split
+from pixda_core.errors import DataError
+from pixda_core.sweep import _write_summary, read_grid, read_runs, state_of
+from pixda_core.sweep_cli import main as sweep_main
+
+from .helpers import assert_user_error, cli, release_args
+
+
+def train(capsys, toy, out, weights, *extra, name="e"):
+    argv = [*release_args(toy, out, name), "--is_train", "--restore_from", weights, *extra]
+    return cli(capsys, *argv)
+
+
+def per_city(toy: Path, k: int) -> list[str]:
+    """k target train images of every city of the toy benchmark."""
+    base = toy / "cityscapes" / "leftImg8bit" / "train"
+    cities = defaultdict(list)
+    for p in sorted(base.glob("*/*.png")):
+        cities[p.parent.name].append(f"{p.parent.name}/{p.name}")
+    return [n for names in cities.values() for n in names[:k]]
+
+
+# ------------------------------------------------------------------ check before writing
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("size", ["16,8", "31,64", "64,31"])
+def test_a_crop_too_small_for_the_image_discriminator_is_refused_before_anything_is_written(
+    toy_root, tmp_path, capsys, weights, size
+):
+    code, err = train(capsys, toy_root, tmp_path, weights, "--crop_size", size)
+    assert_user_error(
+        code, err, f"--crop_size {size}", "the image discriminator (D2) of PixDA",
+        "at least 32 pixels wide and 32 high",
+    )  # fmt: skip
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.data
+def test_a_method_without_the_image_discriminator_takes_a_small_crop(toy_root, capsys):
+    from pixda_core.config import preset
+    from pixda_core.methods import TABLE
+    from pixda_core.train.start import check_sizes
+
+    small = preset("toy").override(data={"size": [16, 8]})
+    for method in ("finetune", "joint", "source_only"):
+        check_sizes(small, TABLE[method])  # no discriminator that halves its input
+    with pytest.raises(Exception, match="at least 32 pixels wide"):
+        check_sizes(small, TABLE["adaptsegnet"])
+
+
+@pytest.mark.unit
+def test_the_segmenter_takes_the_smallest_size_the_config_accepts():
+    import torch
+
+    from pixda_core.models import deeplabv2
+
+    for backbone in ("resnet18", "resnet101"):
+        with torch.device("meta"):
+            g = deeplabv2(19, backbone, multi_level=True)
+            out = g(torch.empty(1, 3, 8, 8))
+        assert all(o.shape[-2:] == (2, 2) for o in out)  # 8 pixels: a 2x2 map (stride 8, ceil)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("size", [31, 32, 33, 64, 100])
+def test_the_discriminator_size_rule_is_the_network_itself(size):
+    import torch
+
+    from pixda_core.models import FCDiscriminator
+    from pixda_core.models.discriminators import output_size
+
+    d = FCDiscriminator(19)
+    expected = output_size(d, size, 0), output_size(d, 2 * size, 1)
+    if min(expected) < 1:
+        with pytest.raises(RuntimeError):
+            d(torch.zeros(1, 19, size, 2 * size))
+    else:
+        assert tuple(d(torch.zeros(1, 19, size, 2 * size)).shape[-2:]) == expected
+
+
+@pytest.mark.training
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_fix(
+    toy_root, tmp_path, capsys, weights
+):
+    one = write_split(tmp_path / "one.txt", per_city(toy_root, 1)[:1])  # 1 image < a batch of 2
+    code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", one,
+                      "--set", "data.num_shots=1", "--method", "finetune")  # fmt: skip
+    assert_user_error(code, err, "fewer than one batch")
+    assert (tmp_path / "e" / "config.yaml").exists()  # it had started: the folder is there
+    for extra in ([], ["--continue_train"]):  # the corrected command, as a new run or resumed
+        code, err = train(capsys, toy_root, tmp_path, weights, "--method", "finetune", *extra)
+        assert code == 0, err[-3000:]
+        assert "has no checkpoint (its last start ended before the first one)" in err or extra
+    assert read_metrics(tmp_path / "e" / "metrics.json")["method"] == "finetune"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seeds_outside_numpys_range_are_refused(toy_root, tmp_path, capsys, weights, seed):
+    code, err = train(capsys, toy_root, tmp_path, weights, "--seed", seed)
+    assert_user_error(code, err, f"--seed (config run.seed) = {seed}", "from 0 to 4294967295")
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(SystemExit) as stop:
+        sweep_main(["--seeds", "0", seed, "--out", str(tmp_path / "s")])
+    assert stop.value.code == 2 and f"--seeds {seed}" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_a_folder_given_for_a_weights_file_is_named_as_a_folder(toy_root, tmp_path, capsys):
+    code, err = train(capsys, toy_root, tmp_path / "out", tmp_path)
+    assert_user_error(code, err, f"--restore_from {tmp_path} is a folder, not a file")
+
+
+# ------------------------------------------------------------ what is recorded is what ran
+
+
+@pytest.mark.training
+def test_a_split_file_decides_the_shots_recorded(toy_root, tmp_path, capsys, weights):
+    two = write_split(tmp_path / "two.txt", per_city(toy_root, 2))
+    code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", two,
+                      "--method", "finetune")  # fmt: skip
+    assert code == 0, err[-3000:]
+    metrics = read_metrics(tmp_path / "e" / "metrics.json")
+    assert metrics["shots"] == 2 and metrics["split"] == "file two.txt"
+    code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", two,
+                      "--num_shots", "3", name="f")  # fmt: skip
+    assert_user_error(code, err, f"--split_file {two} has 2 image(s) per city",
+                      "--num_shots (config data.num_shots) is 3")  # fmt: skip
+    assert not (tmp_path / "f").exists()
+
+
+# ------------------------------------------------------------------ text as editors write it
+
+
+@pytest.mark.data
+def test_split_files_with_a_bom_crlf_and_blank_lines_are_read(toy_root, tmp_path):
+    names = draw_split(toy_root / "cityscapes", 1)
+    path = tmp_path / "s.txt"
+    path.write_bytes(("\ufeff" + "\r\n".join(names) + "\r\n\r\n  \r\n").encode("utf-8"))
+    assert load_split(path, toy_root / "cityscapes").names == names
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\x80\x04\x95binary", "is not UTF-8 text (byte 0 is 0x80)"),
+        (b"a\x00b", "is binary (it holds NUL bytes)"),
+        (b"", "is empty; expected a YAML mapping of sections"),
+        (b"just a string\n", "holds a str, not a YAML mapping of sections"),
+        (b"data: [unclosed\n", "is not valid YAML at line 2"),
+        (b"\xef\xbb\xbfdata:\n  nonsense_key: 1\n", "nonsense_key"),
+    ],
+)
+def test_a_damaged_config_yaml_in_a_run_folder_is_named(
+    toy_root, tmp_path, capsys, weights, content, said
+):
+    folder = tmp_path / "e"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "latest.pt").write_bytes(b"")  # a run that had checkpointed
+    (folder / "config.yaml").write_bytes(content)
+    code, err = train(capsys, toy_root, tmp_path, weights, "--continue_train")
+    fix = "restore that file, or start the run afresh under another --name"
+    assert_user_error(code, err, f"cannot resume {folder}", f"config file {folder}", said, fix)
+
+
+# ------------------------------------------------------------- every file read back is checked
+
+
+def fake_run(folder: Path, **metrics) -> Path:
+    folder.mkdir(parents=True)
+    base = {"miou": 20.0, "per_class_iou": {}, "pixel_accuracy": 0.5, "step": 4,
+            "method": "finetune", "source": "gta5", "shots": 1, "seed": 0,
+            "split": "seed 0"}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps({**base, **metrics}))
+    (folder / "config.yaml").write_text("run:\n  name: x\n")
+    return folder / "metrics.json"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda p: p.write_text(p.read_text()[:40]), "is damaged (not valid JSON"),
+        (lambda p: p.write_text(""), "is damaged (not valid JSON"),
+        (lambda p: p.write_text("[1, 2]"), "is damaged (not a JSON object)"),
+        (lambda p: p.write_text('{"miou": "x"}'), "has no valid 'miou' (got 'x')"),
+        (lambda p: p.write_bytes(b"\xff\xfe"), "is not UTF-8 text"),
+    ],
+)
+def test_a_damaged_metrics_json_is_named_and_never_counted_done(tmp_path, capsys, damage, said):
+    out = tmp_path / "sweep"
+    good = fake_run(out / "finetune_1shot_seed1", seed=1)
+    path = fake_run(out / "finetune_1shot_seed0")
+    assert finished(path.parent) and _write_summary(out, ["finetune"], [1], [0, 1], "gta5", "toy")
+    damage(path)
+    assert not finished(path.parent) and finished(good.parent)
+    assert state_of(out, "finetune_1shot_seed0", {}, None) != "done"
+    with pytest.raises(DataError, match=f"metrics file {path} .*--continue_train"):
+        load_runs(out)
+    with pytest.raises(DataError) as raised:
+        read_metrics(path)
+    assert said in str(raised.value)
+    capsys.readouterr()
+    assert _write_summary(out, ["finetune"], [1], [0, 1], "gta5", "toy") is None
+    printed = capsys.readouterr().out
+    assert f"summary.csv not written: metrics file {path}" in printed
+    assert "the previous" in printed and not (out / "summary.csv").exists()  # never left stale
+
+
+@pytest.mark.training
+def test_a_finished_run_with_a_truncated_metrics_json_is_evaluated_again_on_resume(
+    toy_root, tmp_path, capsys, weights
+):
+    code, err = train(capsys, toy_root, tmp_path, weights, "--method", "finetune")
+    assert code == 0, err[-3000:]
+    path = tmp_path / "e" / "metrics.json"
+    before = read_metrics(path)
+    path.write_text(path.read_text()[:50])
+    code, err = train(capsys, toy_root, tmp_path, weights, "--method", "finetune",
+                      "--continue_train")  # fmt: skip
+    assert code == 0, err[-3000:]
+    assert read_metrics(path) == before
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        ("runs.csv", b"", "sweep record {p} is damaged"),
+        ("runs.csv", b"a,b\n1,2\n", "sweep record {p} lacks the columns"),
+        ("sweep.json", b'{"methods": [', "sweep record {p} is damaged (not valid JSON"),
+        ("sweep.json", b"[]", "sweep record {p} is damaged (not an object with methods"),
+    ],
+)
+def test_the_sweeps_own_records_are_checked(tmp_path, name, content, said):
+    path = tmp_path / name
+    path.write_bytes(content)
+    read = read_runs if name == "runs.csv" else read_grid
+    with pytest.raises(DataError, match="delete it and re-run the sweep command") as raised:
+        read(tmp_path)
+    assert said.format(p=path) in str(raised.value)
+    assert isinstance(read_runs(tmp_path / "nowhere"), pd.DataFrame)  # no record yet: none
