@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from pixda_core.analysis import finished, load_runs, read_metrics
 from pixda_core.data import draw_split, load_split, write_split
@@ -138,6 +139,9 @@ def test_a_split_file_decides_the_shots_recorded(toy_root, tmp_path, capsys, wei
     assert code == 0, err[-3000:]
     metrics = read_metrics(tmp_path / "e" / "metrics.json")
     assert metrics["shots"] == 2 and metrics["split"] == "file two.txt"
+    ran = metrics["ran_on"]  # and what it ran on
+    assert ran["device"] == "cpu" and ran["precision"] == "fp32" and ran["world_size"] == 1
+    assert ran["versions"]["torch"] == torch.__version__ and ran["versions"]["pixda"] == "0.1.0"
     code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", two,
                       "--num_shots", "3", name="f")  # fmt: skip
     assert_user_error(code, err, f"--split_file {two} has 2 image(s) per city",

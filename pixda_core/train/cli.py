@@ -317,7 +317,7 @@ def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: b
     ``cfg.run.name`` on the target val set; writes ``metrics_step_<N>.json`` (+ confusion)
     into the run folder and returns the metrics."""
     from .evaluate import evaluate, load_run_model, metrics_dict, val_loader, write_metrics
-    from .runtime import setup_runtime
+    from .runtime import ran_on, setup_runtime
 
     folder = Path(cfg.run.out_dir) / cfg.run.name
     if not (folder / "config.yaml").exists():
@@ -342,6 +342,7 @@ def evaluate_run(cfg: Config, which_iter: int | None = None, save_predictions: b
     preds = folder / f"predictions_step_{model.step}" if save_predictions else None
     cm = evaluate(g, val_loader(cfg, rt), rt, predictions_dir=preds, progress=cfg.run.progress)
     metrics = metrics_dict(cm, cfg, model.step, model.method)
+    metrics["ran_on"] = ran_on(rt)
     if rt.is_main:
         out = write_metrics(folder, metrics, cm, stem=f"metrics_step_{model.step}")
         extra = f", mIoU-13 {metrics['miou_13'] * 100:.2f}" if "miou_13" in metrics else ""

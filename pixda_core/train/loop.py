@@ -33,7 +33,7 @@ from .distillation import kd_length, kd_step, make_teacher
 from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
 from .rundir import RunFolder, run_lock
-from .runtime import setup_runtime, stop_on_signals
+from .runtime import ran_on, setup_runtime, stop_on_signals
 from .selection import keep, next_tau, score_images
 from .start import preflight, resolve_init, source_only_run
 from .step import main_step
@@ -220,6 +220,7 @@ def finish(job: Job) -> dict:
         job.validation_row(metrics, "final")
         if job.board is not None:
             job.board.validation(s.step, metrics, job.nets.g)
+    metrics["ran_on"] = ran_on(rt)  # the session that finished the run
     if rt.is_main:
         write_metrics(job.folder.path, metrics, cm)
     s.phase = "done"

@@ -176,6 +176,32 @@ def stop_on_signals(asked: Callable[[int], None], log: Callable[[str], None]):
             signal.signal(s, h)
 
 
+def ran_on(rt: Runtime) -> dict:
+    """What a run's numbers came from, for ``metrics.json``: device (with the GPU's name),
+    precision, processes, and the versions of the kit, Python, PyTorch, torchvision, CUDA."""
+    import platform
+
+    import torchvision
+
+    from .. import __version__
+
+    device = str(rt.device)
+    if rt.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(rt.device)})"
+    return {
+        "device": device,
+        "precision": rt.precision,
+        "world_size": rt.world,
+        "versions": {
+            "pixda": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "cuda": torch.version.cuda,
+        },
+    }
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
