@@ -30,6 +30,7 @@ command finishes an interrupted sweep and never runs a combination twice.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -555,12 +556,16 @@ def _progress(folder: Path) -> tuple[int | None, float | None]:
         path = folder / f"{table}.csv"
         try:
             frame = pd.read_csv(path)
-        except (OSError, ValueError):
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue  # not written yet, or damaged (the run's resume names it)
+        needed = {"step", "miou"} if table == "validations" else {"step"}
+        if not len(frame) or not needed <= set(frame.columns):
             continue
-        if len(frame):
-            step = max(step or 0, int(frame["step"].iloc[-1]))
-            if table == "validations" and pd.notna(frame["miou"].iloc[-1]):
-                miou = round(float(frame["miou"].iloc[-1]) * 100, 2)
+        last = frame.iloc[-1]
+        with contextlib.suppress(ValueError, TypeError):  # a damaged row: no progress shown
+            step = max(step or 0, int(last["step"]))
+            if table == "validations" and pd.notna(last["miou"]):
+                miou = round(float(last["miou"]) * 100, 2)
     return step, miou
 
 

@@ -261,3 +261,35 @@ def test_the_sweeps_own_records_are_checked(tmp_path, name, content, said):
         read(tmp_path)
     assert said.format(p=path) in str(raised.value)
     assert isinstance(read_runs(tmp_path / "nowhere"), pd.DataFrame)  # no record yet: none
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("content", [b"\x00\x01garbage\n\x00,", b"a,b\n1,2\n"])
+def test_a_damaged_run_table_is_named_on_resume(toy_root, tmp_path, capsys, weights, content):
+    flags = ["--method", "finetune", "--early_stop", "4", "--max_iters", "20"]
+    code, err = train(capsys, toy_root, tmp_path, weights, *flags)
+    assert code == 0, err[-3000:]
+    (tmp_path / "e" / "metrics.json").unlink()  # a run that has more to do
+    table = tmp_path / "e" / "history.csv"
+    table.write_bytes(content)
+    code, err = train(capsys, toy_root, tmp_path, weights, *flags, "--continue_train")
+    assert_user_error(code, err, f"run table {table} is damaged",
+                      "move the file away and resume with --continue_train")  # fmt: skip
+    table.rename(tmp_path / "history.bad")  # as the message says
+    code, err = train(capsys, toy_root, tmp_path, weights, *flags, "--continue_train")
+    assert code == 0, err[-3000:]
+    assert read_metrics(tmp_path / "e" / "metrics.json")["step"] == 4
+
+
+@pytest.mark.data
+def test_sweep_status_shows_no_progress_for_damaged_tables(tmp_path):
+    from pixda_core.sweep import _progress
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "history.csv").write_text("step,loss\n3,1.0\n")
+    (run / "validations.csv").write_text("step,miou\n3,0.25\n")
+    assert _progress(run) == (3, 25.0)
+    (run / "history.csv").write_text("nostep\n1\n")
+    (run / "validations.csv").write_bytes(b"step,miou\nx,\xff\n")
+    assert _progress(run) == (None, None)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..locks import held
 
 #: keys that may differ between a run and its resumption (they do not change the numbers)
@@ -59,6 +59,23 @@ def check_writable(folder: Path, flag: str = "--checkpoints_dir (config run.out_
 #: what a run writes into its folder before its first checkpoint (removed when it starts afresh)
 EARLY_FILES = ("config.yaml", "split.txt", "history.csv", "validations.csv", "selection.csv",
                "selection", "predictions", "tensorboard", "checkpoints")  # fmt: skip
+
+
+def read_table(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """A run's ``history``, ``validations`` or ``selection`` table, read back on resume;
+    damaged (not CSV, no ``step`` column): an error naming it and what to do."""
+    fix = (
+        "the checkpoints are intact: move the file away and resume with --continue_train "
+        "(the table then starts again from the checkpoint's step)"
+    )
+    try:
+        frame = pd.read_csv(path, nrows=nrows)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-data errors
+        why = " ".join(str(exc).split())
+        raise DataError(f"run table {path} is damaged ({why}); {fix}") from None
+    if "step" not in frame.columns:
+        raise DataError(f"run table {path} is damaged (it has no 'step' column); {fix}")
+    return frame
 
 
 def not_started(path: Path) -> bool:
@@ -195,7 +212,7 @@ class RunFolder:
         path = self.path / f"{table}.csv"
         frame = pd.DataFrame([row])
         if path.exists() and path.stat().st_size:
-            columns = pd.read_csv(path, nrows=0).columns
+            columns = read_table(path, nrows=0).columns
             frame = frame.reindex(columns=columns)
             frame.to_csv(path, mode="a", header=False, index=False)
         else:
@@ -206,7 +223,7 @@ class RunFolder:
         path = self.path / f"{table}.csv"
         if not self.is_main or not path.exists() or not path.stat().st_size:
             return
-        frame = pd.read_csv(path)
+        frame = read_table(path)
         kept = frame[frame["step"] <= step]
         if len(kept) != len(frame):
             tmp = path.with_name(f".{path.name}.tmp")
