@@ -59,6 +59,8 @@ def read_metrics(path: str | os.PathLike) -> dict:
     text = read_text(path, "metrics file", f"the JSON a finished run writes; {fix}")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise DataError(f"metrics file {path} is damaged (nested too deep); {fix}") from None
     except json.JSONDecodeError as exc:
         raise DataError(
             f"metrics file {path} is damaged (not valid JSON: {exc.msg}); {fix}"
@@ -73,6 +75,9 @@ def read_metrics(path: str | os.PathLike) -> dict:
                 f"metrics file {path} has no valid {key!r} (got {value!r}): damaged, or written "
                 f"by an older kit; {fix}"
             )
+    iou = data["per_class_iou"].values()
+    if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in iou):
+        raise DataError(f"metrics file {path} has a per_class_iou that is not numbers; {fix}")
     return data
 
 

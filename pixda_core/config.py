@@ -213,6 +213,11 @@ class Config:
         text = read_text(path, "config file", expected, ConfigError)
         try:
             data = yaml.safe_load(text)
+        except (ValueError, RecursionError) as exc:  # e.g. a date 2001-02-30, "!!int abc"
+            raise ConfigError(
+                f"config file {path} is not valid YAML ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]})"
+            ) from None
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}" if where is not None else ""

@@ -69,10 +69,12 @@ def write_status(path: str | os.PathLike, **fields) -> None:
 
 
 def read_status(path: str | os.PathLike) -> dict:
+    """A task's record; none yet, or damaged: {} (the task then counts as never started)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 class NotebookJob(submitit.helpers.Checkpointable):
@@ -149,7 +151,7 @@ def run_here(
         return results
     gpus = visible_gpus()
     executor = submitit.LocalExecutor(folder=str(folder / "%j"))
-    threads = cpu_share(jobs) if not gpus else None
+    threads = cpu_share(jobs) if jobs > 1 and not gpus else None
     pending, running, results = list(tasks), [], {}
     index = 0
     while pending or running:

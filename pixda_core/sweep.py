@@ -386,9 +386,13 @@ def read_grid(out: Path) -> dict:
         grid = json.loads(text)
     except json.JSONDecodeError as exc:
         grid, why = None, f"not valid JSON: {exc.msg}"
-    keys = ("methods", "shots", "seeds", "source", "preset")
-    if grid is not None and not (isinstance(grid, dict) and all(k in grid for k in keys)):
-        why = f"not an object with {', '.join(keys)}"
+    except RecursionError:
+        grid, why = None, "nested too deep"
+    lists, names = ("methods", "shots", "seeds"), ("source", "preset")
+    shaped = isinstance(grid, dict) and all(isinstance(grid.get(k), list) for k in lists)
+    shaped = shaped and all(isinstance(grid.get(k), str) for k in names)
+    if grid is not None and not shaped:
+        why = f"not an object with the lists {', '.join(lists)} and {' and '.join(names)}"
         grid = None
     if grid is None:
         raise DataError(
@@ -402,8 +406,8 @@ def _remember(out: Path, grid: Grid) -> None:
     """``sweep.json``: the union of the grids asked for here, for --status and --collect."""
     path = out / "sweep.json"
     try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
+        old = read_grid(out)
+    except DataError:  # none yet, or damaged: written anew from this grid
         old = {}
     new = asdict(grid)
     for key in ("methods", "shots", "seeds", "split_seeds"):

@@ -5,6 +5,7 @@ stops the run naming the loss and the step, keeping the last good checkpoint."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import signal
@@ -105,6 +106,28 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
             ta, tb = ta.drop(columns=timing), tb.drop(columns=timing)
         pd.testing.assert_frame_equal(ta, tb)
     assert len(pd.read_csv(folder / "selection.csv")) >= 10  # the rounds were replayed exactly
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_job_with_loader_workers_is_a_clean_stop(toy_root, tmp_path, weights):
+    """SLURM signals every process of a job: the DataLoader workers ignore it (they would
+    die under the loop), the loop stops at the step's end with its checkpoint."""
+    argv = [sys.executable, str(ROOT / "run.py"), *release_args(toy_root, tmp_path, "k"),
+            "--is_train", "--restore_from", str(weights), "--early_stop", "40", "--max_iters",
+            "60", "--set", "run.log_every=1", "--set", "data.num_workers=1"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    history = tmp_path / "k" / "history.csv"
+    deadline = time.time() + 300
+    while _rows(history) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read()[-3000:]
+    os.killpg(proc.pid, signal.SIGTERM)  # the main process and its loader workers
+    assert proc.wait(timeout=120) == 143
+    err = proc.stderr.read()
+    assert "Traceback" not in err, err[-3000:]
+    step = int(re.search(r"stopped by SIGTERM at step (\d+): checkpoint", err)[1])
+    assert load_checkpoint(tmp_path / "k" / "checkpoints" / "latest.pt")["state"]["step"] == step
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf"])

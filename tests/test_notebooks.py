@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -105,6 +106,9 @@ def test_sweep_analysis_figures_and_tables(sweep):
         w, h = png_size(a / f"{name}.png")
         assert w > 1000 and h > 500, name
         assert (a / f"{name}.pdf").stat().st_size > 1000
+    for pdf in a.glob("*.pdf"):  # TrueType fonts, never Type 3 (paper checkers refuse it)
+        kinds = set(re.findall(rb"/Subtype\s*/(\w+)", pdf.read_bytes()))
+        assert b"Type3" not in kinds and kinds & {b"TrueType", b"CIDFontType2"}, (pdf, kinds)
     assert len(list(a.glob("confusion_*.png"))) == 3  # source only, FT 2-shot, PixDA 2-shot
     table = pd.read_csv(a / "per_class_iou.csv", index_col=0)
     assert list(table.columns[:3]) == ["mIoU", "road", "sidewalk"] and len(table) == 5

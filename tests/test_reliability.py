@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pixda_core.analysis import finished, load_runs, read_metrics
-from pixda_core.data import draw_split, load_split, write_split
+from pixda_core.data import draw_split, load_split, read_split, write_split
 from pixda_core.errors import DataError
 from pixda_core.sweep import _write_summary, read_grid, read_runs, state_of
 from pixda_core.sweep_cli import main as sweep_main
@@ -100,15 +100,18 @@ def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_fix(
     toy_root, tmp_path, capsys, weights
 ):
     one = write_split(tmp_path / "one.txt", per_city(toy_root, 1)[:1])  # 1 image < a batch of 2
-    code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", one,
-                      "--set", "data.num_shots=1", "--method", "finetune")  # fmt: skip
-    assert_user_error(code, err, "fewer than one batch")
-    assert (tmp_path / "e" / "config.yaml").exists()  # it had started: the folder is there
-    for extra in ([], ["--continue_train"]):  # the corrected command, as a new run or resumed
-        code, err = train(capsys, toy_root, tmp_path, weights, "--method", "finetune", *extra)
+    for name, extra in (("new", []), ("resumed", ["--continue_train"])):
+        code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", one,
+                          "--method", "finetune", name=name)  # fmt: skip
+        assert_user_error(code, err, "fewer than one batch")
+        assert (tmp_path / name / "config.yaml").exists()  # it had started: its folder is there
+        # the corrected command, as a new run or resumed
+        code, err = train(capsys, toy_root, tmp_path, weights, "--method", "finetune", *extra,
+                          name=name)  # fmt: skip
         assert code == 0, err[-3000:]
-        assert "has no checkpoint (its last start ended before the first one)" in err or extra
-    assert read_metrics(tmp_path / "e" / "metrics.json")["method"] == "finetune"
+        assert "has no checkpoint (its last start ended before the first one)" in err
+        metrics = read_metrics(tmp_path / name / "metrics.json")
+        assert metrics["method"] == "finetune" and metrics["split"] == "seed 0"
 
 
 @pytest.mark.data
@@ -131,10 +134,20 @@ def test_a_folder_given_for_a_weights_file_is_named_as_a_folder(toy_root, tmp_pa
 # ------------------------------------------------------------ what is recorded is what ran
 
 
+@pytest.mark.unit
+def test_the_published_splits_have_their_shots():
+    from pixda_core.data.splits import published_split, split_shots
+
+    for shots in range(1, 6):  # the 5-shot file lists a zurich image twice: 5 entries
+        assert split_shots(read_split(published_split(shots))) == shots
+
+
 @pytest.mark.training
 def test_a_split_file_decides_the_shots_recorded(toy_root, tmp_path, capsys, weights):
     two = write_split(tmp_path / "two.txt", per_city(toy_root, 2))
-    code, err = train(capsys, toy_root, tmp_path, weights, "--split_file", two,
+    config = tmp_path / "c.yaml"  # given in a config file (the API and notebooks alike)
+    config.write_text(f"data:\n  split_file: {two}\n")
+    code, err = train(capsys, toy_root, tmp_path, weights, "--config", config,
                       "--method", "finetune")  # fmt: skip
     assert code == 0, err[-3000:]
     metrics = read_metrics(tmp_path / "e" / "metrics.json")
@@ -250,7 +263,7 @@ def test_a_finished_run_with_a_truncated_metrics_json_is_evaluated_again_on_resu
         ("runs.csv", b"", "sweep record {p} is damaged"),
         ("runs.csv", b"a,b\n1,2\n", "sweep record {p} lacks the columns"),
         ("sweep.json", b'{"methods": [', "sweep record {p} is damaged (not valid JSON"),
-        ("sweep.json", b"[]", "sweep record {p} is damaged (not an object with methods"),
+        ("sweep.json", b"[]", "sweep record {p} is damaged (not an object with the lists methods"),
     ],
 )
 def test_the_sweeps_own_records_are_checked(tmp_path, name, content, said):
@@ -264,7 +277,9 @@ def test_the_sweeps_own_records_are_checked(tmp_path, name, content, said):
 
 
 @pytest.mark.training
-@pytest.mark.parametrize("content", [b"\x00\x01garbage\n\x00,", b"a,b\n1,2\n"])
+@pytest.mark.parametrize(
+    "content", [b"\x00\x01garbage\n\x00,", b"a,b\n1,2\n", b"step,loss\n2,0.5\n\x00\x00\n"]
+)
 def test_a_damaged_run_table_is_named_on_resume(toy_root, tmp_path, capsys, weights, content):
     flags = ["--method", "finetune", "--early_stop", "4", "--max_iters", "20"]
     code, err = train(capsys, toy_root, tmp_path, weights, *flags)

@@ -150,9 +150,10 @@ def published_split(shots: int) -> Path | None:
 
 
 def split_shots(names: list[str]) -> int | None:
-    """The shots of a split: its distinct images per city when every city it names has the
-    same number (the published 5-shot file lists one image twice: still 5), else None."""
-    per_city = Counter(name.split("/", 1)[0] for name in dict.fromkeys(names))
+    """The shots of a split: its entries per city, as listed, when every city it names has
+    the same number (the published 5-shot file lists one zurich image twice: 5, as published
+    and as trained on), else None."""
+    per_city = Counter(name.split("/", 1)[0] for name in names)
     counts = set(per_city.values())
     return counts.pop() if len(counts) == 1 else None
 

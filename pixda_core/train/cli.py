@@ -64,8 +64,8 @@ def parse_set(text: str) -> tuple[str, object]:
         )
     try:
         return key, yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "malformed"
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())[:100]
         raise argparse.ArgumentTypeError(
             f"{text!r}: the value {value!r} is not valid YAML ({problem}); quote it, e.g. "
             f"{key}='\"{value}\"'"
@@ -265,10 +265,14 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
     except ConfigError as exc:
         raise _with_flag(exc) from None
     given = data.get("data", {})
-    if "split_file" in given and "num_shots" not in given and cfg.data.split_file:
-        shots = split_shots(read_split(cfg.data.split_file))  # the file decides the shots
+    if "num_shots" in given and cfg.data.split_file:  # the file decides: they must agree
+        shots = split_shots(read_split(cfg.data.split_file))
         if shots is not None and shots != cfg.data.num_shots:
-            cfg = cfg.override(data={"num_shots": shots})
+            raise ConfigError(
+                f"--split_file {cfg.data.split_file} has {shots} image(s) per city, but "
+                f"--num_shots (config data.num_shots) is {cfg.data.num_shots}: leave out "
+                "--num_shots (the file decides) or make the two agree"
+            )
     return cfg
 
 
@@ -277,7 +281,7 @@ def _config_file(path: str, base: Config) -> Config:
     text = read_text(path, "--config", "a YAML mapping of sections", ConfigError)
     try:
         loaded = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError(f"--config {path} is not valid YAML: {exc}") from None
     if isinstance(loaded, dict):
         loaded.pop("preset", None)  # --preset decides the base

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
 from ..methods import SOURCE_ONLY
 from ..metrics import ConfusionMatrix
-from .runtime import Runtime
+from .runtime import Runtime, worker_ignores_stops
 from .step import build_segmenter
 from .streams import SkipReport
 
@@ -46,6 +46,7 @@ def val_loader(cfg: Config, rt: Runtime) -> DataLoader:
         num_workers=cfg.data.num_workers,
         pin_memory=rt.device.type == "cuda",
         collate_fn=collate,
+        worker_init_fn=worker_ignores_stops,
     )
 
 

@@ -194,21 +194,29 @@ class Job:
             self.log_losses()
 
     def should_stop(self) -> bool:
-        """Has a stop been asked for (:func:`stop_on_signals`)? One process checks after every
-        step; under torchrun the processes agree at each loss line (its one host sync), so
-        that they all stop, and checkpoint, at the same step."""
-        if not self.rt.distributed:
-            return self.stop_signal is not None
-        if self.state.step % self.cfg.run.log_every:
-            return False
-        flag = torch.tensor([float(self.stop_signal is not None)], device=self.rt.device)
-        return bool(self.rt.all_reduce_(flag).item() > 0)
+        """Has a stop been asked for (:func:`stop_on_signals`)? Checked after every step. Under
+        torchrun the processes agree on it after every step too, through a CPU all-reduce on
+        a gloo group of its own (no device synchronisation), so that they all stop, and
+        checkpoint, at the same step, within a scheduler's grace period."""
+        asked = self.stop_signal is not None
+        if self.rt.distributed:
+            flag = torch.tensor([float(asked)])
+            torch.distributed.all_reduce(flag, group=self.rt.stop_group)
+            asked = bool(flag.item() > 0)
+        if asked:
+            name = signal.Signals(self.stop_signal or signal.SIGTERM).name
+            self.rt.log(f"{name}: stopping after step {self.state.step}, with a checkpoint")
+        return asked
 
     def stop(self) -> None:
-        """Checkpoint now and end the run: what a scheduler's SIGTERM asks for. (The losses
-        summed since the last loss line go into the checkpoint, so the resumed run writes
-        the same lines as one never stopped.)"""
-        self.checkpoint()
+        """Checkpoint now (unless the step's own checkpoint was just written) and end the
+        run: what a scheduler's SIGTERM asks for. (The losses summed since the last loss line
+        go into the checkpoint, so the resumed run writes the same lines as one never
+        stopped.)"""
+        if self.state.step % self.cfg.run.ckpt_every:
+            self.checkpoint()
+        if self.board is not None:
+            self.board.close()
         signum = self.stop_signal or signal.SIGTERM
         raise Stopped(
             signum,

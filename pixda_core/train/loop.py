@@ -33,9 +33,9 @@ from .distillation import kd_length, kd_step, make_teacher
 from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
 from .rundir import RunFolder, run_lock
-from .runtime import ran_on, setup_runtime, stop_on_signals
+from .runtime import ran_on, setup_runtime, stop_on_signals, worker_ignores_stops
 from .selection import keep, next_tau, score_images
-from .start import preflight, resolve_init, source_only_run
+from .start import preflight, resolve_init, resolve_shots, source_only_run
 from .step import main_step
 from .streams import SkipReport, per_rank
 
@@ -58,6 +58,7 @@ def adapt(cfg: Config, resume: bool = False) -> dict:
     ``cfg.run.restore_from`` or the shared source-only run (trained first when missing).
     Returns the final metrics."""
     method = method_of(cfg)
+    cfg = resolve_shots(cfg)
     if cfg.run.restore_from is None:  # the shared source-only model comes first
         cfg = resolve_init(cfg)
     preflight(cfg, method, resume)
@@ -120,7 +121,7 @@ def run_job(cfg: Config, method: Method, resume: bool, init: str | None) -> dict
     job.bar = tqdm(
         total=total, initial=job.state.step, desc=desc, disable=not show, file=sys.stderr
     )
-    asked = stop_on_signals(lambda signum: setattr(job, "stop_signal", signum), rt.log)
+    asked = stop_on_signals(lambda signum: setattr(job, "stop_signal", signum))
     with job.open_streams(), job.bar, asked:
         if job.state.phase == "main":
             main_phase(job)
@@ -253,7 +254,12 @@ def selection_round(job: Job) -> None:
     pin = rt.device.type == "cuda"
     loaders = [
         DataLoader(
-            Subset(ds, idx), batch_size=bs, num_workers=workers, collate_fn=collate, pin_memory=pin
+            Subset(ds, idx),
+            batch_size=bs,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=pin,
+            worker_init_fn=worker_ignores_stops,
         )
         for ds, idx in (
             (src, [s.kept[i] for i in mine]),

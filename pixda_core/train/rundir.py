@@ -75,7 +75,10 @@ def read_table(path: Path, nrows: int | None = None) -> pd.DataFrame:
         raise DataError(f"run table {path} is damaged ({why}); {fix}") from None
     if "step" not in frame.columns:
         raise DataError(f"run table {path} is damaged (it has no 'step' column); {fix}")
-    return frame
+    steps = pd.to_numeric(frame["step"], errors="coerce")
+    if steps.isna().any():
+        raise DataError(f"run table {path} is damaged (a 'step' that is not a number); {fix}")
+    return frame.assign(step=steps.astype(int))
 
 
 def not_started(path: Path) -> bool:

@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ class Runtime:
     local_rank: int = 0
     precision: str = "fp32"
     channels_last: bool = False
+    #: under torchrun: a gloo group on which the processes agree to stop (CPU tensors)
+    stop_group: object = None
 
     @property
     def distributed(self) -> bool:
@@ -137,6 +140,7 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
         say_once(f"no GPU found: {said}" if cfg.device == "auto" and not has_cuda else said)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
+    stop_group = dist.new_group(backend="gloo") if world > 1 else None
     return Runtime(
         device=device,
         rank=rank,
@@ -144,29 +148,33 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
         local_rank=local_rank,
         precision=precision,
         channels_last=cfg.channels_last and use_cuda,
+        stop_group=stop_group,
     )
 
 
+#: a second signal this soon after the first is the same stop, forwarded (torchrun passes
+#: SLURM's SIGTERM on to workers that SLURM signalled already): it does not stop at once
+SAME_STOP_S = 2.0
+
+
 @contextlib.contextmanager
-def stop_on_signals(asked: Callable[[int], None], log: Callable[[str], None]):
+def stop_on_signals(asked: Callable[[int], None]):
     """While the block runs, SIGTERM and SIGINT (a scheduler's warning, torchrun stopping its
     workers, Ctrl-C) call ``asked(signum)`` instead of ending the process, so the training
-    loop can finish its step and checkpoint; a second signal stops it at once. Signal
+    loop can finish its step and checkpoint; a second signal, :data:`SAME_STOP_S` or more
+    after the first, stops it at once. The handler only records (the loop says so); signal
     handlers belong to the main thread: elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received = []
+    first: list[float] = []
 
     def handler(signum, frame):
-        if received:
+        if first and time.monotonic() - first[0] >= SAME_STOP_S:
             raise KeyboardInterrupt
-        received.append(signum)
-        log(
-            f"{signal.Signals(signum).name}: stopping after this step, with a checkpoint "
-            "(send it again to stop at once)"
-        )
-        asked(signum)
+        if not first:
+            first.append(time.monotonic())
+            asked(signum)
 
     before = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -174,6 +182,14 @@ def stop_on_signals(asked: Callable[[int], None], log: Callable[[str], None]):
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+def worker_ignores_stops(worker_id: int) -> None:
+    """``worker_init_fn`` of every loader: a DataLoader worker ignores SIGTERM and SIGINT, so
+    that a stop sent to the whole process group (SLURM, ``kill -- -PGID``, Ctrl-C) reaches the
+    training loop, which stops at the step's end, instead of killing the workers under it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def ran_on(rt: Runtime) -> dict:

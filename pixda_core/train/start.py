@@ -18,14 +18,14 @@ import torch
 
 from ..config import Config, preset
 from ..data import Cityscapes
-from ..data.splits import choose_split, split_shots
+from ..data.splits import choose_split, read_split, split_shots
 from ..errors import ConfigError, say_once
 from ..methods import SOURCE_ONLY, TITLES, Method
 from ..models import FCDiscriminator, PixelDiscriminator
 from ..models.discriminators import output_size
 from ..models.pretrained import load_pretrained
 from .job import source_dataset
-from .rundir import RESUME_FREE, RunFolder
+from .rundir import RESUME_FREE, RunFolder, not_started
 from .step import build_segmenter
 
 
@@ -44,19 +44,10 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
         Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
     if data and method.target:
         Cityscapes(cfg.data.target_root, "train", size=cfg.data.size)
-        written = Path(cfg.run.out_dir) / cfg.run.name / "split.txt"
-        if not (resume and written.exists()):
+        folder = Path(cfg.run.out_dir) / cfg.run.name
+        if not (resume and (folder / "split.txt").exists() and not not_started(folder)):
             d = cfg.data
-            chosen = choose_split(
-                d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed
-            )
-            shots = split_shots(chosen.names)
-            if d.split_file is not None and shots is not None and shots != d.num_shots:
-                raise ConfigError(
-                    f"--split_file {d.split_file} has {shots} image(s) per city, but "
-                    f"--num_shots (config data.num_shots) is {d.num_shots}: leave out "
-                    "--num_shots (the file decides) or make the two agree"
-                )
+            choose_split(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed)
     check_sizes(cfg, method)
     source_only = method.name == SOURCE_ONLY
     init = cfg.model.init if source_only else cfg.run.restore_from
@@ -113,6 +104,18 @@ def _smallest(ok, limit: int = 1 << 14) -> int:
         else:
             low = mid + 1
     return low
+
+
+def resolve_shots(cfg: Config) -> Config:
+    """With a split file, the run's shots are the file's entries per city (when every city
+    has the same number; else ``data.num_shots`` as given): what the run trains on is what it
+    records. (``run.py`` refuses a ``--num_shots`` that disagrees with the file.)"""
+    if cfg.data.split_file is None:
+        return cfg
+    shots = split_shots(read_split(cfg.data.split_file))
+    if shots is None or shots == cfg.data.num_shots:
+        return cfg
+    return cfg.override(data={"num_shots": shots})
 
 
 def imagenet_weights_in_cache(backbone: str) -> Path | None:

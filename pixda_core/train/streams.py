@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.common import skipping
-from .runtime import Runtime
+from .runtime import Runtime, worker_ignores_stops
 
 #: the ``stream`` number that seeds the order of the target shots' epochs
 TARGET_STREAM = 1
@@ -88,6 +88,7 @@ def stream_loader(
         persistent_workers=workers > 0,
         drop_last=False,
         collate_fn=collate_fn,
+        worker_init_fn=worker_ignores_stops,
     )
 
 
