@@ -257,14 +257,16 @@ def _class_bars(
     ax.set_ylabel(ylabel)
     _class_axis(ax, order)
     ax.grid(axis="y", alpha=0.3)
+    ncol = min(len(hues), 6)
     ax.legend(
         title=legend_title,
         frameon=False,
-        ncol=min(len(hues), 6),
+        ncol=ncol,
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
     )
-    ax.set_title(title, pad=46 if legend_title else 30)
+    lines = -(-len(hues) // ncol) + (1 if legend_title else 0)  # the legend's rows, its title
+    ax.set_title(title, pad=12 + 18 * lines)  # above the legend, whatever its height
     sns.despine(fig)
     fig.tight_layout()
     return fig, ax

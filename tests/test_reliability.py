@@ -308,3 +308,21 @@ def test_sweep_status_shows_no_progress_for_damaged_tables(tmp_path):
     (run / "history.csv").write_text("nostep\n1\n")
     (run / "validations.csv").write_bytes(b"step,miou\nx,\xff\n")
     assert _progress(run) == (None, None)
+
+
+@pytest.mark.unit
+def test_relative_and_absolute_roots_share_one_source_only_model(tmp_path, monkeypatch):
+    """run.py keeps the paths as typed, a sweep makes them absolute: one model, not two."""
+    from pixda_core.config import preset
+    from pixda_core.train.start import source_only_run
+
+    monkeypatch.chdir(tmp_path)
+    roots = {"source_root": "data/gta5", "target_root": "data/cityscapes"}
+    typed = preset("toy").override(data=roots, run={"out_dir": "results"})
+    absolute = preset("toy").override(
+        data={k: str(tmp_path / v) for k, v in roots.items()},
+        run={"out_dir": str(tmp_path / "results")},
+    )
+    other = preset("toy").override(data={**roots, "source_root": "elsewhere/gta5"})
+    names = [source_only_run(c).run.name for c in (typed, absolute, other)]
+    assert names[0] == names[1] != names[2]

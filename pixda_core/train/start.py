@@ -180,6 +180,11 @@ def source_only_run(cfg: Config) -> Config:
     d, ref = canon.to_dict(), base.to_dict()
     for section, key in RESUME_FREE:
         d[section].pop(key)
+    for section, key in (("data", "source_root"), ("data", "target_root"), ("run", "out_dir")):
+        if d[section][key] is not None:  # data/toy and /here/data/toy: one model
+            d[section][key] = os.path.abspath(d[section][key])
+    if d["model"]["init"] not in (None, "none"):
+        d["model"]["init"] = os.path.abspath(d["model"]["init"])
     diff = {
         sec: {k: v for k, v in vals.items() if v != ref[sec][k]}
         for sec, vals in d.items()
