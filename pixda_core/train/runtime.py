@@ -185,10 +185,10 @@ def stop_on_signals(asked: Callable[[int], None]):
 
 
 def worker_ignores_stops(worker_id: int) -> None:
-    """``worker_init_fn`` of every loader: a DataLoader worker ignores SIGTERM and SIGINT, so
-    that a stop sent to the whole process group (SLURM, ``kill -- -PGID``, Ctrl-C) reaches the
-    training loop, which stops at the step's end, instead of killing the workers under it."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """``worker_init_fn`` of every loader: a DataLoader worker ignores SIGINT, so that Ctrl-C
+    in a terminal (sent to the whole foreground process group) reaches the training loop,
+    which stops at the step's end, instead of killing the workers under it. SIGTERM keeps
+    PyTorch's own handling: the loader ends its workers with it when they do not exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
