@@ -22,7 +22,7 @@ from pixda_core.models.pretrained import read_weights
 from pixda_core.sweep import read_grid, read_runs
 from pixda_core.train.cli import build_parser, config_from_args
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.data  # bounded, but ~15 s in all: kept out of make test-fast
 
 #: bounded and reproducible: a few seconds a test, the same examples in every run
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
