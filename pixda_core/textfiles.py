@@ -10,16 +10,24 @@ from pathlib import Path
 from .errors import DataError, PixdaError
 
 
-def read_text(
+def require_file(
     path: str | os.PathLike, what: str, expected: str, error: type[PixdaError] = DataError
-) -> str:
-    """The text of ``path`` (``what``: "split file", "config file", ...), a leading BOM
-    dropped; ``expected`` says in the message what the file should hold."""
+) -> Path:
+    """``path``, which must be a file: a folder or a missing path is an error naming it."""
     path = Path(path)
     if path.is_dir():
         raise error(f"{what} {path} is a folder, not a file; expected {expected}")
     if not path.exists():
         raise error(f"{what} {path} does not exist")
+    return path
+
+
+def read_text(
+    path: str | os.PathLike, what: str, expected: str, error: type[PixdaError] = DataError
+) -> str:
+    """The text of ``path`` (``what``: "split file", "config file", ...), a leading BOM
+    dropped; ``expected`` says in the message what the file should hold."""
+    path = require_file(path, what, expected, error)
     try:
         data = path.read_bytes()
     except OSError as exc:

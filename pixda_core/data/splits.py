@@ -179,30 +179,36 @@ def choose_split(
     images per city drawn with ``split_seed`` (default: ``run_seed``)."""
     if split_file is not None:
         return ChosenSplit(load_split(split_file, root).names, f"the split file {split_file}")
-    seed, why = run_seed if split_seed is None else split_seed, ""
-    published = published_split(shots) if split_seed is None else None
-    if published is not None:
-        names = read_split(published)
-        base = Path(root) / "leftImg8bit" / "train"
-        missing = _missing(names, base)
-        if not missing:
-            dups = {n: c for n, c in Counter(names).items() if c > 1}
-            note = "".join(
-                f"; it lists {n} {c} times, kept as published (drawn {c}x as often)"
-                for n, c in dups.items()
-            )
-            how = f"the published {shots}-shot split ({len(names)} entries{note})"
-            return ChosenSplit(names, how)
-        why = (
-            f" (the published {shots}-shot split's images are not in {base}: "
-            f"{len(missing)} missing, e.g. {missing[0]})"
+    names, why = _published_here(root, shots, split_seed)
+    if names is not None:
+        dups = {n: c for n, c in Counter(names).items() if c > 1}
+        note = "".join(
+            f"; it lists {n} {c} times, kept as published (drawn {c}x as often)"
+            for n, c in dups.items()
         )
+        return ChosenSplit(names, f"the published {shots}-shot split ({len(names)} entries{note})")
+    seed = run_seed if split_seed is None else split_seed
     names = draw_split(root, shots, seed)
     return ChosenSplit(names, f"{shots} per city drawn with seed {seed}{why}")
 
 
-def _missing(names: list[str], base: Path) -> list[str]:
-    return [n for n in dict.fromkeys(names) if not (base / n).is_file()]
+def _published_here(
+    root: str | os.PathLike, shots: int, split_seed: int | None
+) -> tuple[list[str] | None, str]:
+    """The published split of ``shots`` when it applies (no ``split_seed``, 1-5 shots) and
+    ``root`` holds all its images; else None and why not ("" where it does not apply)."""
+    published = published_split(shots) if split_seed is None else None
+    if published is None:
+        return None, ""
+    names = read_split(published)
+    base = Path(root) / "leftImg8bit" / "train"
+    missing = [n for n in dict.fromkeys(names) if not (base / n).is_file()]
+    if not missing:
+        return names, ""
+    return None, (
+        f" (the published {shots}-shot split's images are not in {base}: "
+        f"{len(missing)} missing, e.g. {missing[0]})"
+    )
 
 
 def split_source(
@@ -216,8 +222,6 @@ def split_source(
     ``"published"``, ``"seed S"`` (drawn) or ``"file NAME"``."""
     if split_file is not None:
         return f"file {Path(split_file).name}"
-    published = published_split(shots) if split_seed is None else None
-    base = Path(root) / "leftImg8bit" / "train"
-    if published is not None and not _missing(read_split(published), base):
+    if _published_here(root, shots, split_seed)[0] is not None:
         return "published"
     return f"seed {run_seed if split_seed is None else split_seed}"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import PixdaError
+from ..textfiles import require_file
 
 
 class CheckpointError(PixdaError):
@@ -43,11 +44,7 @@ class LoadReport:
 
 def read_weights(path: str | os.PathLike) -> object:
     """``torch.load`` with ``weights_only=True`` and clear errors naming the file."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"weights file {path} is a folder, not a file")
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
+    path = require_file(path, "weights file", "a PyTorch weights file", CheckpointError)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on a damaged or foreign file

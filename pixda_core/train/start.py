@@ -24,6 +24,7 @@ from ..methods import SOURCE_ONLY, TITLES, Method
 from ..models import FCDiscriminator, PixelDiscriminator
 from ..models.discriminators import output_size
 from ..models.pretrained import load_pretrained
+from ..textfiles import require_file
 from .job import source_dataset
 from .rundir import RESUME_FREE, RunFolder, not_started
 from .step import build_segmenter
@@ -53,13 +54,8 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
     init = cfg.model.init if source_only else cfg.run.restore_from
     flag = "--init (config model.init)" if source_only else "--restore_from"
     if init is not None and init != "none":
-        if Path(init).is_dir():
-            raise ConfigError(
-                f"{flag} {init} is a folder, not a file; expected a weights or checkpoint "
-                "file (a run's checkpoint is RUN/checkpoints/latest.pt)"
-            )
-        if not Path(init).is_file():
-            raise ConfigError(f"{flag} {init} does not exist")
+        expected = "a weights or checkpoint file (a run's checkpoint is RUN/checkpoints/latest.pt)"
+        require_file(init, flag, expected, ConfigError)
         report = load_pretrained(build_segmenter(cfg), init)
         heads = [k for k in report.missing if k.startswith("layer6.")]
         if not source_only and heads:
