@@ -78,7 +78,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, device=rt.device)
-    skips = SkipReport("val set", rt.log)
+    skips = SkipReport("val set", rt.warn)
     for batch in tqdm(loader, desc="validation", leave=False, disable=not progress):
         skips.add(batch.pop("skipped", []))
         if "label" not in batch:  # every image of this batch was unreadable and skipped

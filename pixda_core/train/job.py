@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -33,7 +32,7 @@ from ..errors import ConfigError, PixdaError, Stopped
 from ..methods import SOURCE_ONLY, Method
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
 from .rundir import RunFolder
-from .runtime import Runtime
+from .runtime import Runtime, log_stream
 from .step import LossSums, build_nets
 from .streams import SOURCE_STREAM, TARGET_STREAM, Stream, per_rank
 from .tensorboard import Board
@@ -255,7 +254,7 @@ class Job:
         )
         if self.bar is not None and not self.bar.disable:
             self.bar.set_postfix_str(shown, refresh=False)
-            self.bar.write(line, file=sys.stderr)
+            self.bar.write(line, file=log_stream())
         else:
             self.rt.log(line)
         if self.board is not None:

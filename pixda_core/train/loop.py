@@ -18,7 +18,6 @@ Checkpoints hold the whole job, so a resumed run continues exactly where its che
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from .distillation import kd_length, kd_step, make_teacher
 from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
 from .rundir import RunFolder, run_lock
-from .runtime import ran_on, setup_runtime, stop_on_signals, worker_ignores_stops
+from .runtime import log_stream, ran_on, setup_runtime, stop_on_signals, worker_ignores_stops
 from .selection import keep, next_tau, score_images
 from .start import preflight, resolve_init, resolve_shots, source_only_run
 from .step import main_step
@@ -93,11 +92,11 @@ def ensure_source_only(cfg: Config) -> Path:
                 print(
                     f"no --restore_from given: training a source-only model first in {folder} "
                     "(reused by later runs of this source and preset)",
-                    file=sys.stderr,
+                    file=log_stream(),
                 )
                 run_job(so, method, True, init=so.model.init)
                 return latest
-    print(f"source-only model: reusing {folder}", file=sys.stderr)
+    print(f"source-only model: reusing {folder}", file=log_stream())
     return latest
 
 
@@ -119,7 +118,7 @@ def run_job(cfg: Config, method: Method, resume: bool, init: str | None) -> dict
     show = cfg.run.progress and rt.is_main
     desc = f"{method.name} {cfg.run.name}"
     job.bar = tqdm(
-        total=total, initial=job.state.step, desc=desc, disable=not show, file=sys.stderr
+        total=total, initial=job.state.step, desc=desc, disable=not show, file=log_stream()
     )
     asked = stop_on_signals(lambda signum: setattr(job, "stop_signal", signum))
     with job.open_streams(), job.bar, asked:
@@ -248,7 +247,7 @@ def selection_round(job: Job) -> None:
     slot = {i: k for k, i in enumerate(mine)}  # kept position -> place in this rank's order
     where = {k: i for i, k in enumerate(s.kept)}  # dataset index -> kept position
     bs, workers = cfg.data.select_batch_size, cfg.data.num_workers
-    skips = SkipReport("source set", rt.log, job.unreadable)
+    skips = SkipReport("source set", rt.warn, job.unreadable)
     src, collate = skipping(job.source, cfg.data.on_error, replace=False)
     trg, _ = skipping(job.target, cfg.data.on_error, replace=True)
     pin = rt.device.type == "cuda"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ import pandas as pd
 from ..config import Config
 from ..errors import ConfigError, DataError
 from ..locks import held
+from .runtime import log_stream
 
 #: keys that may differ between a run and its resumption (they do not change the numbers)
 RESUME_FREE = {
@@ -112,7 +112,7 @@ def run_lock(path: Path, wait: bool = False) -> Iterator[None]:
                 f"run folder {path} is in use by another process (a run of the same --name "
                 "is going on); wait for it to end or choose another --name"
             )
-        print(f"another process is training {path}; waiting for it", file=sys.stderr, flush=True)
+        print(f"another process is training {path}; waiting for it", file=log_stream(), flush=True)
 
     with held(path / ".lock", busy):
         yield
@@ -192,7 +192,7 @@ class RunFolder:
             print(
                 f"run folder {folder.path} has no checkpoint (its last start ended before the "
                 "first one): starting it afresh",
-                file=sys.stderr,
+                file=log_stream(),
             )
             for name in EARLY_FILES:
                 stale = folder.path / name

@@ -74,7 +74,21 @@ class Runtime:
 
     def log(self, msg: str) -> None:
         if self.is_main:
+            print(msg, file=log_stream(), flush=True)
+
+    def warn(self, msg: str) -> None:
+        """A warning: stderr, in a terminal and in a notebook alike."""
+        if self.is_main:
             print(msg, file=sys.stderr, flush=True)
+
+
+def log_stream():
+    """Where progress and log lines go: stdout inside a Jupyter kernel (JupyterLab shows
+    stderr as an error box), stderr in a terminal (stdout stays the command's output).
+    Warnings and errors go to stderr everywhere."""
+    ipython = sys.modules.get("IPython")  # imported by every kernel, by no command of ours
+    shell = ipython.get_ipython() if ipython is not None else None
+    return sys.stdout if shell is not None and "IPKernelApp" in shell.config else sys.stderr
 
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -146,7 +146,7 @@ class Stream:
         self.sampler = EpochStream(indices, batch, seed, stream_id, start, rt.rank, rt.world)
         self.batch = batch
         self.position = start
-        self.skips = SkipReport(what, rt.log, warned) if on_error == "skip" else None
+        self.skips = SkipReport(what, rt.warn, warned) if on_error == "skip" else None
         dataset, collate = skipping(dataset, on_error, replace=True)
         pin = rt.device.type == "cuda"
         self.loader = stream_loader(dataset, self.sampler, batch, workers, pin, collate)

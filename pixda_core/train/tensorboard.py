@@ -37,7 +37,7 @@ class Board:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            rt.log(
+            rt.warn(
                 "run.tensorboard: the tensorboard package is not installed (pip install -e "
                 '".[tensorboard]"); skipped'
             )
