@@ -4,16 +4,26 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format clean-demo
+.PHONY: demo test test-fast lab lint format clean-demo
 
+# the venv; in a git checkout, nbstripout as the .gitattributes filter (outputs never reach a
+# commit); your own copies of the numbered notebooks in notebooks/ (kept when there)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    $(VENV)/bin/nbstripout --install --attributes .gitattributes; fi
+	$(PY) -m pixda_core notebooks $(CURDIR)/notebooks
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m pixda_core demo --data data/toy --out results/demo
+
+# JupyterLab on your copies of the notebooks (sweeps run the kit's own, pixda_core/notebooks/)
+lab: $(STAMP)
+	$(PY) -m pixda_core notebooks $(CURDIR)/notebooks
+	$(VENV)/bin/jupyter lab $(CURDIR)/notebooks
 
 # two workers (pytest-xdist); a file, or the files sharing the toy sweep, on one worker
 test: $(STAMP)

@@ -122,6 +122,56 @@ def load_runs(paths) -> pd.DataFrame:
     return frame.sort_values(["_o", "shots", "seed"]).drop(columns="_o").reset_index(drop=True)
 
 
+def _listing(groups: dict) -> str:
+    return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in groups.items())
+
+
+def comparison_notes(runs: pd.DataFrame) -> list[str]:
+    """What makes the runs of a table or figure less than like for like, one sentence each:
+    several sources; methods that ran different shot counts; at one shot count, methods
+    that ran different (seed, split) pairs. Empty when every comparison is like for like."""
+    notes = []
+    sources = runs["source"].value_counts() if "source" in runs else pd.Series(dtype=int)
+    if len(sources) > 1:
+        counts = ", ".join(f"{s}: {n} run{'s' * (n > 1)}" for s, n in sources.items())
+        notes.append(
+            f"the runs come from different sources ({counts}): every table and figure mixes "
+            "them; give one source's runs to compare like for like"
+        )
+    adapted = runs[runs["method"] != "source_only"]
+    title = lambda m: METHOD_NAMES.get(m, m)  # noqa: E731
+    shots = {
+        title(m): sorted(g["shots"].unique()) for m, g in adapted.groupby("method", sort=False)
+    }
+    if len({tuple(s) for s in shots.values()}) > 1:
+        notes.append(
+            f"the methods ran different shot counts ({_listing(shots)}): a shot count some "
+            "methods lack compares only the others"
+        )
+    if "split" not in adapted:
+        adapted = adapted.assign(split=None)
+    for n, group in adapted.groupby("shots"):
+        pairs = {
+            title(m): sorted(
+                {
+                    (s, "" if pd.isna(sp) else sp)
+                    for s, sp in zip(g["seed"], g["split"], strict=True)
+                }
+            )
+            for m, g in group.groupby("method", sort=False)
+        }
+        if len({tuple(v) for v in pairs.values()}) > 1:
+            seeds = {m: sorted({s for s, _ in v}) for m, v in pairs.items()}
+            splits = {m: {sp for _, sp in v} for m, v in pairs.items()}
+            what = "seeds" if len({tuple(v) for v in seeds.values()}) > 1 else "splits"
+            shown = seeds if what == "seeds" else {m: sorted(v) for m, v in splits.items()}
+            notes.append(
+                f"at {n}-shot the methods ran different {what} ({_listing(shown)}): their "
+                "means are over different runs (the paired tests use the pairs both ran)"
+            )
+    return notes
+
+
 def long_per_class(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-class IoU in long format: ``method, shots, seed, run, class, iou`` (IoU in %)."""
     cols = [f"iou_{c}" for c in CLASS_NAMES]

@@ -326,7 +326,12 @@ def comparison(
     )
     out["n_pairs"] = out["n_pairs"].fillna(0).astype(int)
     out.insert(1, "title", out["method"].map(TITLES).fillna(out["method"]))
-    return out.assign(reference=reference, confidence=confidence, alpha=alpha)
+    out = out.assign(reference=reference, confidence=confidence, alpha=alpha)
+    from .analysis import comparison_notes
+
+    # what is not like for like (sources, shot counts, seeds): said under every table
+    out.attrs["caveats"] = comparison_notes(runs)
+    return out
 
 
 def _usual_n(comp: pd.DataFrame) -> int:
@@ -369,6 +374,7 @@ def _notes(comp: pd.DataFrame, spread: str) -> list[str]:
         f"significantly different from {TITLES.get(ref, ref)} at the same shots (paired "
         f"t-test over runs with the same seed and split, p ≥ {alpha:g}, or fewer than "
         f"{MIN_PAIRS} pairs); {TITLES[SOURCE_ONLY]} is not tested.",
+        *[f"Not like for like: {c}." for c in comp.attrs.get("caveats", [])],
     ]
 
 
@@ -437,7 +443,8 @@ def write_stat_table(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.{ext}" for ext in ("csv", "md", "tex")]
-    comp.to_csv(paths[0], index=False)
+    # the caveats (what is not like for like) as a column, so that the CSV says them too
+    comp.assign(caveats="; ".join(comp.attrs.get("caveats", []))).to_csv(paths[0], index=False)
     paths[1].write_text(render(comp, "markdown", spread, digits))
     paths[2].write_text(render(comp, "latex", spread, digits))
     return paths

@@ -46,10 +46,9 @@ def resolve(path: str | os.PathLike) -> Path:
 
 
 def notebooks_dir() -> Path:
-    """The kit's own numbered notebooks, which sweeps execute: inside the package when it
-    is installed from a wheel, the checkout's ``notebooks/`` in an editable install."""
-    shipped = PACKAGE / "notebooks"
-    return shipped if shipped.is_dir() else PACKAGE.parent / "notebooks"
+    """The kit's own numbered notebooks (package data), which sweeps execute: pristine
+    copies, never a user's; ``pixda notebooks DIR`` copies them to explore and edit."""
+    return PACKAGE / "notebooks"
 
 
 def copy_notebooks(dest: str | os.PathLike, force: bool = False) -> list[Path]:
@@ -61,11 +60,23 @@ def copy_notebooks(dest: str | os.PathLike, force: bool = False) -> list[Path]:
     for nb in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
         target = dest / nb.name
         if target.exists() and not force:
-            print(f"kept {target} (exists; --force replaces it)")
+            if _code(target) != _code(nb):
+                print(f"kept {target}: its code differs from the kit's (--force replaces it)")
             continue
         shutil.copyfile(nb, target)
         written.append(target)
     return written
+
+
+def _code(path: Path) -> list[str] | None:
+    """A notebook's code cells, what decides whether a user's copy is still the kit's."""
+    import json
+
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return ["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"]
 
 
 @dataclass(frozen=True)
@@ -215,7 +226,7 @@ def sample_rows(roots: Roots, n: int = 2):
             rows.append(
                 (
                     f"{title}\n{Path(item['name']).name[:24]}",
-                    _u8(item["image"]),
+                    as_uint8_image(item["image"]),
                     item["label"].numpy(),
                 )
             )
@@ -238,107 +249,71 @@ def fda_preview(roots: Roots, n: int = 3, beta: float = 0.01, size=(512, 256)):
         s = src_ds[(i * 37) % len(src_ds)]["image"]
         t = trg_ds[(i * 11) % len(trg_ds)]["image"]
         styled = fda_source_to_target(s[None], t[None], beta)[0]
-        rows.append(tuple(_u8(x) for x in (s, t, styled)))
+        rows.append(tuple(as_uint8_image(x) for x in (s, t, styled)))
     return rows
 
 
-def _u8(x: torch.Tensor) -> np.ndarray:
+def as_uint8_image(x: torch.Tensor) -> np.ndarray:
+    """A dataset's (3, H, W) float RGB 0-255 image as (H, W, 3) uint8 for figures."""
     return x.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
 
 
-def predict_val(run: str | os.PathLike, indices, device: str = "cpu"):
-    """Predictions of a run's final model on some target val images.
+def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, Path]:
+    """One run folder per method for error maps and confusion matrices, like for like: the
+    largest shot count every adapted method ran (or ``shots``), the lowest (seed, split) they
+    all ran, source-only whatever its shots. What could not be matched is printed (unless
+    ``quiet``). ``runs``: :func:`analysis.load_runs` frame."""
+    import pandas as pd
 
-    Returns a list of (name, image uint8 (H, W, 3), label (H, W), prediction (H, W)) at the
-    label's full resolution."""
-    from .data import Cityscapes
-    from .train import load_run_model
-    from .train.evaluate import predict
-    from .train.runtime import Runtime
-
-    model = load_run_model(run)
-    cfg, g = model.cfg, model.g.eval()
-    rt = Runtime(torch.device(device))
-    val = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
-    full = Cityscapes(cfg.data.target_root, "val", size=None)
-    out = []
-    for i in indices:
-        item = val[i]
-        label = item["label"]
-        pred = predict(g.to(rt.device), item["image"][None], rt, label.shape[-2:]).argmax(1)[0]
-        out.append((item["name"], _u8(full[i]["image"]), label.numpy(), pred.cpu().numpy()))
-    return out
-
-
-def pick_runs(runs, shots: int | None = None) -> dict[str, Path]:
-    """One run folder per method for error maps: the largest shot count (or ``shots``) and the
-    lowest seed; source-only whatever its shots. ``runs``: :func:`analysis.load_runs` frame."""
     from .methods import TITLES
 
-    chosen: dict[str, Path] = {}
+    notes = []
+    sources = runs["source"].value_counts() if "source" in runs else pd.Series(dtype=int)
+    if len(sources) > 1:
+        runs = runs[runs["source"] == sources.index[0]]
+        notes.append(f"runs of several sources: only {sources.index[0]}'s ({sources.iloc[0]})")
+    adapted = runs[runs["method"] != "source_only"]
+    per_method = {m: set(g["shots"]) for m, g in adapted.groupby("method", sort=False)}
+    common = set.intersection(*per_method.values()) if per_method else set()
+    if shots is None and per_method:
+        if common:
+            shots = max(common)
+        else:
+            notes.append(
+                "no shot count is common to all methods: each shown at its largest ("
+                + ", ".join(f"{TITLES.get(m, m)} {max(s)}" for m, s in per_method.items())
+                + ")"
+            )
+    elif shots is not None:
+        lacking = [TITLES.get(m, m) for m, s in per_method.items() if shots not in s]
+        if lacking:
+            notes.append(f"{', '.join(lacking)}: no {shots}-shot run; left out")
+
+    def key(row):
+        split = row.get("split")
+        return (row["seed"], "" if split is None or pd.isna(split) else str(split))
+
+    groups = {}
     for method, group in runs.groupby("method", sort=False):
         if method != "source_only":
             group = group[group["shots"] == (shots if shots is not None else group["shots"].max())]
         if len(group):
-            row = group.sort_values("seed").iloc[0]
-            label = TITLES.get(method, method)
-            if method != "source_only":
-                label += f" {row['shots']}-shot"
-            chosen[label] = Path(row["path"])
+            groups[method] = group
+    keysets = [{key(r) for _, r in g.iterrows()} for m, g in groups.items() if m != "source_only"]
+    shared = set.intersection(*keysets) if keysets else set()
+    if keysets and not shared:
+        notes.append("the methods share no (seed, split): each shown with its lowest seed")
+    chosen: dict[str, Path] = {}
+    for method, group in groups.items():
+        rows = [r for _, r in group.iterrows()]
+        mine = [r for r in rows if key(r) in shared] if method != "source_only" else rows
+        row = min(mine or rows, key=key)
+        label = TITLES.get(method, method)
+        if method != "source_only":
+            label += f" {row['shots']}-shot"
+        chosen[label] = Path(row["path"])
+    if not chosen:
+        raise ConfigError("no run to show: " + ("; ".join(notes) or "no runs given"))
+    if notes and not quiet:
+        print("pick_runs: " + "; ".join(notes))
     return chosen
-
-
-class ErrorBrowser:
-    """Predictions of a few runs on target val images, computed once, shown on demand."""
-
-    def __init__(self, runs: dict[str, Path], num_images: int, device: str = "cpu"):
-        first = next(iter(runs.values()))
-        from .data import Cityscapes
-
-        n_val = len(
-            Cityscapes(Config.from_yaml(first / "config.yaml").data.target_root, "val", size=None)
-        )
-        self.indices = list(range(min(num_images, n_val)))
-        self.preds = {
-            label: predict_val(path, self.indices, device) for label, path in runs.items()
-        }
-
-    def rows(self, images=None, methods=None):
-        images = self.indices if images is None else images
-        methods = list(self.preds) if not methods else methods
-        out = []
-        for i in images:
-            name, image, label, _ = self.preds[methods[0]][i]
-            preds = {m: self.preds[m][i][3] for m in methods}
-            out.append((Path(name).name.removesuffix("_leftImg8bit.png"), image, label, preds))
-        return out
-
-    def widget(self):
-        """An ipywidgets browser (JupyterLab): image, methods and a class filter."""
-        import ipywidgets as w
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
-        from .labels import CLASS_NAMES
-        from .viz import plot_error_maps
-
-        image = w.IntSlider(0, 0, len(self.indices) - 1, description="val image")
-        methods = w.SelectMultiple(
-            options=list(self.preds), value=tuple(self.preds), description="methods"
-        )
-        classes = w.SelectMultiple(options=CLASS_NAMES, description="classes", rows=8)
-        out = w.Output()
-
-        def draw(*_):
-            with out:
-                out.clear_output(wait=True)
-                fig = plot_error_maps(
-                    self.rows([image.value], list(methods.value) or None), list(classes.value)
-                )
-                display(fig)
-                plt.close(fig)
-
-        for control in (image, methods, classes):
-            control.observe(draw, names="value")
-        draw()
-        return w.VBox([w.HBox([image, methods, classes]), out])

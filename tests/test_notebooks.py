@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import papermill as pm
 import pytest
@@ -15,13 +18,14 @@ from PIL import Image
 
 from pixda_core import analysis as A
 from pixda_core.sweep import run_sweep
+from pixda_core.workflow import notebooks_dir
 
 from .helpers import TINY
 
 pytestmark = pytest.mark.notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+NOTEBOOKS = sorted(notebooks_dir().glob("0*.ipynb"))  # the kit's own, which sweeps execute
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -34,11 +38,31 @@ def test_there_are_four_numbered_notebooks():
     assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
 
 
+def committed(path: Path) -> str:
+    """The notebook as it is (or will be) committed: the git index's copy, which the
+    nbstripout filter cleaned on `git add`; the file itself outside a git checkout."""
+    git = shutil.which("git")
+    if git is not None:
+        rel = path.relative_to(ROOT).as_posix()
+        shown = subprocess.run(
+            [git, "show", f":{rel}"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        if shown.returncode == 0:
+            return shown.stdout
+    return path.read_text()
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_source_notebooks_have_no_outputs_and_one_literal_parameters_cell(path):
+    # no outputs in what is committed: running a notebook in JupyterLab (outputs saved into
+    # the working file, which the git filter strips on `git add`) does not fail the suite
+    stored = nbformat.reads(committed(path), as_version=4)
+    assert all(
+        not c.outputs and c.execution_count is None for c in stored.cells if c.cell_type == "code"
+    )
+    # the parameters cell of the file that sweeps execute
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is code[0]
     for stmt in ast.parse(tagged[0].source).body:  # literals only: papermill can replace them
@@ -153,7 +177,9 @@ def test_notebook_04_on_two_run_folders(sweep, tmp_path):
     assert len(pd.read_csv(a / "summary.csv")) == 2
     assert not (a / "gain_over_source_only.png").exists()  # no source-only run given
     w, h = png_size(a / "error_maps.png")
-    assert h > 300 and w > 2 * h  # two rows: image, truth, 2 x (prediction, errors)
+    # two images, each a row of (image, truth, 2 predictions) over a row of 2 error maps:
+    # 4 panels (2:1) wide, 4 high
+    assert h > 600 and 1.3 * h < w < 2 * h
 
 
 @pytest.mark.slow
@@ -227,23 +253,101 @@ def test_gain_and_tables_by_hand(tmp_path):
     assert "50.0" in paths[1].read_text() and "-" in paths[1].read_text()  # NaN shown as '-'
 
 
-def test_error_browser_widget_in_jupyterlab(sweep):
+def test_error_browser_reaches_every_val_image_on_demand(sweep):
     import ipywidgets as w
 
     from pixda_core import workflow as wf
+    from pixda_core.browse import ErrorBrowser
 
     out, _ = sweep
     chosen = wf.pick_runs(A.load_runs(out))
     assert list(chosen) == ["source only", "FT 2-shot", "PixDA 2-shot"]
-    browser = wf.ErrorBrowser(chosen, num_images=2)
-    rows = browser.rows([1], ["PixDA 2-shot"])
-    assert len(rows) == 1 and list(rows[0][3]) == ["PixDA 2-shot"]
-    assert rows[0][2].shape == rows[0][3]["PixDA 2-shot"].shape == (48, 96)  # full label size
+    browser = ErrorBrowser(chosen)
+    assert browser.computed == 0  # nothing precomputed
     box = browser.widget()
-    controls = box.children[0].children
-    assert isinstance(box, w.VBox) and [type(c) for c in controls] == [
-        w.IntSlider,
-        w.SelectMultiple,
-        w.SelectMultiple,
-    ]
-    controls[2].value = ("road",)  # redraws with the class filter, no error
+    # the first picture costs one prediction, whatever the size of the val set
+    assert browser.computed == 1
+    (left, right), readout, picture = box.children[0].children, *box.children[1:]
+    slider, method, compare = left.children
+    classes = right.children[0]
+    assert [type(c) for c in (slider, method, compare, classes, readout, picture)] == [
+        w.IntSlider, w.Dropdown, w.Dropdown, w.SelectMultiple, w.HTML, w.Image,
+    ]  # fmt: skip
+    assert slider.max == len(browser) - 1 and len(browser) > 2
+    first = picture.value
+    slider.value = slider.max  # the last val image: one more prediction
+    assert browser.computed == 2 and picture.value != first
+    assert f"#{slider.max}</b> (val images #0-#{slider.max})" in readout.value
+    assert "source only: mIoU over" in readout.value
+    method.value = "PixDA 2-shot"
+    compare.value = "FT 2-shot"  # two methods side by side: two more predictions
+    assert browser.computed == 4 and "PixDA 2-shot: mIoU" in readout.value
+    assert "FT 2-shot: mIoU" in readout.value
+    slider.value = 0
+    slider.value = slider.max  # cached: nothing recomputed
+    assert browser.computed == 6
+    shown = [browser.item(slider.max)[2]]
+    shown += [browser.prediction(slider.max, m) for m in ("PixDA 2-shot", "FT 2-shot")]
+    present = set(np.unique(np.concatenate([a.ravel() for a in shown])))
+    absent = next(c for i, c in enumerate(A.CLASS_NAMES) if i not in present)
+    classes.value = (absent,)
+    assert f"{absent}: not in this image's ground truth" in readout.value
+    compare.value = "PixDA 2-shot"  # the same method twice
+    assert "compare: choose a method other than the first" in readout.value
+    # notebook 04's choice of static rows: indices checked, or where the methods differ
+    from pixda_core.errors import ConfigError
+
+    assert browser.chosen_images([1, 0], 2, 3) == [1, 0]
+    picked = browser.chosen_images("differ", 2, 3)
+    assert len(picked) == 2 and set(picked) <= {0, 1, 2}
+    with pytest.raises(ConfigError, match=r"error_images: \[99\] are not val indices"):
+        browser.chosen_images([0, 99], 2, 3)
+    with pytest.raises(ConfigError, match="error_images = 'different': a list of val indices"):
+        browser.chosen_images("different", 2, 3)
+    # the static rows are labelled by city and val index
+    rows = browser.rows([1], ["PixDA 2-shot"])
+    assert re.fullmatch(r"[a-z]+ #1", rows[0][0]) and list(rows[0][3]) == ["PixDA 2-shot"]
+    assert rows[0][2].shape == rows[0][3]["PixDA 2-shot"].shape == (48, 96)  # full label size
+
+
+def test_a_sweep_after_a_jupyterlab_session_runs_the_kits_notebooks(sweep, tmp_path, monkeypatch):
+    """A user copies the notebooks, edits and runs them (outputs saved, parameters changed,
+    a cell that fails); a later sweep's analysis still runs the kit's own notebook 04."""
+    from pixda_core.sweep import NB_ANALYSIS, execute
+    from pixda_core.workflow import CHECKOUT, PACKAGE, copy_notebooks
+
+    # the kit's notebooks are package data, not a folder a user opens (the checkout's
+    # notebooks/ holds the user's copies)
+    assert notebooks_dir() == PACKAGE / "notebooks"
+    assert CHECKOUT is None or notebooks_dir() != CHECKOUT / "notebooks"
+    monkeypatch.setenv("PIXDA_HOME", str(tmp_path))
+    copies = copy_notebooks("notebooks")
+    assert [p.parent for p in copies] == [tmp_path / "notebooks"] * 4
+    mine = nbformat.read(copies[3], as_version=4)
+    mine.cells[1].source = mine.cells[1].source.replace("num_images = 3", "num_images = 30")
+    mine.cells[2].source = "raise RuntimeError('the copy ran')\n" + mine.cells[2].source
+    mine.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="explored\n")]
+    nbformat.write(mine, copies[3])
+
+    out, _ = sweep
+    executed = tmp_path / "04.ipynb"
+    params = {"runs": [str(out)], "out_dir": str(tmp_path / "a"), "interactive": False}
+    assert execute(NB_ANALYSIS, executed, params) is None
+    ran = nbformat.read(executed, as_version=4)
+    kit = nbformat.read(notebooks_dir() / NB_ANALYSIS, as_version=4)
+    assert ran.cells[3].source == kit.cells[2].source  # (cell 2: papermill's parameters)
+    assert "num_images = 3" in ran.cells[1].source
+    assert (tmp_path / "a" / "error_maps.png").is_file()
+
+
+def test_training_lines_in_a_notebook_go_to_stdout(sweep):
+    """JupyterLab shows stderr in a pink error box: log lines are on stdout in a kernel."""
+    out, _ = sweep
+    nb = nbformat.read(out / "notebooks" / "03_pixda_1shot_seed0.ipynb", as_version=4)
+    streams = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "stream"]  # fmt: skip
+    stdout = "".join(o.text for o in streams if o.name == "stdout")
+    stderr = "".join(o.text for o in streams if o.name == "stderr")
+    assert re.search(r"step \d+ \[main\] seg_src", stdout), stdout[-2000:]
+    assert "source-only model: reusing" in stdout
+    assert "step " not in stderr and "reusing" not in stderr

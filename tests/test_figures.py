@@ -1,0 +1,346 @@
+"""Camera-ready figures (sizes, fonts, NaN against 0, absent classes, no titles), honest
+comparisons (caveats, like-for-like picks) and the git filter that keeps outputs out of
+committed notebooks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
+
+from pixda_core import analysis as A
+from pixda_core import viz, workflow
+from pixda_core.errors import ConfigError
+from pixda_core.labels import CLASS_NAMES
+from pixda_core.metrics import ConfusionMatrix
+
+from .test_stats import FT_1, PIXDA_1, runs_frame
+
+matplotlib.use("Agg")
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def runs_with_classes(zero="wall", absent="train") -> pd.DataFrame:
+    """Three seeds of FT and PixDA at 1 shot and a source-only run; every class scores the
+    run's mIoU except ``zero`` (0 in every run) and ``absent`` (NaN: not in the val set)."""
+    rows = [("source_only", 0, 0, None, 30.0)]
+    rows += [("finetune", 1, s, "published", v) for s, v in enumerate(FT_1)]
+    rows += [("pixda", 1, s, "published", v) for s, v in enumerate(PIXDA_1)]
+    runs = runs_frame(rows).assign(source="gta5")
+    runs["path"] = ["/runs/" + r for r in runs["run"]]
+    for c in CLASS_NAMES:
+        runs[f"iou_{c}"] = 0.0 if c == zero else np.nan if c == absent else runs["miou"]
+    return runs
+
+
+def texts(fig) -> list[Text]:
+    fig.canvas.draw()
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def history():
+    """history.csv of a run whose main phase ended at step 75 (its last main row, written
+    when the phase ends), then distillation logged every 10 steps."""
+    return pd.DataFrame(
+        {
+            "step": [10, 20, 30, 40, 50, 60, 70, 75, 80, 90],
+            "phase": ["main"] * 8 + ["kd"] * 2,
+            "loss_seg_src": np.linspace(1, 0.5, 10),
+            "loss_d1": np.full(10, 0.69),
+            "loss_kd": [np.nan] * 8 + [0.2, 0.1],
+        }
+    )
+
+
+def all_figures(style):
+    runs = runs_with_classes()
+    cm = ConfusionMatrix(19)
+    cm.mat[:5, :5] += 10  # classes 5-18 absent from the ground truth
+    label = np.zeros((32, 64), dtype=np.uint8)
+    pred = np.ones((32, 64), dtype=np.uint8)
+    freq = pd.DataFrame(
+        {"class": ["road", "sky"] * 2, "domain": ["a", "a", "b", "b"], "share": [0.6, 0.4] * 2}
+    )
+    selection = pd.DataFrame(
+        {"step": [10, 20], "round": [1, 2], "tau": [0.4, 0.5], "candidates": [30, 30],
+         "kept": [20, 12], "mean_score": [0.3, 0.2], "event": [None, None]}
+    )  # fmt: skip
+    validations = pd.DataFrame({"step": [70, 90], "phase": ["main", "final"], "miou": [0.3, 0.4]})
+    return {
+        "per_class_iou": viz.plot_per_class_iou(A.long_per_class(runs), style=style),
+        "miou_vs_shots": viz.plot_miou_vs_shots(runs, style=style),
+        "gain": viz.plot_gain(A.gain_over(runs, per_run=True), style=style),
+        "confusion": viz.plot_confusion(A.row_normalised(cm), style=style),
+        "training": viz.plot_training(history(), validations, style=style),
+        "selection": viz.plot_selection(selection, style=style),
+        "class_frequency": viz.plot_class_frequency(freq, style=style),
+        "error_maps": viz.plot_error_maps(
+            [
+                (f"aachen #{i}", np.zeros((32, 64, 3), np.uint8), label, preds)
+                for i, preds in enumerate(
+                    [
+                        {
+                            "source only": pred,
+                            "AdaptSegNet-style 5-shot": label,
+                            "PixDA 5-shot": pred,
+                        }
+                    ]
+                    * 2
+                )
+            ],
+            ["road"],
+            style=style,
+        ),  # fmt: skip
+    }
+
+
+@pytest.mark.parametrize("style,width", [("one-column", 3.5), ("two-column", 7.2)])
+def test_paper_figures_have_the_columns_width_and_7_to_9_pt_text(style, width, tmp_path):
+    for name, fig in all_figures(style).items():
+        assert fig.get_figwidth() == pytest.approx(width), name
+        sizes = {round(t.get_fontsize(), 1) for t in texts(fig)}
+        assert sizes and min(sizes) >= 7 and max(sizes) <= 9, (name, sizes)
+        # no title inside the figure unless asked for (error maps name their columns)
+        assert fig._suptitle is None, name
+        assert name == "error_maps" or not any(ax.get_title() for ax in fig.axes), name
+        # everything drawn lies inside the figure (it is saved uncropped) ...
+        renderer = fig.canvas.get_renderer()
+        drawn = fig.get_tightbbox(renderer)
+        w, h = fig.get_size_inches()
+        assert drawn.x0 > -0.02 and drawn.y0 > -0.02, (name, drawn)
+        assert drawn.x1 < w + 0.02 and drawn.y1 < h + 0.02, (name, drawn, (w, h))
+        # ... and no two upright texts (titles, labels, legends, notes) overlap
+        ticks = {id(t) for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}
+        upright = [
+            (t, t.get_window_extent(renderer))
+            for t in texts(fig)
+            if t.get_rotation() == 0 and id(t) not in ticks
+        ]
+        for i, (t, a) in enumerate(upright):
+            for u, b in upright[i + 1 :]:
+                assert not a.overlaps(b), (name, t.get_text(), u.get_text())
+        pdf, png = viz.save_figure(fig, tmp_path / name, formats=("pdf", "png"))
+        box = re.search(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)", pdf.read_bytes())
+        assert float(box.group(1)) == pytest.approx(width * 72, abs=0.5), name  # kept exact
+        matplotlib.pyplot.close(fig)
+
+
+def test_saved_pdfs_embed_truetype_fonts_never_type3(tmp_path):
+    fig = all_figures("one-column")["per_class_iou"]
+    pdf = viz.save_figure(fig, tmp_path / "f", formats=("pdf",))[0]
+    pdffonts = shutil.which("pdffonts")  # poppler-utils, what paper checkers use
+    if pdffonts:
+        listing = subprocess.run([pdffonts, str(pdf)], capture_output=True, text=True).stdout
+        header, _, *fonts = listing.splitlines()
+        start, end = header.index("type"), header.index("encoding")
+        kinds = [line[start:end].strip() for line in fonts]  # e.g. "CID TrueType", "Type 3"
+        assert kinds and all(k.endswith("TrueType") for k in kinds), listing
+    kinds = set(re.findall(rb"/Subtype\s*/(\w+)", pdf.read_bytes()))
+    assert b"Type3" not in kinds and kinds & {b"TrueType", b"CIDFontType2"}, kinds
+
+
+def test_screen_figures_have_no_title_unless_asked():
+    runs = runs_with_classes()
+    fig = viz.plot_per_class_iou(A.long_per_class(runs))
+    assert fig._suptitle is None
+    fig = viz.plot_per_class_iou(A.long_per_class(runs), title="Per-class IoU")
+    assert fig._suptitle.get_text() == "Per-class IoU"
+
+
+def test_a_class_absent_from_val_is_drawn_apart_from_a_zero():
+    runs = runs_with_classes(zero="wall", absent="train")
+    fig = viz.plot_per_class_iou(A.long_per_class(runs), style="two-column")
+    ax = fig.axes[0]
+    hues = 3  # source only, FT, PixDA
+    width = 0.8 / hues
+    train, wall = CLASS_NAMES.index("train"), CLASS_NAMES.index("wall")
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    xs = sorted(x for ln in crosses for x in ln.get_xdata())
+    assert xs == pytest.approx([train - 0.4 + width * (j + 0.5) for j in range(hues)])
+    zeros = [ln for ln in ax.lines if ln.get_gid() == "zero"]
+    zero_lines = [ln for ln in zeros if abs(np.mean(ln.get_xdata()) - wall) < 0.5]
+    assert len(zero_lines) == hues  # a visible mark for each 0
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert viz.ABSENT_LABEL in legend
+    handles = ax.get_legend().legend_handles
+    assert isinstance(handles[legend.index(viz.ABSENT_LABEL)], Line2D)
+    # without a NaN the legend does not mention it
+    fig = viz.plot_per_class_iou(A.long_per_class(runs_with_classes(absent=None)))
+    assert viz.ABSENT_LABEL not in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_confusion_marks_the_rows_of_absent_classes():
+    cm = ConfusionMatrix(19)
+    cm.mat[:18, :18] += 5  # bicycle (18) absent from the ground truth
+    fig = viz.plot_confusion(A.row_normalised(cm))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "bicycle (absent)" and labels[0] == "road"
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == 1 and hatched[0].get_y() == 18
+    assert "hatched: absent from val" in ax.get_ylabel()
+
+
+def test_training_figure_shades_distillation_from_the_main_phase_end():
+    # the last validation of the main phase ran at a source epoch's end (step 60), not where
+    # the main phase ended
+    validations = pd.DataFrame({"step": [60, 90], "phase": ["main", "final"], "miou": [0.2, 0.25]})
+    fig = viz.plot_training(history(), validations)
+    spans = [p for p in fig.axes[0].patches if p.get_facecolor()[:3] == pytest.approx((0.9,) * 3)]
+    assert len(spans) == 1 and spans[0].get_x() == 75  # not the first kd log row (80)
+    assert "distillation phase" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    names = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "segmentation, source" in names and "D1 (pixel level)" in names
+    # the legend sits above the curves
+    assert fig.axes[0].get_legend()._loc == 3 and fig.axes[0].get_legend().get_bbox_to_anchor()
+    # one validation: an axis from 0, not a +-2 point window around it
+    fig = viz.plot_training(history(), validations.iloc[:1].assign(miou=0.4))
+    low, high = fig.axes[1].get_ylim()
+    assert low == 0 and 40 < high <= 100
+
+
+def test_no_selection_round_is_a_message_not_an_empty_figure():
+    only_event = pd.DataFrame(
+        {"step": [75], "round": [0], "tau": [0.4], "candidates": [300], "kept": [300],
+         "mean_score": [np.nan], "event": ["main phase over: iteration budget (75) spent"]}
+    )  # fmt: skip
+    assert viz.plot_selection(only_event) is None
+    message = viz.selection_message(only_event)
+    assert message.startswith("no selection round ran") and "at step 75" in message
+
+
+def test_a_bad_style_names_the_choices():
+    with pytest.raises(ConfigError, match="style 'poster' is not one of screen, one-column"):
+        viz.plot_miou_vs_shots(runs_with_classes(), style="poster")
+
+
+def test_method_colours_and_names_are_the_same_everywhere():
+    runs = runs_with_classes()
+    assert set(viz.label_palette(runs)) == {"source only", "FT", "PixDA"}
+    for label, colour in viz.label_palette(runs).items():
+        assert colour == viz.METHOD_COLORS[label]
+    table = A.per_class_table(runs)
+    assert list(table.index) == ["source only", "FT (1-shot)", "PixDA (1-shot)"]
+
+
+# ------------------------------------------------------------------ honest comparisons
+
+
+def test_comparison_notes_say_what_is_not_like_for_like():
+    runs = runs_with_classes()
+    assert A.comparison_notes(runs) == []
+    two = pd.concat([runs, runs.iloc[[1]].assign(shots=2, run="ft2")])
+    [note] = A.comparison_notes(two)
+    assert note.startswith("the methods ran different shot counts (FT 1, 2; PixDA 1)")
+    fewer = runs.drop(index=runs.index[(runs["method"] == "pixda") & (runs["seed"] > 0)])
+    [note] = A.comparison_notes(fewer)
+    assert note.startswith("at 1-shot the methods ran different seeds (FT 0, 1, 2; PixDA 0)")
+    mixed = runs.assign(source=["gta5"] * 4 + ["synthia"] * 3)
+    assert A.comparison_notes(mixed)[0].startswith(
+        "the runs come from different sources (gta5: 4 runs, synthia: 3 runs)"
+    )
+    # and the tables say it under them
+    from pixda_core import stats as S
+
+    rendered = S.render(S.comparison(two, "finetune"))
+    assert "Not like for like: the methods ran different shot counts" in rendered
+
+
+def test_pick_runs_compares_like_for_like(capsys):
+    runs = runs_with_classes()
+    # FT also ran 2 shots: the largest shot count both ran is 1
+    two = pd.concat([runs, runs.iloc[[1]].assign(shots=2, run="ft2", path="/runs/ft2")])
+    chosen = workflow.pick_runs(two)
+    assert list(chosen) == ["source only", "FT 1-shot", "PixDA 1-shot"]
+    assert chosen["FT 1-shot"].name == "finetune_1shot_seed0"
+    # PixDA lacks seed 0: both at the lowest seed they share
+    no0 = runs.drop(index=runs.index[(runs["method"] == "pixda") & (runs["seed"] == 0)])
+    chosen = workflow.pick_runs(no0)
+    assert [p.name for p in chosen.values()][1:] == ["finetune_1shot_seed1", "pixda_1shot_seed1"]
+    assert capsys.readouterr().out == ""
+    # asked for a shot count one method lacks: said, and left out
+    chosen = workflow.pick_runs(two, shots=2)
+    assert list(chosen) == ["source only", "FT 2-shot"]
+    assert "PixDA: no 2-shot run; left out" in capsys.readouterr().out
+
+
+# -------------------------------------------------------------- notebooks in git
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_git_filter_strips_outputs_on_commit(tmp_path):
+    """`make` installs nbstripout as the filter .gitattributes names: what `git add` stores
+    has no outputs, the working file keeps them."""
+    import nbformat
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+
+    git("init", "-q")
+    shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")
+    nbstripout = Path(sys.executable).with_name("nbstripout")
+    subprocess.run(
+        [str(nbstripout), "--install", "--attributes", ".gitattributes"], cwd=repo, check=True
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nb.cells[0].execution_count = 1
+    nbformat.write(nb, repo / "explored.ipynb")
+    git("add", "explored.ipynb")
+    staged = nbformat.reads(git("show", ":explored.ipynb"), as_version=4)
+    assert staged.cells[0].outputs == [] and staged.cells[0].execution_count is None
+    assert staged.cells[0].source == "print(1)"
+    assert nbformat.read(repo / "explored.ipynb", as_version=4).cells[0].outputs  # kept
+
+
+def test_class_filters_name_the_bad_class():
+    from pixda_core.browse import class_ids
+
+    assert class_ids(["road", 18]) == [0, 18]
+    with pytest.raises(ConfigError, match="class 'raod' is not one of the 19: road, sidewalk"):
+        viz.error_map(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), ["raod"])
+    with pytest.raises(ConfigError, match="class 19: a class name or a trainId 0-18"):
+        class_ids([19])
+    with pytest.raises(ConfigError, match="no val images to draw error maps of"):
+        viz.plot_error_maps([])
+
+
+def test_pick_runs_with_nothing_to_show_says_why():
+    runs = runs_with_classes()
+    adapted = runs[runs["method"] != "source_only"]
+    with pytest.raises(ConfigError, match="no run to show: FT, PixDA: no 3-shot run; left out"):
+        workflow.pick_runs(adapted, shots=3)
+
+
+def test_copying_the_notebooks_keeps_yours_and_says_when_they_differ(tmp_path, capsys):
+    import nbformat
+
+    first = workflow.copy_notebooks(tmp_path)
+    assert [p.name[:2] for p in first] == ["01", "02", "03", "04"]
+    mine = nbformat.read(first[3], as_version=4)
+    mine.cells[2].source += "\nprint('mine')"
+    mine.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x\n")]
+    nbformat.write(mine, first[3])
+    capsys.readouterr()
+    assert workflow.copy_notebooks(tmp_path) == []  # nothing replaced
+    said = capsys.readouterr().out
+    assert "04_per_class_error_visualization.ipynb: its code differs from the kit's" in said
+    assert "01_" not in said  # an unchanged copy is kept without a word
+    assert "print('mine')" in first[3].read_text()
+    assert workflow.copy_notebooks(tmp_path, force=True) == first
+    assert "print('mine')" not in first[3].read_text()
