@@ -122,6 +122,13 @@ def load_runs(paths) -> pd.DataFrame:
     return frame.sort_values(["_o", "shots", "seed"]).drop(columns="_o").reset_index(drop=True)
 
 
+def seed_split(runs: pd.DataFrame) -> pd.Series:
+    """Each run's (seed, split): what pairs two runs of different methods ("" for no split)."""
+    split = runs["split"] if "split" in runs else pd.Series(None, index=runs.index)
+    split = split.map(lambda s: "" if s is None or pd.isna(s) else str(s))
+    return pd.Series(list(zip(runs["seed"], split, strict=True)), index=runs.index)
+
+
 def _listing(groups: dict) -> str:
     return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in groups.items())
 
@@ -138,7 +145,7 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
             f"the runs come from different sources ({counts}): every table and figure mixes "
             "them; give one source's runs to compare like for like"
         )
-    adapted = runs[runs["method"] != "source_only"]
+    adapted = runs[runs["method"] != "source_only"].reset_index(drop=True)
     title = lambda m: METHOD_NAMES.get(m, m)  # noqa: E731
     shots = {
         title(m): sorted(g["shots"].unique()) for m, g in adapted.groupby("method", sort=False)
@@ -148,17 +155,10 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
             f"the methods ran different shot counts ({_listing(shots)}): a shot count some "
             "methods lack compares only the others"
         )
-    if "split" not in adapted:
-        adapted = adapted.assign(split=None)
+    keys = seed_split(adapted)
     for n, group in adapted.groupby("shots"):
         pairs = {
-            title(m): sorted(
-                {
-                    (s, "" if pd.isna(sp) else sp)
-                    for s, sp in zip(g["seed"], g["split"], strict=True)
-                }
-            )
-            for m, g in group.groupby("method", sort=False)
+            title(m): sorted(set(keys[g.index])) for m, g in group.groupby("method", sort=False)
         }
         if len({tuple(v) for v in pairs.values()}) > 1:
             seeds = {m: sorted({s for s, _ in v}) for m, v in pairs.items()}

@@ -6,14 +6,14 @@ the val set, and moving to any other image costs that image's."""
 
 from __future__ import annotations
 
+import functools
 import io
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from .labels import CLASS_NAMES, NUM_CLASSES
 
 #: predictions kept in memory (uint8, one per (image, method)): 64 Cityscapes predictions at
 #: 2048x1024 are 128 MiB
@@ -39,17 +39,13 @@ def class_ids(classes) -> list[int]:
 
 
 def image_iou(label: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """(19,) IoU per class on one image; NaN for a class in neither ground truth nor
-    prediction (ignored pixels left out)."""
-    valid = label != IGNORE_INDEX
-    counts = np.bincount(
-        label[valid].astype(np.int64) * NUM_CLASSES + pred[valid].astype(np.int64),
-        minlength=NUM_CLASSES**2,
-    ).reshape(NUM_CLASSES, NUM_CLASSES)
-    tp = np.diag(counts)
-    union = counts.sum(0) + counts.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    """(19,) IoU per class on one image (the evaluation's :class:`ConfusionMatrix`): NaN for
+    a class in neither ground truth nor prediction, ignored pixels left out."""
+    from .metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(NUM_CLASSES)
+    cm.update(torch.from_numpy(pred), torch.from_numpy(label))
+    return cm.iou()
 
 
 def row_title(name: str, index: int) -> str:
@@ -73,12 +69,10 @@ class ErrorBrowser:
         self.device = torch.device(device)
         self.val = Cityscapes(first.data.target_root, "val", size=first.data.val_size)
         self.full = Cityscapes(first.data.target_root, "val", size=None)
-        self.cache_size = cache_size
         self._models: dict[str, object] = {}
-        self._preds: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
-        self._items: OrderedDict[int, tuple[str, np.ndarray, np.ndarray, torch.Tensor]] = (
-            OrderedDict()
-        )
+        # what one image costs, kept for the images and predictions shown last
+        self.item = functools.lru_cache(maxsize=8)(self._load_item)
+        self.prediction = functools.lru_cache(maxsize=cache_size)(self._predict)
         self.computed = 0  # predictions computed so far (the tests count them)
 
     @property
@@ -90,50 +84,35 @@ class ErrorBrowser:
 
     # ---------------------------------------------------------------- on demand, cached
 
-    def item(self, index: int):
-        """(name, image uint8 (H, W, 3) at full size, label (H, W), network input)."""
-        if index in self._items:
-            self._items.move_to_end(index)
-            return self._items[index]
+    def _load_item(self, index: int):
+        """(name, image uint8 (H, W, 3) at full size, label (H, W), network input); through
+        the cache as ``item(index)``."""
+        from .errors import ConfigError
         from .workflow import as_uint8_image
 
         if not 0 <= index < len(self.val):
-            from .errors import ConfigError
-
             raise ConfigError(f"val image {index} does not exist: the val set has {len(self)}")
         item = self.val[index]
-        entry = (
+        return (
             item["name"],
             as_uint8_image(self.full[index]["image"]),
             item["label"].numpy().astype(np.uint8),
             item["image"],
         )
-        self._items[index] = entry
-        while len(self._items) > 8:
-            self._items.popitem(last=False)
-        return entry
 
-    def prediction(self, index: int, method: str) -> np.ndarray:
-        """(H, W) uint8 trainIds of ``method`` on val image ``index``, at the label's size."""
-        key = (index, method)
-        if key in self._preds:
-            self._preds.move_to_end(key)
-            return self._preds[key]
+    def _predict(self, index: int, method: str) -> np.ndarray:
+        """(H, W) uint8 trainIds of ``method`` on val image ``index``, at the label's size;
+        through the cache as ``prediction(index, method)``."""
+        from .train import load_run_model
         from .train.evaluate import predict
         from .train.runtime import Runtime
 
         if method not in self._models:
-            from .train import load_run_model
-
             self._models[method] = load_run_model(self.runs[method]).g.eval().to(self.device)
         _, _, label, x = self.item(index)
         logits = predict(self._models[method], x[None], Runtime(self.device), label.shape)
-        pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         self.computed += 1
-        self._preds[key] = pred
-        while len(self._preds) > self.cache_size:
-            self._preds.popitem(last=False)
-        return pred
+        return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
     def rows(self, images, methods=None):
         """Rows for :func:`viz.plot_error_maps`: (city #index, image, label, {method: pred})."""

@@ -70,13 +70,13 @@ def copy_notebooks(dest: str | os.PathLike, force: bool = False) -> list[Path]:
 
 def _code(path: Path) -> list[str] | None:
     """A notebook's code cells, what decides whether a user's copy is still the kit's."""
-    import json
+    import nbformat
 
     try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        nb = nbformat.read(path, as_version=4)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"]
+    return [c.source for c in nb.cells if c.cell_type == "code"]
 
 
 @dataclass(frozen=True)
@@ -265,9 +265,11 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
     ``quiet``). ``runs``: :func:`analysis.load_runs` frame."""
     import pandas as pd
 
+    from .analysis import seed_split
     from .methods import TITLES
 
     notes = []
+    runs = runs.reset_index(drop=True)  # one label per run: keys are looked up by it
     sources = runs["source"].value_counts() if "source" in runs else pd.Series(dtype=int)
     if len(sources) > 1:
         runs = runs[runs["source"] == sources.index[0]]
@@ -289,25 +291,22 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
         if lacking:
             notes.append(f"{', '.join(lacking)}: no {shots}-shot run; left out")
 
-    def key(row):
-        split = row.get("split")
-        return (row["seed"], "" if split is None or pd.isna(split) else str(split))
-
     groups = {}
     for method, group in runs.groupby("method", sort=False):
         if method != "source_only":
             group = group[group["shots"] == (shots if shots is not None else group["shots"].max())]
         if len(group):
             groups[method] = group
-    keysets = [{key(r) for _, r in g.iterrows()} for m, g in groups.items() if m != "source_only"]
+    keys = seed_split(runs)
+    keysets = [set(keys[g.index]) for m, g in groups.items() if m != "source_only"]
     shared = set.intersection(*keysets) if keysets else set()
     if keysets and not shared:
         notes.append("the methods share no (seed, split): each shown with its lowest seed")
     chosen: dict[str, Path] = {}
     for method, group in groups.items():
-        rows = [r for _, r in group.iterrows()]
-        mine = [r for r in rows if key(r) in shared] if method != "source_only" else rows
-        row = min(mine or rows, key=key)
+        mine = group[keys[group.index].isin(shared)] if method != "source_only" else group
+        pool = mine if len(mine) else group
+        row = pool.loc[min(pool.index, key=keys.__getitem__)]  # the lowest (seed, split)
         label = TITLES.get(method, method)
         if method != "source_only":
             label += f" {row['shots']}-shot"
