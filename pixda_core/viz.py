@@ -399,12 +399,17 @@ def _note_sep(style) -> str:
 #: predicted (a class absent from the ground truth but predicted scores 0)
 ABSENT_MARK = {"marker": "x", "color": "0.35", "linestyle": "none", "markersize": 4}
 ABSENT_LABEL = "no IoU: not in val, not predicted"
+#: the same mark in the gain figure: one of the two IoUs it subtracts is missing
+NO_GAIN_LABEL = "no gain: an IoU is missing"
 
 
-def _class_bars(frame: pd.DataFrame, y: str, ylabel: str, title, legend_title, style, **bar_kws):
+def _class_bars(
+    frame: pd.DataFrame, y: str, ylabel: str, title, legend_title, style,
+    missing=ABSENT_LABEL, **bar_kws,
+):  # fmt: skip
     """Grouped bars per class (x, with its Cityscapes colour) and run label (hue). A bar of 0
-    shows as a line on the axis; a class with no value (absent from the val images: NaN) as
-    a grey × there, named in the legend."""
+    shows as a line on the axis; a class with no value (NaN) as a grey × there, named in the
+    legend as ``missing``."""
     from matplotlib.lines import Line2D
 
     data = frame.assign(label=run_labels(frame))
@@ -453,7 +458,7 @@ def _class_bars(frame: pd.DataFrame, y: str, ylabel: str, title, legend_title, s
         handles, labels = ax.get_legend_handles_labels()
         if absent:
             handles.append(Line2D([], [], **ABSENT_MARK))
-            labels.append(ABSENT_LABEL)
+            labels.append(missing)
         ncol = min(len(labels), 2 if narrow else 6)
         ax.legend(
             handles,
@@ -543,6 +548,7 @@ def plot_gain(gain: pd.DataFrame, title: str | None = None, style="screen"):
         title,
         ci_note(gain, "gain", sep=_note_sep(style)) if per_run else None,
         style,
+        missing=NO_GAIN_LABEL,
         errorbar=t_interval if per_run else None,
         err_kws={"linewidth": 1},
     )
