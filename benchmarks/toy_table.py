@@ -1,38 +1,82 @@
 """The README's toy table from the runs of benchmarks/toy_table.sh: mean ± 95% CI of target
-val mIoU over seeds, paired tests against FT (pixda_core.stats), and the reference fine-tuned
-on every target image.
+val mIoU over seeds at the toy's own gap, paired tests against FT (pixda_core.stats), the
+paired differences, PixDA's selection against the toy's true distances (each round's
+selection.csv row, over the PixDA runs), and the mIoU against the domain gap.
 
-Usage: python benchmarks/toy_table.py results/toy_table   (prints Markdown, writes toy_table.md)
+Usage: python benchmarks/toy_table.py results/toy_table [--gap 1]
+(prints Markdown, writes toy_table.md into the folder)
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from pixda_core import stats
 from pixda_core.analysis import load_runs
 
 
+def selection_truth(runs: pd.DataFrame) -> str:
+    """PixDA's selection rounds against the true distance to the target look, per round over
+    the PixDA runs: Spearman's rho of D2's score with the distance, the mean distance of
+    the kept and of the dropped images (mean [95% CI] over runs), images kept of candidates."""
+    frames = []
+    for r in runs[runs["method"] == "pixda"].itertuples():
+        path = Path(r.path) / "selection.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(run=r.run))
+    rounds = pd.concat(frames) if frames else pd.DataFrame()
+    if rounds.empty or "distance_rho" not in rounds:
+        return "\nNo PixDA selection round against the toy's distances.\n"
+    rounds = rounds.dropna(subset=["distance_rho"])
+    lines = []
+    for k, g in rounds.groupby("round"):
+        cells = []
+        for col in ("distance_rho", "kept_distance", "dropped_distance"):
+            low, high = stats.t_interval(g[col])
+            cells.append(f"{g[col].mean():+.2f} [{low:+.2f}, {high:+.2f}]")
+        lines.append(
+            f"| {k} | {len(g)} | {g['kept'].mean():.0f} of {g['candidates'].mean():.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    head = (
+        "| round | runs | kept (mean) | rho(score, distance) | kept: mean distance | "
+        "dropped: mean distance |\n|---|---|---|---|---|---|\n"
+    )
+    return (
+        "\n\nPixDA's selection against each source image's true distance to the target look "
+        "(0: the target's, 1: the source's; mean [95% CI] over runs):\n\n"
+        + head
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
 def main(argv=None) -> int:
-    out = Path((argv or sys.argv[1:] or ["results/toy_table"])[0])
-    runs = load_runs(out)
-    runs = runs[runs["run"] != "target_all_seed0"]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", nargs="?", default="results/toy_table")
+    p.add_argument("--gap", type=float, default=1.0, help="the table's gap (default: 1)")
+    args = p.parse_args(argv)
+    out = Path(args.folder)
+    every = load_runs(out)
+    runs = every[every["gap"] == args.gap] if every["gap"].notna().any() else every
     comparison = stats.comparison(runs, reference="finetune")
     text = stats.render(comparison, fmt="markdown", spread="ci")
-    reference = out / "target_all_seed0" / "metrics.json"
-    if reference.is_file():
-        miou = json.loads(reference.read_text())["miou"] * 100
-        text += f"\n\nFT on all 144 target train images (seed 0): {miou:.1f} mIoU (%)."
     paired = comparison[comparison["method"] != "finetune"].dropna(subset=["p_ttest"])
     lines = [
         f"- {stats.TITLES.get(r.method, r.method)} {r.shots}-shot - FT: {r.diff:+.1f} "
-        f"[{r.diff_low:+.1f}, {r.diff_high:+.1f}], paired t-test p = {r.p_ttest:.2f}, "
-        f"Wilcoxon p = {r.p_wilcoxon:.2f}"
+        f"[{r.diff_low:+.1f}, {r.diff_high:+.1f}], paired t-test p = {r.p_ttest:.2g}, "
+        f"Wilcoxon p = {r.p_wilcoxon:.2g}"
         for r in paired.itertuples()
     ]
-    text += "\n\nPaired differences (points, 95% CI):\n" + "\n".join(lines) + "\n"
+    text += "\n\nPaired differences to FT (points, 95% CI):\n" + "\n".join(lines) + "\n"
+    text += selection_truth(runs)
+    if every["gap"].nunique() > 1:
+        text += "\n\nmIoU against the domain gap:\n\n" + stats.render_by_gap(stats.by_gap(every))
     (out / "toy_table.md").write_text(text)
     print(text)
     return 0

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import DataError
 from .labels import CLASS_NAMES
-from .methods import TITLES
+from .methods import REFERENCES, TITLES
 from .metrics import ConfusionMatrix
 
 #: method -> its name in tables and figures, in the order of the methods table
@@ -92,7 +92,8 @@ def finished(folder: str | os.PathLike) -> bool:
 
 def load_runs(paths) -> pd.DataFrame:
     """One row per finished run: ``run, path, method, source, shots, seed, split, miou, miou_13``
-    (NaN unless SYNTHIA), ``pixel_accuracy`` and one ``iou_<class>`` per class. A damaged
+    (NaN unless SYNTHIA), ``pixel_accuracy``, ``gap`` (the toy benchmark's; NaN on real data)
+    and one ``iou_<class>`` per class. A damaged
     ``metrics.json`` is an error naming it (:func:`read_metrics`)."""
     rows = []
     for folder in find_runs(paths):
@@ -109,6 +110,8 @@ def load_runs(paths) -> pd.DataFrame:
             "miou": m["miou"],
             "miou_13": m.get("miou_13", np.nan),
             "pixel_accuracy": m["pixel_accuracy"],
+            # the toy benchmark's domain gap (NaN for real data and older runs)
+            "gap": _toy_gap(m),
         }
         row.update({f"iou_{c}": m["per_class_iou"].get(c) for c in CLASS_NAMES})
         rows.append(row)
@@ -120,6 +123,12 @@ def load_runs(paths) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(METHOD_NAMES)}
     frame["_o"] = frame["method"].map(order).fillna(len(order))
     return frame.sort_values(["_o", "shots", "seed"]).drop(columns="_o").reset_index(drop=True)
+
+
+def _toy_gap(metrics: dict) -> float:
+    toy = metrics.get("toy")
+    gap = toy.get("gap") if isinstance(toy, dict) else None
+    return float(gap) if isinstance(gap, int | float) and not isinstance(gap, bool) else np.nan
 
 
 def seed_split(runs: pd.DataFrame) -> pd.Series:
@@ -145,7 +154,7 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
             f"the runs come from different sources ({counts}): every table and figure mixes "
             "them; give one source's runs to compare like for like"
         )
-    adapted = runs[runs["method"] != "source_only"].reset_index(drop=True)
+    adapted = runs[~runs["method"].isin(REFERENCES)].reset_index(drop=True)
     title = lambda m: METHOD_NAMES.get(m, m)  # noqa: E731
     shots = {
         title(m): sorted(g["shots"].unique()) for m, g in adapted.groupby("method", sort=False)
@@ -188,14 +197,15 @@ def long_per_class(runs: pd.DataFrame) -> pd.DataFrame:
 
 def per_class_table(runs: pd.DataFrame, shots: int | None = None) -> pd.DataFrame:
     """Mean per-class IoU (%) over seeds, one row per (method, shots), one column per class,
-    plus ``mIoU``. ``shots`` keeps one shot count (source-only is kept whatever it is)."""
+    plus ``mIoU``. ``shots`` keeps one shot count (source-only and the oracle are kept
+    whatever theirs)."""
     if shots is not None:
-        runs = runs[(runs["shots"] == shots) | (runs["method"] == "source_only")]
+        runs = runs[(runs["shots"] == shots) | runs["method"].isin(REFERENCES)]
     cols = [f"iou_{c}" for c in CLASS_NAMES]
     table = runs.groupby(["method", "shots"], sort=False)[["miou", *cols]].mean() * 100
     table.columns = ["mIoU", *CLASS_NAMES]
     table.index = [
-        f"{METHOD_NAMES.get(m, m)} ({s}-shot)" if m != "source_only" else METHOD_NAMES[m]
+        f"{METHOD_NAMES.get(m, m)} ({s}-shot)" if m not in REFERENCES else METHOD_NAMES[m]
         for m, s in table.index
     ]
     return table

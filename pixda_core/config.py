@@ -164,6 +164,10 @@ class RunConfig:
     save_predictions: bool = False
     #: the source-only model to adapt from (the release's file or ours)
     restore_from: str | None = None
+    #: without ``restore_from``: adapt from a source-only model trained with this run's seed
+    #: (one per seed, so that intervals over seeds include the source-only model's own
+    #: spread) instead of the one the preset's seed trains for every run
+    own_source_only: bool = False
     tensorboard: bool = False
     progress: bool = True
 

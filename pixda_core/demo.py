@@ -44,6 +44,12 @@ def run(
     if not (data_root / "toy.json").is_file() and not data_root.exists():
         print(f"writing the toy benchmark to {data_root}")
         toy.generate(data_root, progress=progress)
+    # one written by an older kit: its results would mix with the new ones
+    toy.check_current(
+        data_root,
+        fix=f"Remove it and the demo's results ({data_root}, {out}; `make clean-demo` does "
+        "both for the defaults), then run the demo again",
+    )
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     print("[demo] notebook 01: checks, split, class frequencies, samples, FDA preview", flush=True)
     why = execute(

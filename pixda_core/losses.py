@@ -109,16 +109,28 @@ def pixel_adversarial_loss(
             reaches G only through D1; False reproduces the release, whose gradient also flows
             through the CE factor.
     """
+    bce, ce, weights = pixel_adversarial_terms(seg_logits, d_logits, labels, ignore_index)
+    if detach_weights:
+        ce = ce.detach()
+    return (bce * ce * weights).mean()
+
+
+def pixel_adversarial_terms(
+    seg_logits: torch.Tensor,
+    d_logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three per-pixel factors of :func:`pixel_adversarial_loss`, each (B, H, W)
+    float32: D1's BCE against the source label, the segmentation CE (0 on ignored pixels)
+    and the class-balance weight ``w``."""
     bce = F.binary_cross_entropy_with_logits(
         d_logits.float().squeeze(1),
         torch.full_like(labels, SOURCE, dtype=torch.float32),
         reduction="none",
     )
     ce = F.cross_entropy(seg_logits.float(), labels, ignore_index=ignore_index, reduction="none")
-    if detach_weights:
-        ce = ce.detach()
-    weights = class_balance_weights(labels, seg_logits.shape[1], ignore_index)
-    return (bce * ce * weights).mean()
+    return bce, ce, class_balance_weights(labels, seg_logits.shape[1], ignore_index)
 
 
 def distillation_loss(

@@ -12,7 +12,14 @@ method                  source  target  D1    D2    adversarial  selects  distil
 ``joint``               yes     yes     -     -     -            -        -
 ``adaptsegnet``         yes     yes     -     yes   image (D2)   -        -
 ``pixda``               yes     yes     yes   yes   pixel (D1)   yes      yes
+``oracle``              -       all     -     -     -            -        -
 ======================  ======  ======  ====  ====  ===========  =======  ======
+
+The oracle is FT on every target training image instead of the shots, trained as long as
+the source-only model (the ``pretrain`` schedule, as an oracle is fully trained on its data):
+the reference a few-shot method is measured against (how much of the fully labelled target
+it recovers). Tables and figures show it, like source-only, as a reference without a shot
+count.
 
 PixDA's D2 is there for the selection only: with ``method.selection: false`` it is not built,
 and with ``method.distillation: false`` (or ``kd_steps: 0``) there is no distillation phase
@@ -46,6 +53,8 @@ class Method:
     distils: bool = False
     #: the loss columns of its history.csv
     losses: tuple[str, ...] = ()
+    #: trains on every target training image, not ``data.num_shots`` per city (the oracle)
+    all_target: bool = False
 
 
 SEG_SRC, SEG_TRG, ADV, D1, D2, KD = (
@@ -67,6 +76,8 @@ TABLE: dict[str, Method] = {m.name: m for m in (
     Method("pixda",       "PixDA",       source=True,  target=True,  d1=True, d2=True,
            adversarial="pixel", selects=True, distils=True,
            losses=(SEG_SRC, SEG_TRG, ADV, D1, D2, KD)),
+    Method("oracle",      "oracle",      source=False, target=True,  all_target=True,
+           losses=(SEG_TRG,)),
 )}
 # fmt: on
 
@@ -75,6 +86,15 @@ SOURCE_ONLY = "source_only"
 ADAPTATION = tuple(sorted((n for n in TABLE if n != SOURCE_ONLY), key=lambda n: n != "pixda"))
 #: method name -> its title in tables and figures
 TITLES = {name: m.title for name, m in TABLE.items()}
+ORACLE = "oracle"
+#: the references drawn without a shot count: no target shots, and every target image
+REFERENCES = (SOURCE_ONLY, ORACLE)
+
+
+def schedule(method: Method) -> str:
+    """The config section of a method's optimiser and length: ``pretrain`` for source-only
+    and the oracle (trained in full on their data), ``adapt`` for the few-shot methods."""
+    return "pretrain" if method.name == SOURCE_ONLY or method.all_target else "adapt"
 
 
 def method_spec(
@@ -98,3 +118,12 @@ def method_of(cfg, source_only: bool = False) -> Method:
         return TABLE[SOURCE_ONLY]
     mc = cfg.method
     return method_spec(mc.name, mc.selection, mc.distillation, mc.kd_steps)
+
+
+def run_name(method: str, shots: int, seed: int, split_seed: int | None = None) -> str:
+    """A run's default folder name: ``<method>_<N>shot_seed<S>[_split<K>]``; the oracle's,
+    which takes every target image, ``oracle_seed<S>``."""
+    if TABLE[method].all_target:
+        return f"{method}_seed{seed}"
+    name = f"{method}_{shots}shot_seed{seed}"
+    return name if split_seed is None else f"{name}_split{split_seed}"

@@ -39,7 +39,7 @@ from scipy import stats
 
 from .errors import DataError
 from .labels import CLASS_NAMES
-from .methods import SOURCE_ONLY, TITLES
+from .methods import ORACLE, REFERENCES, SOURCE_ONLY, TITLES
 
 #: the confidence level of every interval (tables, figures)
 CONFIDENCE = 0.95
@@ -124,6 +124,41 @@ def describe(runs: pd.DataFrame, metrics=("mIoU",), confidence: float = CONFIDEN
     return out
 
 
+def by_gap(runs: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """mIoU per (method, shots, gap) over the runs of a sweep over the toy's domain gap
+    (``runs["gap"]``): :func:`describe`'s columns plus ``gap`` and ``label`` (the method, with
+    the shots where it has them)."""
+    frames = [
+        describe(group, ("mIoU",), confidence).assign(gap=gap)
+        for gap, group in runs.dropna(subset=["gap"]).groupby("gap")
+    ]
+    if not frames:
+        raise DataError("no run records a toy benchmark's gap")
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "label", list(map(_cell_label, out["method"], out["shots"])))
+    return out
+
+
+def render_by_gap(table: pd.DataFrame, digits: int = 1) -> str:
+    """:func:`by_gap` as Markdown: a row per method, a column per gap, mean ± CI half-width
+    (n=k where it is not the usual n)."""
+    n_usual = int(table["n"].mode().max())
+    mean = table["mean"].map(f"{{:.{digits}f}}".format)
+    half = (" ± " + table["ci_half"].map(f"{{:.{digits}f}}".format)).where(table["n"] > 1, "")
+    n = (" (n=" + table["n"].astype(str) + ")").where(table["n"] != n_usual, "")
+    cells = table.assign(cell=mean + half + n, col="gap " + table["gap"].map("{:g}".format))
+    wide = cells.pivot(index="label", columns="col", values="cell")
+    wide = wide.reindex(index=pd.unique(cells["label"]), columns=pd.unique(cells["col"]))
+    wide.index.name = wide.columns.name = None
+    note = (
+        f"mIoU (%) on target val: mean ± {CONFIDENCE:.0%} CI half-width (t-interval) over "
+        f"n = {n_usual} runs unless given."
+    )
+    return wide.fillna("").to_markdown(colalign=("left", *["right"] * wide.shape[1])) + (
+        "\n\n" + note + "\n"
+    )
+
+
 def _paired_tests(group: pd.DataFrame, confidence: float) -> pd.Series:
     """The tests of one (method, shots, metric) over its pairs with the reference."""
     a, b = group["value"].to_numpy(), group["value_ref"].to_numpy()
@@ -172,7 +207,7 @@ def paired(
     why the Wilcoxon one cannot be small). Source-only and the reference itself are left out
     (module docstring); runs repeated with the same (seed, split) are averaged first."""
     long = run_values(runs, metrics)
-    long = long[long["method"] != SOURCE_ONLY]
+    long = long[~long["method"].isin(REFERENCES)]
     keys = ["shots", "seed", "split", "metric"]
     per_key = long.groupby(["method", *keys], sort=False)["value"].mean().reset_index()
     ref = per_key[per_key["method"] == reference].drop(columns="method")
@@ -260,15 +295,15 @@ def variance_sources(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _cell_label(method: str, shots: int) -> str:
     title = TITLES.get(method, method)
-    return title if method == SOURCE_ONLY else f"{title} {shots}-shot"
+    return title if method in REFERENCES else f"{title} {shots}-shot"
 
 
 def variance_note(table: pd.DataFrame) -> str:
     """One line over the cells of ``table`` (:func:`variance_sources` or :func:`comparison`
     output): the shared description when the adapted cells share one, else each description
-    with the cells it holds for; source-only's said apart."""
+    with the cells it holds for; source-only's and the oracle's said apart."""
     cells = table.drop_duplicates(["method", "shots"])
-    adapted = cells[cells["method"] != SOURCE_ONLY]
+    adapted = cells[~cells["method"].isin(REFERENCES)]
     parts = []
     if adapted["variance"].nunique() == 1:
         parts.append(f"Runs per cell: {adapted['variance'].iloc[0]}")
@@ -276,9 +311,10 @@ def variance_note(table: pd.DataFrame) -> str:
         labels = adapted.assign(label=list(map(_cell_label, adapted["method"], adapted["shots"])))
         for text, group in labels.groupby("variance", sort=False):
             parts.append(f"{', '.join(group['label'])}: {text}")
-    so = cells[cells["method"] == SOURCE_ONLY]
-    if len(so):
-        parts.append(f"{TITLES[SOURCE_ONLY]}: {so['variance'].iloc[0]}")
+    for method in REFERENCES:
+        ref = cells[cells["method"] == method]
+        if len(ref):
+            parts.append(f"{TITLES[method]}: {ref['variance'].iloc[0]}")
     return "; ".join(parts) + "."
 
 
@@ -316,14 +352,16 @@ def comparison(
         .drop(columns=["_o", "_m"])
         .reset_index(drop=True)
     )
-    block = out.groupby(["shots", "metric"])["mean"]
+    few_shot = ~out["method"].isin(REFERENCES)  # best among the methods given shots
+    block = out["mean"].where(few_shot).groupby([out["shots"], out["metric"]])
     top = block.transform("max")
-    out["best"] = out["mean"].eq(top) & top.gt(block.transform("min"))
-    tested = (out["method"] != reference) & (out["method"] != SOURCE_ONLY)
+    out["best"] = few_shot & out["mean"].eq(top) & top.gt(block.transform("min"))
+    tested = (out["method"] != reference) & few_shot
     out["not_significant"] = tested & ~(out["p_ttest"] < alpha)
-    out.loc[~tested, "note"] = np.where(
-        out.loc[~tested, "method"] == reference, "reference", "source-only: not paired"
-    )
+    out.loc[~tested, "note"] = [
+        "reference" if m == reference else f"{m.replace('_', '-')}: not paired"
+        for m in out.loc[~tested, "method"]
+    ]
     out["n_pairs"] = out["n_pairs"].fillna(0).astype(int)
     out.insert(1, "title", out["method"].map(TITLES).fillna(out["method"]))
     out = out.assign(reference=reference, confidence=confidence, alpha=alpha)
@@ -336,7 +374,7 @@ def comparison(
 
 def _usual_n(comp: pd.DataFrame) -> int:
     """The n most cells of the table have (the largest on a tie), said once in the note."""
-    n = comp.loc[comp["method"] != SOURCE_ONLY, "n"]
+    n = comp.loc[~comp["method"].isin(REFERENCES), "n"]
     n = n if len(n) else comp["n"]
     return int(n.mode().max()) if len(n) else 0
 
@@ -353,6 +391,12 @@ def _cells(comp: pd.DataFrame, spread: str, digits: int) -> pd.Series:
     shown_n = comp["n"].le(1) | comp["n"].ne(_usual_n(comp))
     n = (" (n=" + comp["n"].astype(str) + ")").where(shown_n, "")
     return (mean + pm + mark + n).where(comp["mean"].notna(), "-")
+
+
+def _untested(comp: pd.DataFrame) -> str:
+    """'source only is', or 'source only and oracle are' (the references in the table)."""
+    shown = [TITLES[m] for m in REFERENCES if (comp["method"] == m).any()] or [TITLES[SOURCE_ONLY]]
+    return " and ".join(shown) + (" are" if len(shown) > 1 else " is")
 
 
 def _notes(comp: pd.DataFrame, spread: str) -> list[str]:
@@ -373,7 +417,7 @@ def _notes(comp: pd.DataFrame, spread: str) -> list[str]:
         f"Bold: best mean among the methods with the same shots. {NOT_SIGNIFICANT}: not "
         f"significantly different from {TITLES.get(ref, ref)} at the same shots (paired "
         f"t-test over runs with the same seed and split, p ≥ {alpha:g}, or fewer than "
-        f"{MIN_PAIRS} pairs); {TITLES[SOURCE_ONLY]} is not tested.",
+        f"{MIN_PAIRS} pairs); {_untested(comp)} not tested.",
         *[f"Not like for like: {c}." for c in comp.attrs.get("caveats", [])],
     ]
 
@@ -383,10 +427,11 @@ def _layout(comp: pd.DataFrame, cells: pd.Series) -> pd.DataFrame:
     shots), a column per metric (like :func:`pixda_core.analysis.per_class_table`)."""
     if comp["metric"].nunique() == 1:
         rows = comp["title"]
-        cols = comp["shots"].astype(str) + "-shot"
+        # the oracle trains on every target image: its column says so
+        cols = (comp["shots"].astype(str) + "-shot").where(comp["method"] != ORACLE, "all")
     else:
         rows = comp["title"].where(
-            comp["method"] == SOURCE_ONLY,
+            comp["method"].isin(REFERENCES),
             comp["title"] + " (" + comp["shots"].astype(str) + "-shot)",
         )
         cols = comp["metric"]

@@ -55,7 +55,7 @@ from .executors import (
     submit_to_slurm,
 )
 from .locks import held
-from .methods import ADAPTATION, SOURCE_ONLY
+from .methods import ADAPTATION, SOURCE_ONLY, TABLE, run_name
 
 SWEEP_METHODS = (SOURCE_ONLY, *ADAPTATION)
 NB_SOURCE_ONLY = "02_source_only_pretraining.ipynb"
@@ -142,6 +142,8 @@ class Grid:
     pretrain_iterations: int | None = None
     overrides: dict = field(default_factory=dict)
     init: str | None = None
+    #: one source-only model per training seed (``run.own_source_only``) instead of one
+    source_only_per_seed: bool = False
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in SWEEP_METHODS]
@@ -168,20 +170,35 @@ class Grid:
         }
 
     def runs(self) -> list[tuple[str, int, int, int | None]]:
-        """(method, shots, seed, split seed) of every adaptation run."""
-        methods = [m for m in self.methods if m != SOURCE_ONLY]
+        """(method, shots, seed, split seed) of every adaptation run; the oracle, which
+        trains on every target image, runs once per seed (shots and split seeds do not
+        apply: its shots are given as 0 here)."""
         splits = self.split_seeds or (None,)
-        return list(itertools.product(methods, self.shots, self.seeds, splits))
+        out = []
+        for m in self.methods:
+            if m == SOURCE_ONLY:
+                continue
+            if TABLE[m].all_target:
+                out += [(m, 0, seed, None) for seed in self.seeds]
+            else:
+                out += itertools.product([m], self.shots, self.seeds, splits)
+        return out
+
+    def source_only_seeds(self) -> list[int | None]:
+        """The seeds of the source-only models: each training seed's, or None (the
+        preset's seed, one model)."""
+        return list(self.seeds) if self.source_only_per_seed else [None]
 
 
-def run_name(method: str, shots: int, seed: int, split_seed: int | None) -> str:
-    name = f"{method}_{shots}shot_seed{seed}"
-    return name if split_seed is None else f"{name}_split{split_seed}"
-
-
-def plan(grid: Grid, out: Path) -> tuple[Task, list[Task]]:
-    """The source-only task and the adaptation tasks of the grid."""
+def plan(grid: Grid, out: Path) -> tuple[list[Task], list[Task]]:
+    """The source-only tasks (one, or one per seed) and the adaptation tasks of the grid."""
     common = grid.common(out)
+    if grid.source_only_per_seed:
+        overrides = common["overrides"]
+        common["overrides"] = {
+            **overrides,
+            "run": {**overrides.get("run", {}), "own_source_only": True},
+        }
     logs, nbs = out / "logs", out / "notebooks"
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -195,22 +212,28 @@ def plan(grid: Grid, out: Path) -> tuple[Task, list[Task]]:
             str(logs / f"{name}.json"),
         )
 
-    so_params = {**common, "iterations": grid.pretrain_iterations}
-    so_name = _source_only_name(so_params)
-    so = task(
-        so_name, NB_SOURCE_ONLY, f"02_source_only_{grid.source}_{grid.preset}.ipynb", so_params
-    )
+    so_tasks = []
+    for seed in grid.source_only_seeds():
+        so_params = {**common, "iterations": grid.pretrain_iterations}
+        if seed is not None:  # notebook 02 takes the seed as an override
+            overrides = so_params["overrides"]
+            run = {**overrides.get("run", {}), "seed": seed}
+            so_params["overrides"] = {**overrides, "run": run}
+        so_name = _source_only_name(so_params)
+        executed = f"02_source_only_{grid.source}_{grid.preset}"
+        executed += f"_seed{seed}.ipynb" if seed is not None else ".ipynb"
+        so_tasks.append(task(so_name, NB_SOURCE_ONLY, executed, so_params))
     tasks = []
     for method, n, seed, split in grid.runs():
         name = run_name(method, n, seed, split)
-        overrides = grid.overrides
+        overrides = common["overrides"]
         if split is not None:
             data = {**overrides.get("data", {}), "split_seed": split}
             overrides = {**overrides, "data": data}
         params = {
             **common,
             "method": method,
-            "num_shots": n,
+            "num_shots": n or 1,  # (the oracle's 0: any, it takes every image)
             "seed": seed,
             "iterations": grid.iterations,
             "pretrain_iterations": grid.pretrain_iterations,
@@ -218,7 +241,7 @@ def plan(grid: Grid, out: Path) -> tuple[Task, list[Task]]:
             "overrides": overrides,
         }
         tasks.append(task(name, NB_ADAPT, f"03_{name}.ipynb", params))
-    return so, tasks
+    return so_tasks, tasks
 
 
 def _source_only_name(params: dict) -> str:
@@ -336,6 +359,7 @@ def run_sweep(
     slurm: SlurmOptions | None = None,
     time_limit: int | None = None,
     wait: bool = True,
+    source_only_per_seed: bool = False,
 ) -> dict:
     """Run (or submit) the grid; see the module docstring. Returns ``{"summary": path,
     "failed": [(method, shots, seed, why)], "ran": [...], "skipped": [...], "submitted":
@@ -357,6 +381,7 @@ def run_sweep(
         pretrain_iterations,
         overrides or {},
         init,
+        source_only_per_seed,
     )
     grid.check()
     if executor not in ("local", "slurm"):
@@ -369,12 +394,12 @@ def run_sweep(
         runs = read_runs(out)
         jobs_of = dict(zip(runs["name"], runs["job_id"].fillna(""), strict=True))
         queue = slurm_queue(list(jobs_of.values()))
-        states = {t.name: state_of(out, t.name, queue, jobs_of.get(t.name)) for t in (so, *tasks)}
+        states = {t.name: state_of(out, t.name, queue, jobs_of.get(t.name)) for t in (*so, *tasks)}
         skipped = [
-            t.name for t in (so, *tasks) if states[t.name] in ("done", "pending", "running")
+            t.name for t in (*so, *tasks) if states[t.name] in ("done", "pending", "running")
         ]
         todo = [t for t in tasks if states[t.name] in ("failed", "missing")]
-        so_todo = states[so.name] in ("failed", "missing")
+        so_todo = [t for t in so if states[t.name] in ("failed", "missing")]
         if executor == "local":
             return _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
         result = _submit(
@@ -428,6 +453,11 @@ def _remember(out: Path, grid: Grid) -> None:
         old = read_grid(out)
     except DataError:  # none yet, or damaged: written anew from this grid
         old = {}
+    if "gaps" in old:
+        raise ConfigError(
+            f"{out} is a sweep over gaps (its runs are in {out}/gap<G>): give --gaps again, or "
+            "choose another --out"
+        )
     new = asdict(grid)
     for key in ("methods", "shots", "seeds", "split_seeds"):
         new[key] = list(dict.fromkeys([*old.get(key, []), *new[key]]))
@@ -445,14 +475,20 @@ def _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
         return [_row(t, "local", None) for t in tasks]
 
     if so_todo:
-        print(f"[sweep] source-only model ({grid.source}, {grid.preset} preset)", flush=True)
-        record_runs(out, rows([so]))
-        why = run_here([so], folder, 1, time_limit)[so.name]
-        (failed if why else ran).append((SOURCE_ONLY, 0, None, why))
-        if why:
-            print(f"[sweep] source-only model FAILED: {why} (log: {so.log})", flush=True)
-            failed += [(*_key(t), "the source-only model failed") for t in todo]
-            todo = []
+        many = f"{len(so_todo)} source-only models" if len(so_todo) > 1 else "source-only model"
+        print(f"[sweep] {many} ({grid.source}, {grid.preset} preset)", flush=True)
+        record_runs(out, rows(so_todo))
+        whys = run_here(so_todo, folder, min(jobs, len(so_todo)), time_limit)
+        bad = set()
+        for t in so_todo:
+            why = whys[t.name]
+            (failed if why else ran).append((SOURCE_ONLY, 0, _so_seed(t), why))
+            if why:
+                print(f"[sweep] source-only model FAILED: {why} (log: {t.log})", flush=True)
+                bad.add(t.name)
+        start = _start_of(grid, so)
+        failed += [(*_key(t), "the source-only model failed") for t in todo if start(t) in bad]
+        todo = [t for t in todo if start(t) not in bad]
     record_runs(out, rows(todo))
     bar = tqdm(
         total=len(todo),
@@ -482,7 +518,26 @@ def _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
 
 def _key(task: Task) -> tuple:
     p = task.params
-    return (p["method"], p["num_shots"], p["seed"])
+    return (p["method"], _shots(p), p["seed"])
+
+
+def _shots(params: dict):
+    """A task's shots as reports give them: "all" for the oracle."""
+    method = params.get("method", SOURCE_ONLY)
+    return "all" if TABLE[method].all_target else params.get("num_shots", 0)
+
+
+def _so_seed(task: Task) -> int | None:
+    """The seed of a source-only task (None: the preset's)."""
+    return task.params["overrides"].get("run", {}).get("seed")
+
+
+def _start_of(grid: Grid, so: list[Task]):
+    """task -> the name of the source-only task it adapts from."""
+    by_seed = {_so_seed(t): t.name for t in so}
+    if grid.source_only_per_seed:
+        return lambda task: by_seed[task.params["seed"]]
+    return lambda task: so[0].name
 
 
 def _row(task: Task, executor: str, job_id: str | None) -> dict:
@@ -491,8 +546,8 @@ def _row(task: Task, executor: str, job_id: str | None) -> dict:
     return {
         "name": task.name,
         "method": p.get("method", SOURCE_ONLY),
-        "shots": p.get("num_shots", 0),
-        "seed": p.get("seed"),
+        "shots": _shots(p),
+        "seed": p.get("seed", _so_seed(task)),
         "split_seed": split,
         "executor": executor,
         "job_id": job_id,
@@ -508,20 +563,21 @@ def _submit(
     if time_limit:
         options = replace(options, time_min=time_limit)
     folder = out / ".submitit"
-    after = []
+    after, new = [], []
     if so_todo:
-        (so_id,) = submit_to_slurm([so], folder, options, name="pixda-source-only")
-        record_runs(out, [_row(so, "slurm", so_id)])
-        after = [so_id]
-        print(f"[sweep] source-only model: job {so_id}", flush=True)
-    elif states[so.name] in ("pending", "running"):
-        after = [jobs_of[so.name]]  # still queued from an earlier command
+        new = submit_to_slurm(so_todo, folder, options, name="pixda-source-only")
+        record_runs(out, [_row(t, "slurm", i) for t, i in zip(so_todo, new, strict=True)])
+        after = list(new)
+        for t, i in zip(so_todo, new, strict=True):
+            print(f"[sweep] source-only model {t.name}: job {i}", flush=True)
+    # those still queued from an earlier command
+    after += [jobs_of[t.name] for t in so if states[t.name] in ("pending", "running")]
     ids = submit_to_slurm(todo, folder, options, after, name="pixda-runs")
     record_runs(out, [_row(t, "slurm", i) for t, i in zip(todo, ids, strict=True)])
     for t, i in zip(todo, ids, strict=True):
         print(f"[sweep] {t.name}: job {i}", flush=True)
     queued = [jobs_of[n] for n in skipped if states[n] in ("pending", "running")]
-    submitted = ([after[0]] if so_todo else []) + ids
+    submitted = new + ids
     if submitted or queued:
         collector = submit_collect(collect, (out, analysis), folder, options, submitted + queued)
         print(f"[sweep] collecting job {collector} runs when they have ended", flush=True)
@@ -620,15 +676,21 @@ def collect(out: str | os.PathLike, analysis: bool = True, failed: list | None =
     elif (out / "failures.csv").exists():
         (out / "failures.csv").unlink()
     if analysis and summary is not None:
-        why = execute(
-            NB_ANALYSIS,
-            out / "notebooks" / NB_ANALYSIS,
-            {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False},
-        )
-        if why:
-            print(f"[sweep] analysis notebook FAILED: {why}", flush=True)
-            failed = [*failed, ("analysis", None, None, why)]
+        failed = [*failed, *run_analysis(out)]
     return {"summary": summary, "failed": failed}
+
+
+def run_analysis(out: Path) -> list[tuple]:
+    """Notebook 04 over every run under ``out``, into ``out/analysis``; [] or the failure."""
+    why = execute(
+        NB_ANALYSIS,
+        out / "notebooks" / NB_ANALYSIS,
+        {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False},
+    )
+    if not why:
+        return []
+    print(f"[sweep] analysis notebook FAILED: {why}", flush=True)
+    return [("analysis", None, None, why)]
 
 
 def collect_result(out: Path) -> dict:
@@ -658,9 +720,10 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
             said += f"; the previous {path} was removed"
         print(said, flush=True)
         return None
+    every = [m for m in methods if m in TABLE and TABLE[m].all_target]  # the oracle: any shots
     wanted = (
         runs["method"].isin(methods)
-        & runs["shots"].isin(shots)
+        & (runs["shots"].isin(shots) | runs["method"].isin(every))
         & runs["seed"].isin(seeds)
         & (runs["source"] == source)
     )

@@ -9,6 +9,7 @@ import sys
 from .config import PRESETS, SOURCES
 from .errors import ConfigError, run_cli
 from .executors import SlurmOptions
+from .gap_sweep import collect_gaps, gap_status, read_gap_grid, run_gap_sweep
 from .methods import SOURCE_ONLY
 from .sweep import SWEEP_METHODS, collect, run_sweep, status_table
 from .train.cli import nest_overrides, parse_set
@@ -40,6 +41,22 @@ def main(argv=None) -> int:
         default=[],
         help="draw the target split with each of these seeds too (variance over "
         "splits; default: the published split, else one drawn with the run's seed)",
+    )
+    g.add_argument(
+        "--source-only-per-seed",
+        action="store_true",
+        help="train a source-only model per training seed (each seed's runs adapt from "
+        "its own), so that intervals over seeds include the source-only model's spread; "
+        "default: one source-only model (the preset's seed) for every run",
+    )
+    g.add_argument(
+        "--gaps",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="G",
+        help="run the grid on toy benchmarks that differ only in their domain gap (written "
+        "once as <data-root>_gap<G>, each into <out>/gap<G>), then mIoU against the gap",
     )
     g.add_argument("--source", choices=SOURCES, default="gta5")
     g.add_argument("--preset", choices=sorted(PRESETS), default="toy")
@@ -112,8 +129,11 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
+    if args.status or args.collect:
+        _must_exist(args.status or args.collect, "--status" if args.status else "--collect")
     if args.status:
-        table = status_table(args.status)
+        table = gap_status(args.status) if read_gap_grid_safe(args.status) else None
+        table = status_table(args.status) if table is None else table
         print(table.to_string(index=False) if len(table) else f"no runs in {args.status}")
         counts = table["state"].value_counts().to_dict() if len(table) else {}
         print("[sweep] " + ", ".join(f"{v} {k}" for k, v in counts.items()))
@@ -143,20 +163,17 @@ def main(argv=None) -> int:
         extra,
         args.parallel,
     )
-    result = run_sweep(
-        args.out,
-        args.shots,
-        args.methods,
-        args.seeds,
-        args.source,
-        args.preset,
-        args.data_root,
-        args.source_root,
-        args.target_root,
-        args.iterations,
-        args.pretrain_iterations,
-        nest_overrides(args.overrides),
-        analysis=not args.no_analysis,
+    grid = dict(
+        shots=args.shots,
+        methods=args.methods,
+        seeds=args.seeds,
+        source=args.source,
+        preset=args.preset,
+        source_root=args.source_root,
+        target_root=args.target_root,
+        iterations=args.iterations,
+        pretrain_iterations=args.pretrain_iterations,
+        overrides=nest_overrides(args.overrides),
         init=args.init,
         split_seeds=args.split_seeds,
         executor=args.executor,
@@ -164,21 +181,46 @@ def main(argv=None) -> int:
         slurm=slurm,
         time_limit=args.time_limit,
         wait=args.wait or args.executor == "local",
+        source_only_per_seed=args.source_only_per_seed,
     )
+    if args.gaps:
+        result = run_gap_sweep(
+            args.out, args.gaps, args.data_root, analysis=not args.no_analysis, **grid
+        )
+    else:
+        result = run_sweep(
+            args.out, data_root=args.data_root, analysis=not args.no_analysis, **grid
+        )
     return _report(result)
+
+
+def read_gap_grid_safe(out: str) -> bool:
+    """Is ``out`` a sweep over gaps? (A folder without sweep.json is not.)"""
+    from pathlib import Path
+
+    return (Path(out) / "sweep.json").is_file() and read_gap_grid(out) is not None
+
+
+def _must_exist(out: str, flag: str) -> None:
+    from .workflow import resolve
+
+    if not resolve(out).is_dir():
+        raise ConfigError(f"{flag} {out}: no such sweep folder")
 
 
 def _collect_command(out: str, analysis: bool) -> int:
     from .workflow import resolve
 
-    table = status_table(out)
+    gaps = read_gap_grid_safe(out)
+    table = gap_status(out) if gaps else status_table(out)
     busy = table[table["state"].isin(["pending", "running"])]
     if len(busy):
         raise ConfigError(
             f"{len(busy)} run(s) of {resolve(out)} have not ended yet "
             f"({', '.join(busy['run'])}); collect once they have"
         )
-    return _report({**collect(out, analysis), "ran": [], "skipped": list(table["run"])})
+    result = collect_gaps(out, analysis) if gaps else collect(out, analysis)
+    return _report({**result, "ran": [], "skipped": list(table["run"])})
 
 
 def _report(result: dict) -> int:

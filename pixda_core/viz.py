@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import blended_transform_factory
 
 from . import labels as L
-from .methods import SOURCE_ONLY
+from .methods import REFERENCES, SOURCE_ONLY
 from .stats import CONFIDENCE, t_interval
 
 #: fonts as TrueType in vector figures (matplotlib's default, Type 3, fails paper checkers)
@@ -206,8 +206,8 @@ def plot_samples(rows: list[tuple[str, np.ndarray, np.ndarray]], style="screen")
 #: one colour per method, the same in every figure; its name is the methods table's title
 METHOD_COLORS = dict(
     zip(
-        ["source only", "FT", "joint", "AdaptSegNet-style", "PixDA"],
-        sns.color_palette("colorblind", 5).as_hex(),
+        ["source only", "FT", "joint", "AdaptSegNet-style", "PixDA", "oracle"],
+        sns.color_palette("colorblind", 6).as_hex(),
         strict=True,
     )
 )
@@ -233,10 +233,10 @@ def _method_label(method: str) -> str:
 def run_labels(frame: pd.DataFrame) -> list[str]:
     """Legend labels: the method's name, plus the shot count when the adapted runs have
     several (source-only is always just "source only")."""
-    adapted = frame.loc[frame["method"] != "source_only", "shots"]
+    adapted = frame.loc[~frame["method"].isin(REFERENCES), "shots"]
     several = adapted.nunique() > 1
     return [
-        _method_label(m) if m == "source_only" or not several else f"{_method_label(m)} {s}-shot"
+        _method_label(m) if m in REFERENCES or not several else f"{_method_label(m)} {s}-shot"
         for m, s in zip(frame["method"], frame["shots"], strict=True)
     ]
 
@@ -376,6 +376,7 @@ def ci_note(
     the tables' t-interval (:func:`pixda_core.stats.t_interval`), none for a single run."""
     n = frame.dropna(subset=[value]).groupby(["method", "shots", *by])[value].count()
     source_only = n.index.get_level_values("method") == SOURCE_ONLY
+    # the oracle's runs count like an adapted method's (one per seed)
     ns = sorted(set(n[~source_only] if (~source_only).any() else n))
     if not ns:
         return ""
@@ -496,12 +497,13 @@ def plot_per_class_iou(long: pd.DataFrame, title: str | None = None, style="scre
 
 def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="screen"):
     """mIoU (%) against shots per method: mean over runs with the 95% t-interval of the mean
-    as a band (:mod:`pixda_core.stats`; none for a single run); source-only (0 shots) as a
-    dashed line, with its band when it has several runs."""
+    as a band (:mod:`pixda_core.stats`; none for a single run); source-only (0 shots) and
+    the oracle (every target image) as dashed and dotted lines, with their bands when they
+    have several runs."""
     with styled(style):
         fig, ax = new_figure(style, (6.4, 4), 0.75)
         data = runs.assign(miou=runs["miou"] * 100, label=runs["method"].map(_method_label))
-        adapted = data[data["method"] != "source_only"]
+        adapted = data[~data["method"].isin(REFERENCES)]
         if not adapted.empty:
             sns.lineplot(
                 data=adapted,
@@ -514,24 +516,154 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="scre
                 ax=ax,
             )
             ax.set_xticks(sorted(adapted["shots"].unique()))
-        so = data[data["method"] == "source_only"]
-        if not so.empty:
-            colour = METHOD_COLORS["source only"]
-            ax.axhline(so["miou"].mean(), ls="--", color=colour, label="source only")
-            low, high = t_interval(so["miou"])
+        for method, ls in ((SOURCE_ONLY, "--"), ("oracle", ":")):
+            ref = data[data["method"] == method]
+            if ref.empty:
+                continue
+            name = _method_label(method)
+            colour = METHOD_COLORS[name]
+            ax.axhline(ref["miou"].mean(), ls=ls, color=colour, label=name)
+            low, high = t_interval(ref["miou"])
             if np.isfinite(low):
                 ax.axhspan(low, high, color=colour, alpha=0.15, lw=0)
         ax.set_ylim(max(ax.get_ylim()[0], 0), None)  # an mIoU is not negative; a t-band may be
         ax.set_xlabel("labelled target images per city (shots)")
         ax.set_ylabel("mIoU (%)")
         ax.grid(alpha=0.3)
+        _legend_right(ax, ci_note(data, "miou", "band", by=(), sep="\n"))
+        sns.despine(fig)
+        return finish(fig, title)
+
+
+def _legend_right(ax, title: str) -> None:
+    """The legend beside the axes, on the right, under ``title`` (an interval note)."""
+    ax.legend(
+        title=title, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), alignment="left"
+    )
+
+
+def plot_miou_vs_gap(runs: pd.DataFrame, title: str | None = None, style="screen"):
+    """mIoU (%) against the toy benchmark's domain gap (``runs["gap"]``, from a sweep over
+    gaps): one line per method (and shot count when several), source-only and the oracle
+    included, each the mean over runs with the 95% t-interval of the mean as a band. A
+    method (and shot count) run at one gap only has no line and is left out."""
+    data = runs.dropna(subset=["gap"])
+    if data["gap"].nunique() < 2:
+        raise ValueError("plot_miou_vs_gap needs runs at two gaps or more")
+    data = data.assign(label=run_labels(data))
+    data = data[data.groupby("label")["gap"].transform("nunique") > 1]
+    data = data.assign(miou=data["miou"] * 100, label=run_labels(data))
+    with styled(style):
+        fig, ax = new_figure(style, (6.4, 4), 0.75)
+        palette = label_palette(data)
+        for label, group in data.groupby("label", sort=False):
+            ref = group["method"].iloc[0] in REFERENCES
+            sns.lineplot(
+                data=group,
+                x="gap",
+                y="miou",
+                label=label,
+                color=palette[label],
+                marker="s" if ref else "o",
+                linestyle={SOURCE_ONLY: "--", "oracle": ":"}.get(group["method"].iloc[0], "-"),
+                errorbar=t_interval,
+                ax=ax,
+            )
+        ax.set_xticks(sorted(data["gap"].unique()))
+        ax.set_ylim(max(ax.get_ylim()[0], 0), None)
+        ax.set_xlabel("domain gap of the toy (--gap)")
+        ax.set_ylabel("mIoU (%)")
+        ax.grid(alpha=0.3)
+        _legend_right(ax, ci_note(data, "miou", "band", by=("gap",), sep="\n"))
+        sns.despine(fig)
+        return finish(fig, title)
+
+
+def plot_selection_truth(truth: pd.DataFrame, title: str | None = None, style="screen"):
+    """Each selection round's kept and dropped source images against their true distance to
+    the target look (0: the target's look, 1: the source's), as box plots; each round's
+    tick gives Spearman's rho between D2's score and the distance (negative: images nearer
+    the target score as more target-like). ``truth``: :func:`pixda_core.diagnostics.
+    selection_truth` output."""
+    from .train.selection import against_truth
+
+    data = truth.assign(which=np.where(truth["kept"].astype(bool), "kept", "dropped"))
+    rounds = sorted(data["round"].unique())
+    rho = {
+        r: against_truth(g["score"], g["kept"].astype(bool), g["distance"])["distance_rho"]
+        for r, g in data.groupby("round")
+    }
+    colours = {"kept": METHOD_COLORS["PixDA"], "dropped": "0.7"}
+    with styled(style):
+        fig, ax = new_figure(style, (6, 3.6), 0.62)
+        for i, r in enumerate(rounds):
+            for j, which in enumerate(colours):
+                values = data.loc[(data["round"] == r) & (data["which"] == which), "distance"]
+                if values.empty:
+                    continue
+                ax.boxplot(
+                    [values.to_numpy()],
+                    positions=[i + (j - 0.5) * 0.4],
+                    widths=0.34,
+                    patch_artist=True,
+                    boxprops={"facecolor": colours[which], "edgecolor": "0.25"},
+                    medianprops={"color": "0.1"},
+                    flierprops={"markersize": 2},
+                )
+        ax.set_xticks(range(len(rounds)), [f"round {r}\n(ρ {rho[r]:+.2f})" for r in rounds])
+        ax.set_xlim(-0.6, len(rounds) - 0.4)
+        ax.set_ylabel("true distance to the target look")
+        ax.set_ylim(-0.05, 1.05)
+        handles = [Patch(facecolor=c, edgecolor="0.25", label=k) for k, c in colours.items()]
         ax.legend(
-            title=ci_note(data, "miou", "band", by=(), sep="\n"),
-            frameon=False,
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
-            alignment="left",
+            handles=handles, frameon=False, ncol=2, loc="lower left", bbox_to_anchor=(0.0, 1.0)
         )
+        sns.despine(fig)
+        return finish(fig, title)
+
+
+def plot_pixel_weights(weights: pd.DataFrame, title: str | None = None, style="screen"):
+    """Per class (x, most frequent first, with its Cityscapes colour): its share of the val
+    pixels (top, log scale) and the pixel-level loss's mean per-pixel factors (bottom): the
+    weight on D1's term (CE x w) and the whole term (D1's BCE x CE x w). ``weights``:
+    :func:`pixda_core.diagnostics.pixel_weights` output."""
+    frame = weights.sort_values("share", ascending=False)
+    order = list(frame.index)
+    long = frame.reset_index().melt(
+        id_vars="class", value_vars=["weight", "term"], var_name="what", value_name="value"
+    )
+    names = {"weight": "CE × w (weight on D1's term)", "term": "BCE × CE × w (the loss)"}
+    long["what"] = long["what"].map(names)
+    st = get_style(style)
+    narrow = st.paper and st.width < 5
+    with styled(style):
+        fig, (top, bottom) = new_figure(
+            style, (11, 5.6), 1.1 if narrow else 0.7, nrows=2, sharex=True,
+            gridspec_kw={"height_ratios": [1, 2]},
+        )  # fmt: skip
+        colours = [L.PALETTE[L.CLASS_NAMES.index(c)] / 255.0 for c in order]
+        top.bar(range(len(order)), frame["share"] * 100, color=colours)
+        top.set_yscale("log")
+        top.set_ylabel("val pixels (%)")
+        top.grid(axis="y", alpha=0.3)
+        sns.barplot(
+            data=long,
+            x="class",
+            y="value",
+            hue="what",
+            order=order,
+            palette=[METHOD_COLORS["PixDA"], "0.55"],
+            ax=bottom,
+        )
+        bottom.set_ylabel("mean per pixel")
+        bottom.set_xlabel("")
+        bottom.grid(axis="y", alpha=0.3)
+        _rotate_classes(bottom)
+        class_color_strip(bottom, order)
+        # the legend where the class shares have fallen: top right of the top panel
+        handles, labels = bottom.get_legend_handles_labels()
+        bottom.legend_.remove()
+        top.legend(handles, labels, frameon=False, loc="upper right")
         sns.despine(fig)
         return finish(fig, title)
 

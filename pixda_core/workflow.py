@@ -234,7 +234,32 @@ def sample_rows(roots: Roots, n: int = 2):
 
 
 def default_run_name(cfg: Config) -> str:
-    return f"{cfg.method.name}_{cfg.data.num_shots}shot_seed{cfg.run.seed}"
+    from .methods import run_name
+
+    return run_name(cfg.method.name, cfg.data.num_shots, cfg.run.seed, None)
+
+
+def run_title(cfg: Config) -> str:
+    """A run in words: "PixDA, 1-shot, seed 0"; "oracle, every target image, seed 0"."""
+    from .methods import TITLES, method_of
+
+    shots = "every target image" if method_of(cfg).all_target else f"{cfg.data.num_shots}-shot"
+    return f"{TITLES[cfg.method.name]}, {shots}, seed {cfg.run.seed}"
+
+
+def at_gap(runs, gap: float | None = None):
+    """The runs of one gap of a sweep over the toy's domain gap: ``gap``, else 1 (the toy's
+    default) when it ran, else the largest; said in one line. Runs of one benchmark (or
+    without a gap) are returned as they are."""
+    gaps = sorted(runs["gap"].dropna().unique()) if "gap" in runs else []
+    if len(gaps) < 2:
+        return runs
+    if gap is None:
+        gap = 1.0 if 1.0 in gaps else gaps[-1]
+    elif gap not in gaps:
+        raise ConfigError(f"gap {gap!r}: the runs have gaps {', '.join(f'{g:g}' for g in gaps)}")
+    print(f"the per-class analysis below uses the runs at gap {gap:g} (of {len(gaps)} gaps)")
+    return runs[runs["gap"] == gap].reset_index(drop=True)
 
 
 def fda_preview(roots: Roots, n: int = 3, beta: float = 0.01, size=(512, 256)):
@@ -266,7 +291,7 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
     import pandas as pd
 
     from .analysis import seed_split
-    from .methods import TITLES
+    from .methods import REFERENCES, TITLES
 
     notes = []
     runs = runs.reset_index(drop=True)  # one label per run: keys are looked up by it
@@ -274,7 +299,7 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
     if len(sources) > 1:
         runs = runs[runs["source"] == sources.index[0]]
         notes.append(f"runs of several sources: only {sources.index[0]}'s ({sources.iloc[0]})")
-    adapted = runs[runs["method"] != "source_only"]
+    adapted = runs[~runs["method"].isin(REFERENCES)]  # the oracle has no shot count to match
     per_method = {m: set(g["shots"]) for m, g in adapted.groupby("method", sort=False)}
     common = set.intersection(*per_method.values()) if per_method else set()
     if shots is None and per_method:
@@ -293,7 +318,7 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
 
     groups = {}
     for method, group in runs.groupby("method", sort=False):
-        if method != "source_only":
+        if method not in REFERENCES:
             group = group[group["shots"] == (shots if shots is not None else group["shots"].max())]
         if len(group):
             groups[method] = group
@@ -308,7 +333,7 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
         pool = mine if len(mine) else group
         row = pool.loc[min(pool.index, key=keys.__getitem__)]  # the lowest (seed, split)
         label = TITLES.get(method, method)
-        if method != "source_only":
+        if method not in REFERENCES:
             label += f" {row['shots']}-shot"
         chosen[label] = Path(row["path"])
     if not chosen:

@@ -171,3 +171,15 @@ def test_split_file_that_does_not_exist(toy_root, tmp_path, capsys, weights):
 def test_more_shots_than_a_city_has(toy_root, tmp_path, capsys, weights):
     code, err = train(capsys, toy_root, tmp_path, weights, "--num_shots", "4")
     assert_user_error(code, err, "4-shot split asks for 4 images of 'aachen'", "has 3")
+
+
+def test_a_toy_benchmark_of_an_older_generator(toy_copy, tmp_path, capsys, weights):
+    """Never mixed with the current one: refused before anything is written, saying how to
+    write it again."""
+    import json
+
+    manifest = toy_copy / "toy.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": 1}))
+    code, err = train(capsys, toy_copy, tmp_path / "out", weights)
+    assert_user_error(code, err, toy_copy, "format 1", "format 2", "--force")
+    assert not (tmp_path / "out" / "e").exists()

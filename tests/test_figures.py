@@ -62,6 +62,42 @@ def history():
     )
 
 
+def runs_over_gaps() -> pd.DataFrame:
+    """runs_with_classes() and an oracle run per seed at gaps 0, 0.5 and 1, each gap lower."""
+    frames = []
+    for gap in (0.0, 0.5, 1.0):
+        runs = runs_with_classes().assign(gap=gap)
+        oracle = runs[runs["method"] == "finetune"].assign(method="oracle", shots=24)
+        runs = pd.concat([runs, oracle.assign(miou=oracle["miou"] + 0.1)], ignore_index=True)
+        frames.append(runs.assign(miou=runs["miou"] - 0.1 * gap))
+    return pd.concat(frames, ignore_index=True)
+
+
+def selection_rounds() -> pd.DataFrame:
+    """Two selection rounds over six source images: the nearer ones kept and scored higher."""
+    return pd.DataFrame(
+        {"round": [1] * 6 + [2] * 3, "name": [f"{i:05d}.png" for i in [*range(6), 0, 1, 2]],
+         "score": [0.9, 0.8, 0.7, 0.3, 0.2, 0.1, 0.9, 0.7, 0.6],
+         "kept": [True] * 3 + [False] * 3 + [True, False, False],
+         "distance": [0.1, 0.3, 0.2, 1.0, 0.9, 1.0, 0.1, 0.3, 0.2]}
+    )  # fmt: skip
+
+
+def class_weights() -> pd.DataFrame:
+    """diagnostics.pixel_weights() of a run: rare classes weighted more."""
+    share = np.array([0.3, 0.1, 0.25, 0.01, 0.02, 0.01, 0.002, 0.004, 0.15, 0.03, 0.1, 0.01,
+                      0.002, 0.05, 0.004, 0.003, 0.001, 0.001, 0.002])  # fmt: skip
+    frame = pd.DataFrame(
+        {"share": share / share.sum(), "w": 1 - share, "ce": 0.2 + 2 * (share < 0.02)},
+        index=pd.Index(CLASS_NAMES, name="class"),
+    )
+    frame["weight"] = frame["w"] * frame["ce"]
+    frame["bce"] = 0.7
+    frame["term"] = frame["weight"] * frame["bce"]
+    frame["pixels"] = (frame["share"] * 1e5).astype(int)
+    return frame
+
+
 def all_figures(style):
     runs = runs_with_classes()
     cm = ConfusionMatrix(19)
@@ -77,6 +113,9 @@ def all_figures(style):
     )  # fmt: skip
     validations = pd.DataFrame({"step": [70, 90], "phase": ["main", "final"], "miou": [0.3, 0.4]})
     return {
+        "miou_vs_gap": viz.plot_miou_vs_gap(runs_over_gaps(), style=style),
+        "selection_truth": viz.plot_selection_truth(selection_rounds(), style=style),
+        "pixel_weights": viz.plot_pixel_weights(class_weights(), style=style),
         "per_class_iou": viz.plot_per_class_iou(A.long_per_class(runs), style=style),
         "miou_vs_shots": viz.plot_miou_vs_shots(runs, style=style),
         "gain": viz.plot_gain(A.gain_over(runs, per_run=True), style=style),

@@ -12,7 +12,7 @@ from pixda_core import losses as L
 from pixda_core.config import METHODS, preset
 from pixda_core.data.common import MEAN_BGR, release_normalize
 from pixda_core.data.fda import fda_source_to_target
-from pixda_core.methods import ADAPTATION, TABLE, TITLES, method_of
+from pixda_core.methods import ADAPTATION, TABLE, TITLES, method_of, schedule
 from pixda_core.train.distillation import kd_length, make_teacher
 from pixda_core.train.runtime import Runtime
 from pixda_core.train.selection import keep, next_tau, score_images
@@ -26,9 +26,12 @@ def toy(**method):
 
 
 def test_the_table_is_what_the_config_and_the_titles_read():
-    assert METHODS == ADAPTATION == ("pixda", "finetune", "joint", "adaptsegnet")
+    assert METHODS == ADAPTATION == ("pixda", "finetune", "joint", "adaptsegnet", "oracle")
     assert list(TITLES) == list(TABLE) and TITLES["finetune"] == "FT"
-    assert list(TABLE) == ["source_only", "finetune", "joint", "adaptsegnet", "pixda"]
+    assert list(TABLE) == ["source_only", "finetune", "joint", "adaptsegnet", "pixda", "oracle"]
+    # the references: trained in full (the source-only model's schedule), on one domain
+    assert [m for m in TABLE if schedule(TABLE[m]) == "pretrain"] == ["source_only", "oracle"]
+    assert TABLE["oracle"].all_target and not TABLE["oracle"].source
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,7 @@ def test_the_table_is_what_the_config_and_the_titles_read():
         ("adaptsegnet", {"selection": False}, {"d2"}, False, False),
         ("joint", {}, set(), False, False),
         ("finetune", {}, set(), False, False),
+        ("oracle", {}, set(), False, False),
     ],
 )
 def test_switches_decide_the_nets_selection_and_distillation(
@@ -125,3 +129,34 @@ def test_one_normalisation_for_single_images_and_batches():
     mean = torch.tensor(MEAN_BGR).view(1, 3, 1, 1)
     assert torch.allclose(out, x.flip(1) - mean)
     assert torch.equal(release_normalize(x[0]), out[0])
+
+
+def test_selection_against_the_truth_on_a_hand_made_round():
+    from pixda_core.train.selection import TRUTH_COLUMNS, against_truth
+
+    # four candidates: the two nearest the target look score highest and are kept
+    got = against_truth([0.9, 0.8, 0.2, 0.1], [True, True, False, False], [0.1, 0.2, 0.8, 0.9])
+    assert list(got) == list(TRUTH_COLUMNS)
+    assert got["distance_rho"] == pytest.approx(-1.0)
+    assert got["kept_distance"] == pytest.approx(0.15)
+    assert got["dropped_distance"] == pytest.approx(0.85)
+    # ranks, not values: a tie and a reversed pair; an unreadable image (NaN score) and one
+    # without a distance are left out of everything
+    got = against_truth(
+        [0.5, 0.5, 0.7, 0.1, math.nan, 0.3],
+        [True, True, True, False, False, False],
+        [1.0, 0.0, 0.5, 1.0, 0.0, math.nan],
+    )
+    # scores 0.5 0.5 0.7 0.1 -> ranks 2.5 2.5 4 1; distances 1 0 0.5 1 -> ranks 3.5 1 2 3.5
+    a, b = [2.5, 2.5, 4, 1], [3.5, 1, 2, 3.5]
+    ma, mb = sum(a) / 4, sum(b) / 4
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True))
+    rho = cov / math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+    assert got["distance_rho"] == pytest.approx(rho)
+    assert got["kept_distance"] == pytest.approx(0.5)
+    assert got["dropped_distance"] == pytest.approx(1.0)
+    # nothing to correlate: every distance equal, or a side with no image
+    flat = against_truth([0.1, 0.5, 0.9], [False, True, True], [1.0, 1.0, 1.0])
+    assert math.isnan(flat["distance_rho"]) and flat["kept_distance"] == 1.0
+    none_kept = against_truth([0.1, 0.5, 0.9], [False] * 3, [0.2, 0.5, 1.0])
+    assert math.isnan(none_kept["kept_distance"]) and none_kept["dropped_distance"] > 0.5

@@ -287,3 +287,23 @@ def test_figures_say_their_intervals_are_95_percent_cis():
     title = fig.axes[0].get_legend().get_title().get_text()
     assert title == "mean of n = 1 run; error bars: 95% CI (t-interval), none with 1 run"
     assert S.t_interval([3.0]) == (pytest.approx(np.nan, nan_ok=True),) * 2
+
+
+def test_the_oracle_is_a_reference_in_its_own_column_never_tested_or_best():
+    # the oracle trained on every target image (3 per city here): above every method
+    runs = pd.concat(
+        [three_seeds(), runs_frame([("oracle", 3, s, "all", 60.0 + s) for s in range(3)])],
+        ignore_index=True,
+    )
+    comp = S.comparison(runs)
+    oracle = cell(comp, "oracle", 3)
+    assert oracle["mean"] == pytest.approx(61.0) and oracle["n"] == 3
+    assert oracle["note"] == "oracle: not paired" and np.isnan(oracle["p_ttest"])
+    assert not oracle["not_significant"] and not oracle["best"]
+    assert cell(comp, "pixda", 1)["best"]  # the best few-shot method keeps its bold
+    text = S.render(comp)
+    table = markdown_cells(text)
+    assert table[""][-1].strip() == "all"  # its column says what it trained on
+    assert table["oracle"][-1].strip().startswith("61.0 ±")
+    assert "source only and oracle are not tested" in text
+    assert "oracle: n = 3 training seeds (0-2); split: all" in text

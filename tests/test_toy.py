@@ -4,6 +4,7 @@ import sys
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -140,7 +141,7 @@ def test_gap_controls_the_appearance_shift():
 
     none, default = shift(0.0), shift(1.0)
     assert none < 12  # same look: only layout and instance colours differ
-    assert default > 2.5 * none and default > 30
+    assert default > 2.5 * none and default > 20  # looks, not colours: a smaller shift
 
 
 def test_generate_refuses_a_folder_with_other_settings(toy_copy):
@@ -168,3 +169,59 @@ def test_cli_rejects_bad_size_without_traceback(tmp_path):
     assert r.returncode == 2
     assert "--size 4 3000" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_source_looks_part_way_to_the_target_are_recorded_and_read_back(toy_root):
+    spec = toy.ToySpec()
+    distances = [toy.scene_look("gta5", i, 0, 1.0, spec.mixed_share)[2] for i in range(300)]
+    mixed = [d for d in distances if d < 1.0]
+    assert abs(len(mixed) / 300 - 1 / 3) < 0.08  # a third, drawn per image
+    assert min(mixed) >= 0.0 and 0.3 < np.mean(mixed) < 0.7  # uniform over the way there
+    # a mixed image's look lies on the way from the source's to the target's (before the
+    # per-image weather), as far from the target's as recorded
+    src, trg = toy.scaled_look("gta5", 1.0), toy.scaled_look("cityscapes", 1.0)
+    t = 1 - mixed[0]
+    assert toy._lerp(src, trg, t).blur == pytest.approx(t * trg.blur)
+    assert toy._lerp(src, trg, t).noise == pytest.approx(src.noise + t * (trg.noise - src.noise))
+    # the toy folder records every source image's distance; the reader gives one source's
+    table = pd.read_csv(toy_root / toy.LOOKS_FILE)
+    assert set(table["dataset"]) == {"gta5", "synthia"} and len(table) == 16
+    read = toy.look_distances(toy_root / "gta5")
+    assert sorted(read) == sorted(p.name for p in (toy_root / "gta5" / "images").iterdir())
+    expected = {
+        name: toy.scene_look(d, j, SPEC.seed, SPEC.gap, SPEC.mixed_share)[2]
+        for d, j, name in toy.iter_scenes(SPEC)
+        if d == "gta5"
+    }
+    assert read == pytest.approx(expected)
+    assert toy.look_distances(toy_root / "cityscapes") == {}  # no source images there
+    assert toy.look_distances(toy_root.parent) is None  # not a toy dataset root
+
+
+def test_a_damaged_look_table_is_named(toy_copy):
+    (toy_copy / toy.LOOKS_FILE).write_text("dataset,name\ngta5,00001.png\n")
+    with pytest.raises(DataError, match=f"{toy.LOOKS_FILE}.*damaged.*--force"):
+        toy.look_distances(toy_copy / "gta5")
+
+
+def test_cities_differ_in_look_and_layout_and_gap_zero_has_one_look():
+    looks = [toy.city_look(c, 0, 1.0) for c in range(18)]
+    assert len({round(x.brightness, 3) for x in looks}) == 18
+    assert np.std([x.contrast for x in looks]) > 0.03
+    layouts = [toy.city_layout(c, 0) for c in range(18)]
+    assert np.std([x.cars for x in layouts]) > 0.5
+    # at gap 0 every city, and the target images, take the neutral look: only the weather
+    # that every domain shares varies
+    assert all(toy.city_look(c, 0, 0.0) == toy.NEUTRAL_LOOK for c in range(18))
+    assert toy.scaled_look("gta5", 0.0) == toy.NEUTRAL_LOOK
+
+
+def test_a_toy_of_an_older_generator_is_refused_saying_how(toy_copy, tmp_path):
+    manifest = toy_copy / "toy.json"
+    old = {**json.loads(manifest.read_text()), "version": 1}
+    manifest.write_text(json.dumps(old))
+    with pytest.raises(DataError, match=r"format 1 .*format 2.*--force"):
+        toy.generate(toy_copy, SPEC, progress=False)
+    with pytest.raises(DataError, match="format 1"):
+        toy.check_current(toy_copy / "cityscapes")  # a dataset root of it, too
+    assert toy.check_current(tmp_path) is None  # not a toy benchmark: nothing to say

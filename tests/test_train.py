@@ -244,6 +244,76 @@ def test_selection_shrinks_the_source_set_each_round(toy_root, tmp_path, source_
     assert list(rounds["candidates"])[1:] == list(rounds["kept"])[:-1]
 
 
+def test_selection_rounds_are_checked_against_the_toys_true_distances(
+    toy_root, tmp_path, source_only
+):
+    """On a toy source, each round's row of selection.csv says how the scores and the kept
+    set compare with each image's true distance to the target look; the candidates' file
+    carries the distances; and the values are those of against_truth on that file."""
+    from pixda_core.data import toy
+    from pixda_core.diagnostics import has_selection_truth, selection_truth
+    from pixda_core.train.selection import TRUTH_COLUMNS, against_truth
+
+    job = make_job(
+        tiny(
+            toy_root,
+            tmp_path,
+            method={"tau": 0.5, "tau_step": 0.0},
+            run={"name": "truth", "restore_from": str(source_only)},
+        )
+    )
+    select(job)
+    row = pd.read_csv(tmp_path / "truth" / "selection.csv").iloc[0]
+    cands = pd.read_csv(tmp_path / "truth" / "selection" / "round_1.csv")
+    truth = toy.look_distances(toy_root / "gta5")
+    assert list(cands["distance"]) == [truth[n] for n in cands["name"]]
+    expected = against_truth(cands["score"], cands["kept"], cands["distance"])
+    got = {c: row[c] for c in TRUTH_COLUMNS}
+    assert got == pytest.approx(expected, nan_ok=True)
+    assert has_selection_truth(tmp_path / "truth")
+    frame = selection_truth(tmp_path / "truth")
+    assert list(frame.columns) == ["round", "name", "score", "kept", "distance"]
+    assert len(frame) == 8 and (frame["round"] == 1).all()
+
+
+def test_the_oracle_fine_tunes_on_every_target_image_as_long_as_source_only(
+    toy_root, tmp_path, source_only
+):
+    cfg = tiny(
+        toy_root,
+        tmp_path,
+        method={"name": "oracle"},
+        data={"num_shots": 1},
+        pretrain={"early_stop": 5},  # the oracle's length: the source-only schedule's
+        run={"name": "oracle", "restore_from": str(source_only)},
+    )
+    metrics = adapt(cfg)
+    folder = tmp_path / "oracle"
+    every = sorted((toy_root / "cityscapes" / "leftImg8bit" / "train").rglob("*.png"))
+    assert (folder / "split.txt").read_text().split() == [
+        str(p.relative_to(p.parents[1])) for p in every
+    ]
+    assert metrics["method"] == "oracle" and metrics["split"] == "all"
+    assert metrics["shots"] == 3  # images per city, all of them
+    assert metrics["step"] == 5 and metrics["toy"]["gap"] == 1.0
+    assert "loss_seg_trg" in finite_history(folder)
+
+
+def test_a_source_only_model_per_seed_when_asked(toy_root, tmp_path):
+    """run.own_source_only: each seed adapts from a source-only model of its own seed; the
+    preset's seed's model is the shared one (the same folder)."""
+    from pixda_core.train import source_only_run
+
+    shared = source_only_run(tiny(toy_root, tmp_path, run={"seed": 7}))
+    own = {
+        s: source_only_run(tiny(toy_root, tmp_path, run={"seed": s, "own_source_only": True}))
+        for s in (0, 7)
+    }
+    assert shared.run.seed == 0 and own[7].run.seed == 7 and own[0].run.seed == 0
+    assert own[0].run.name == shared.run.name  # the toy preset's seed is 0
+    assert own[7].run.name != shared.run.name
+
+
 # ------------------------------------------------------------------------------ run folders
 
 

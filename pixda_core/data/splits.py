@@ -172,11 +172,16 @@ def choose_split(
     split_file: str | os.PathLike | None = None,
     split_seed: int | None = None,
     run_seed: int = 0,
+    every: bool = False,
 ) -> ChosenSplit:
-    """The target shots of a run: the split file when given; else, without ``split_seed``,
-    the published split of ``shots`` when ``root`` holds all its images (as published: the
-    5-shot file's duplicate stays, so that image is drawn twice as often); else ``shots``
-    images per city drawn with ``split_seed`` (default: ``run_seed``)."""
+    """The target shots of a run: with ``every`` (the oracle), every training image of
+    ``root``; the split file when given; else, without ``split_seed``, the published split of
+    ``shots`` when ``root`` holds all its images (as published: the 5-shot file's duplicate
+    stays, so that image is drawn twice as often); else ``shots`` images per city drawn with
+    ``split_seed`` (default: ``run_seed``)."""
+    if every:
+        names = [n for city in city_images(root).values() for n in city]
+        return ChosenSplit(names, f"every training image of {root} ({len(names)})")
     if split_file is not None:
         return ChosenSplit(load_split(split_file, root).names, f"the split file {split_file}")
     names, why = _published_here(root, shots, split_seed)
@@ -217,9 +222,12 @@ def split_source(
     split_file: str | os.PathLike | None = None,
     split_seed: int | None = None,
     run_seed: int = 0,
+    every: bool = False,
 ) -> str:
     """Where :func:`choose_split` takes the shots from, as a label tables can group by:
-    ``"published"``, ``"seed S"`` (drawn) or ``"file NAME"``."""
+    ``"published"``, ``"seed S"`` (drawn), ``"file NAME"`` or ``"all"`` (``every``)."""
+    if every:
+        return "all"
     if split_file is not None:
         return f"file {Path(split_file).name}"
     if _published_here(root, shots, split_seed)[0] is not None:

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -57,7 +57,9 @@ DRAW_TO_SYNTHIA_ID = np.array([_SYN_INV[t] for t in range(19)] + [22, 0, 0], dty
 #: The real datasets' image sizes; toy sources keep their size relative to Cityscapes.
 REAL_SIZES = {"cityscapes": (2048, 1024), "gta5": (1914, 1052), "synthia": (1280, 760)}
 DOMAIN_CODES = {"gta5": 0, "synthia": 1, "cityscapes/train": 2, "cityscapes/val": 3}
-FORMAT_VERSION = 1
+#: 1: the first generator; 2: looks that keep the objects' colours, cities that differ in look
+#: and layout, 24 train images per city, source images part-way to the target look
+FORMAT_VERSION = 2
 
 
 def domain_size(domain: str, size: tuple[int, int]) -> tuple[int, int]:
@@ -290,11 +292,13 @@ TEXTURE = np.array([0.6, 0.5, 0.7, 0.5, 0.9, 0.2, 0.2, 0.1, 1.6, 1.1, 0.12, 0.5,
 INSTANCE_JITTER = np.zeros(NUM_DRAW_CLASSES, np.float32)
 INSTANCE_JITTER[[PERSON, RIDER]] = 30
 INSTANCE_JITTER[[CAR, TRUCK, BUS, MOTORCYCLE, BICYCLE]] = 55
+#: the colour of haze (fog, dust, low sun)
+HAZE_COLOUR = np.array((178, 184, 190), np.float32)
 
 
 @dataclass(frozen=True)
 class Look:
-    """A domain's departure from the neutral look; ``gap`` scales every field towards neutral."""
+    """A rendering look: a departure from the neutral look (``NEUTRAL_LOOK``)."""
 
     palette_shift: float  # amplitude of a fixed per-class colour offset
     saturation: float
@@ -306,26 +310,73 @@ class Look:
     noise: float  # sensor noise sigma, 0-255 scale
     vignette: float
     lighting: float  # amplitude of a random left-right lighting gradient
+    haze: float  # share of a veil of HAZE_COLOUR, strongest at the top of the image
 
 
-NEUTRAL_LOOK = Look(0.0, 1.0, 1.0, 0.0, (1.0, 1.0, 1.0), 1.0, 0.0, 0.0, 0.0, 0.0)
+NEUTRAL_LOOK = Look(0.0, 1.0, 1.0, 0.0, (1.0, 1.0, 1.0), 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+#: Each domain's look (at gap 1). The per-class colour offsets are small: what separates the
+#: domains is the camera and the renderer (colour response, texture, blur, noise, haze), as
+#: between a game and a car's camera, while the objects keep roughly their colours.
 LOOKS = {
-    "gta5": Look(22.0, 1.4, 1.15, 6.0, (1.08, 1.0, 0.88), 0.6, 0.0, 1.0, 0.0, 0.15),
-    "synthia": Look(30.0, 0.95, 1.05, 10.0, (0.94, 1.0, 1.1), 0.2, 0.0, 0.0, 0.0, 0.05),
-    "cityscapes": Look(30.0, 0.55, 0.7, -18.0, (0.9, 1.04, 1.0), 1.6, 0.9, 7.0, 0.6, 0.35),
+    "gta5": Look(18.0, 1.4, 1.15, 6.0, (1.08, 1.0, 0.88), 0.6, 0.0, 1.0, 0.0, 0.15, 0.0),
+    "synthia": Look(20.0, 0.95, 1.05, 10.0, (0.94, 1.0, 1.1), 0.2, 0.0, 0.0, 0.0, 0.05, 0.0),
+    "cityscapes": Look(20.0, 0.55, 0.7, -18.0, (0.9, 1.04, 1.0), 1.6, 0.9, 7.0, 0.6, 0.35, 0.12),
 }
 
 
-def scaled_look(domain: str, gap: float) -> Look:
-    look = LOOKS[domain]
-    n = asdict(NEUTRAL_LOOK)
+@dataclass(frozen=True)
+class Variation:
+    """How much a look varies around its base: standard deviations of additive (brightness)
+    and log-multiplicative (contrast, saturation, tint) changes; haze and lighting gain up to
+    their value."""
+
+    brightness: float
+    contrast: float
+    saturation: float
+    tint: float
+    haze: float
+    lighting: float
+
+
+#: every image of every domain: weather and time of day, the same spread in each domain
+IMAGE_VARIATION = Variation(8.0, 0.08, 0.10, 0.03, 0.12, 0.15)
+#: each Cityscapes city around the Cityscapes look (scaled by the gap, like the look)
+CITY_VARIATION = Variation(20.0, 0.20, 0.25, 0.08, 0.25, 0.15)
+#: each Cityscapes image around its city's look (scaled by the gap): the real camera's days
+TARGET_IMAGE_VARIATION = Variation(20.0, 0.20, 0.25, 0.06, 0.30, 0.25)
+#: how much each Cityscapes image's layout statistics vary around its city's (0: not at all)
+IMAGE_LAYOUT_JITTER = 1.6
+#: the share of source images rendered with a look between the source's and the target's
+MIXED_SHARE = 1 / 3
+
+
+def _lerp(a: Look, b: Look, t: float) -> Look:
+    """The look ``t`` of the way from ``a`` to ``b`` (field by field)."""
     mixed = {}
-    for k, v in asdict(look).items():
-        if isinstance(v, tuple):
-            mixed[k] = tuple(a + gap * (b - a) for a, b in zip(n[k], v, strict=True))
+    for (k, u), v in zip(asdict(a).items(), asdict(b).values(), strict=True):
+        if isinstance(u, tuple):
+            mixed[k] = tuple(x + t * (y - x) for x, y in zip(u, v, strict=True))
         else:
-            mixed[k] = n[k] + gap * (v - n[k])
+            mixed[k] = u + t * (v - u)
     return Look(**mixed)
+
+
+def scaled_look(domain: str, gap: float) -> Look:
+    """The domain's look with every departure from neutral scaled by ``gap``."""
+    return _lerp(NEUTRAL_LOOK, LOOKS[domain], gap)
+
+
+def vary(look: Look, var: Variation, rng: np.random.Generator, scale: float = 1.0) -> Look:
+    """``look`` changed by one draw of ``var`` (times ``scale``)."""
+    return replace(
+        look,
+        brightness=look.brightness + scale * var.brightness * rng.normal(),
+        contrast=look.contrast * float(np.exp(scale * var.contrast * rng.normal())),
+        saturation=look.saturation * float(np.exp(scale * var.saturation * rng.normal())),
+        tint=tuple(float(c * np.exp(scale * var.tint * rng.normal())) for c in look.tint),
+        haze=look.haze + scale * var.haze * rng.random(),
+        lighting=look.lighting + scale * var.lighting * rng.random(),
+    )
 
 
 def domain_palette(domain: str, gap: float) -> np.ndarray:
@@ -334,6 +385,68 @@ def domain_palette(domain: str, gap: float) -> np.ndarray:
         -1, 1, size=NEUTRAL_PALETTE.shape
     )
     return NEUTRAL_PALETTE + gap * LOOKS[domain].palette_shift * shift.astype(np.float32)
+
+
+def _city(domain: str, index: int) -> int:
+    """A Cityscapes scene's city: 0-17 train, 100-102 val (scene index = city * 10000 + j)."""
+    return index // 10000 + (100 if domain == "cityscapes/val" else 0)
+
+
+def city_look(city: int, seed: int, gap: float) -> Look:
+    """The look of one Cityscapes city: the Cityscapes look varied by ``CITY_VARIATION``."""
+    rng = np.random.default_rng([seed, 7, city])
+    return vary(scaled_look("cityscapes", gap), CITY_VARIATION, rng, scale=gap)
+
+
+def jittered_layout(base: Layout, rng: np.random.Generator, scale: float = 1.0) -> Layout:
+    """``base`` with its camera height, how built up and how busy drawn around its values
+    (``scale`` times the usual spread)."""
+    busy = lambda rate, sd: float(rate * np.exp(scale * sd * rng.normal()))  # noqa: E731
+    dy = scale * rng.uniform(-0.04, 0.04)
+    built = np.clip(base.building_share + scale * rng.uniform(-0.2, 0.2), 0.2, 0.9)
+    terrain = base.terrain_prob + scale * (rng.uniform(0.1, 0.6) - base.terrain_prob)
+    return replace(
+        base,
+        horizon=(base.horizon[0] + dy, base.horizon[1] + dy),
+        building_share=float(built),
+        terrain_prob=float(np.clip(terrain, 0.0, 1.0)),
+        cars=busy(base.cars, 0.4),
+        persons=busy(base.persons, 0.5),
+        riders=busy(base.riders, 0.5),
+        poles=busy(base.poles, 0.3),
+        trucks=busy(base.trucks, 0.5),
+        buses=busy(base.buses, 0.5),
+        trains=busy(base.trains, 0.5),
+    )
+
+
+def city_layout(city: int, seed: int) -> Layout:
+    """The layout statistics of one Cityscapes city (:func:`jittered_layout`)."""
+    return jittered_layout(LAYOUTS["cityscapes"], np.random.default_rng([seed, 8, city]))
+
+
+def scene_look(
+    domain: str, index: int, seed: int = 0, gap: float = 1.0, mixed_share: float = MIXED_SHARE
+) -> tuple[Look, np.ndarray, float]:
+    """(look, palette, distance) of one scene. ``distance`` is how far its look lies from the
+    target's, in units of the source-target gap: 0 for Cityscapes, 1 for a source image with
+    its domain's look, 1 - t for the ``mixed_share`` of source images drawn ``t`` of the way
+    (uniform in 0..1) towards the Cityscapes look. The draws come from their own stream, so a
+    scene's content does not depend on its look."""
+    kind = domain.split("/")[0]
+    rng = np.random.default_rng([seed, DOMAIN_CODES[domain], index, 1])
+    if kind == "cityscapes":
+        look = city_look(_city(domain, index), seed, gap)
+        look = vary(look, TARGET_IMAGE_VARIATION, rng, scale=gap)
+        palette, distance = domain_palette(kind, gap), 0.0
+    else:
+        look, palette, distance = scaled_look(kind, gap), domain_palette(kind, gap), 1.0
+        if rng.random() < mixed_share:
+            t = float(rng.random())
+            look = _lerp(look, scaled_look("cityscapes", gap), t)
+            palette = palette + t * (domain_palette("cityscapes", gap) - palette)
+            distance = 1.0 - t
+    return vary(look, IMAGE_VARIATION, rng), palette, distance
 
 
 def render(rng, classes: np.ndarray, instances: np.ndarray, palette: np.ndarray, look: Look):
@@ -363,6 +476,9 @@ def render(rng, classes: np.ndarray, instances: np.ndarray, palette: np.ndarray,
     img = gray + look.saturation * (img - gray)
     img = (img - 128.0) * look.contrast + 128.0 + look.brightness
     img *= np.asarray(look.tint, np.float32)
+    if look.haze > 0:  # thicker towards the top of the frame (farther away)
+        veil = (min(look.haze, 1.0) * (1 - yy / h))[..., None]
+        img = img * (1 - veil) + veil * HAZE_COLOUR
     r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
     img *= (1 - 0.25 * look.vignette * r2)[..., None]
     if look.blur > 0:
@@ -372,7 +488,14 @@ def render(rng, classes: np.ndarray, instances: np.ndarray, palette: np.ndarray,
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_scene(domain: str, index: int, seed: int = 0, size=(256, 128), gap: float = 1.0):
+def make_scene(
+    domain: str,
+    index: int,
+    seed: int = 0,
+    size=(256, 128),
+    gap: float = 1.0,
+    mixed_share: float = MIXED_SHARE,
+):
     """One scene of ``domain`` ("gta5", "synthia", "cityscapes/train", "cityscapes/val").
 
     Returns (image (H, W, 3) uint8 RGB, drawn classes (H, W) uint8, instances (H, W) int32).
@@ -381,8 +504,16 @@ def make_scene(domain: str, index: int, seed: int = 0, size=(256, 128), gap: flo
     kind = domain.split("/")[0]
     w, h = domain_size(kind, size)
     rng = np.random.default_rng([seed, DOMAIN_CODES[domain], index])
-    classes, instances = draw_scene(rng, w, h, LAYOUTS[kind])
-    image = render(rng, classes, instances, domain_palette(kind, gap), scaled_look(kind, gap))
+    if kind == "cityscapes":
+        layout = city_layout(_city(domain, index), seed)
+        if IMAGE_LAYOUT_JITTER:
+            own = np.random.default_rng([seed, DOMAIN_CODES[domain], index, 2])
+            layout = jittered_layout(layout, own, IMAGE_LAYOUT_JITTER)
+    else:
+        layout = LAYOUTS[kind]
+    classes, instances = draw_scene(rng, w, h, layout)
+    look, palette, _ = scene_look(domain, index, seed, gap, mixed_share)
+    image = render(rng, classes, instances, palette, look)
     return image, classes, instances
 
 
@@ -398,8 +529,10 @@ class ToySpec:
     gap: float = 1.0
     num_gta5: int = 300
     num_synthia: int = 300
-    train_per_city: int = 8
-    val_per_city: int = 10
+    train_per_city: int = 24
+    val_per_city: int = 20
+    #: the share of source images rendered part-way to the target look (``scene_look``)
+    mixed_share: float = MIXED_SHARE
     version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -473,6 +606,87 @@ def _cityscapes_id_palette() -> list[int]:
     return pal.flatten().tolist()
 
 
+#: per source image, how far its look lies from the target's (``scene_look``): the truth that
+#: PixDA's selection can be checked against
+LOOKS_FILE = "toy_looks.csv"
+
+
+def write_look_distances(out: Path, spec: ToySpec) -> Path:
+    """``<out>/toy_looks.csv``: ``dataset, name, distance`` for every source image."""
+    import pandas as pd
+
+    rows = [
+        (domain, name, scene_look(domain, index, spec.seed, spec.gap, spec.mixed_share)[2])
+        for domain, index, name in iter_scenes(spec)
+        if domain in ("gta5", "synthia")
+    ]
+    path = out / LOOKS_FILE
+    pd.DataFrame(rows, columns=["dataset", "name", "distance"]).to_csv(path, index=False)
+    return path
+
+
+def look_distances(source_root: str | os.PathLike) -> dict[str, float] | None:
+    """``{image name: distance}`` for the source images under ``source_root`` (a toy
+    benchmark's ``gta5`` or ``synthia`` folder), from the toy's ``toy_looks.csv``; None when
+    the root is not part of a toy benchmark that records them. A damaged file is an error
+    naming it."""
+    import pandas as pd
+
+    root = Path(source_root)
+    path = root.parent / LOOKS_FILE
+    if not path.is_file() or not (root.parent / "toy.json").is_file():
+        return None
+    try:
+        table = pd.read_csv(path)
+        table = table[table["dataset"] == root.name]
+        return dict(zip(table["name"].astype(str), table["distance"].astype(float), strict=True))
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"toy metadata {path} is damaged ({type(exc).__name__}); write the toy benchmark "
+            "again (pixda toy --out FOLDER --force)"
+        ) from None
+
+
+def toy_manifest(root: str | os.PathLike) -> tuple[Path, dict | None] | None:
+    """The ``toy.json`` of the toy benchmark that ``root`` is (or one of whose datasets it
+    is), with its contents (None when unreadable); None when ``root`` is not a toy's."""
+    root = Path(root)
+    for folder in (root, root.parent):
+        path = folder / "toy.json"
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = None
+            return path, data if isinstance(data, dict) else None
+    return None
+
+
+def check_current(root: str | os.PathLike, fix: str | None = None) -> dict | None:
+    """Refuse a toy benchmark written by another version of the generator (its scenes are
+    not this kit's: results on it would be mixed with results on the current one); returns
+    its spec (None when ``root`` is not a toy's). ``fix`` replaces the advice given."""
+    found = toy_manifest(root)
+    if found is None:
+        return None
+    path, data = found
+    version = data.get("version") if data else None
+    if version == FORMAT_VERSION:
+        return data
+    what = f"format {version}" if isinstance(version, int) else "an unreadable toy.json"
+    folder = path.parent
+    raise DataError(
+        f"{folder} holds a toy benchmark of {what} ({path}); this kit writes and reads format "
+        f"{FORMAT_VERSION}. "
+        + (
+            fix
+            or f"Write it again with `pixda toy --out {folder} --force` (same options), and "
+            "start new run folders: runs and source-only models made on the old one do not "
+            "compare with the new one"
+        )
+    )
+
+
 def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool = True) -> Path:
     """Write the toy benchmark described by ``spec`` under ``out``; returns ``out``.
 
@@ -488,6 +702,7 @@ def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool =
             old = None
         if old == spec.to_dict():
             return out
+        check_current(out)  # an older generator's: say so, and how to replace it
         raise DataError(
             f"{out} already holds a toy benchmark written with other settings ({manifest}); "
             "choose another --out or pass --force to replace it"
@@ -498,8 +713,11 @@ def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool =
         (out / sub).mkdir(parents=True, exist_ok=True)
     scenes = list(iter_scenes(spec))
     for domain, index, name in tqdm(scenes, desc=f"toy benchmark -> {out}", disable=not progress):
-        image, classes, instances = make_scene(domain, index, spec.seed, spec.size, spec.gap)
+        image, classes, instances = make_scene(
+            domain, index, spec.seed, spec.size, spec.gap, spec.mixed_share
+        )
         write_scene(out, domain, name, image, classes, instances)
+    write_look_distances(out, spec)
     manifest.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")  # written last: complete
     return out
 

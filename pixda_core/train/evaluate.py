@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader, Subset
 
 from ..checkpoint import load_checkpoint, load_model_state, step_checkpoints
 from ..config import Config, protocol
-from ..data import Cityscapes
+from ..data import Cityscapes, toy
 from ..data.common import release_normalize, skipping
-from ..data.splits import split_source
+from ..data.splits import city_images, split_source
 from ..errors import ConfigError
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
-from ..methods import SOURCE_ONLY
+from ..methods import SOURCE_ONLY, TABLE
 from ..metrics import ConfusionMatrix
 from .runtime import Runtime, worker_ignores_stops
 from .step import build_segmenter
@@ -107,12 +107,26 @@ def write_predictions(folder: Path, names, preds: np.ndarray) -> None:
             Image.fromarray(img).save(out)
 
 
+def _every(method: str) -> bool:
+    return method in TABLE and TABLE[method].all_target
+
+
+def shots_of(cfg: Config, method: str) -> int:
+    """The shots a run records: ``data.num_shots``; for the oracle (every target training
+    image) the images per city, the most any city has where they differ."""
+    if not _every(method):
+        return cfg.data.num_shots
+    counts = [len(v) for v in city_images(cfg.data.target_root).values()]
+    return max(counts, default=0)
+
+
 def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> dict:
     """What ``metrics.json`` holds: mIoU under the source's protocol ("19" for GTA5, "16" for
     SYNTHIA, plus ``miou_13`` for SYNTHIA), per-class IoU by name (null where a class is absent
     from both prediction and ground truth), pixel accuracy, the step, and what the run was
     (``method``: "source_only" or the adaptation method; ``shots``: 0 for source-only;
-    ``split``: where the target shots came from, None for source-only)."""
+    ``split``: where the target shots came from, None for source-only); on a toy benchmark,
+    ``toy``: its generator version, gap and seed."""
     iou, d = cm.iou(), cfg.data
     out = {
         "miou": _num(cm.miou(protocol(cfg))),
@@ -122,16 +136,21 @@ def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> di
         "step": int(step),
         "method": method,
         "source": cfg.data.source,
-        "shots": 0 if method == "source_only" else cfg.data.num_shots,
+        "shots": 0 if method == "source_only" else shots_of(cfg, method),
         "seed": cfg.run.seed,
         # where the target shots came from: "published", "seed S" (drawn) or "file NAME"
         "split": None
         if method == SOURCE_ONLY
-        else split_source(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed),
+        else split_source(
+            d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, _every(method)
+        ),
         "run": cfg.run.name,
     }
     if cfg.data.source == "synthia":
         out["miou_13"] = _num(cm.miou("13"))
+    found = toy.toy_manifest(cfg.data.target_root)
+    if found is not None and found[1] is not None:  # on a toy benchmark: which one
+        out["toy"] = {k: found[1].get(k) for k in ("version", "gap", "seed")}
     return out
 
 

@@ -26,10 +26,10 @@ from ..checkpoint import (
     set_rng_state,
 )
 from ..config import Config
-from ..data import GTA5, Cityscapes, Synthia, write_split
+from ..data import GTA5, Cityscapes, Synthia, toy, write_split
 from ..data.splits import choose_split
 from ..errors import ConfigError, PixdaError, Stopped
-from ..methods import SOURCE_ONLY, Method
+from ..methods import Method, method_of, schedule
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
 from .rundir import RunFolder
 from .runtime import Runtime, log_stream
@@ -82,7 +82,10 @@ def target_split(cfg: Config, folder: RunFolder, rt: Runtime) -> Path:
     path = folder.path / "split.txt"
     if rt.is_main and not path.exists():
         d = cfg.data
-        chosen = choose_split(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed)
+        every = method_of(cfg).all_target
+        chosen = choose_split(
+            d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, every
+        )
         write_split(path, chosen.names)
         rt.log(f"target shots: {chosen.how} -> {path}")
     rt.barrier()
@@ -104,7 +107,7 @@ class Job:
         self, cfg: Config, method: Method, folder: RunFolder, rt: Runtime, init: str | None
     ):
         self.cfg, self.method, self.folder, self.rt = cfg, method, folder, rt
-        self.optim = cfg.pretrain if method.name == SOURCE_ONLY else cfg.adapt
+        self.optim = getattr(cfg, schedule(method))
         self.nets = build_nets(cfg, method, self.optim, rt, init)
         self.source = source_dataset(cfg) if method.source else None
         self.target = None
@@ -121,6 +124,9 @@ class Job:
             require_batches(len(self.source), self.optim.batch_size, rt, what)
         self.val = val_loader(cfg, rt)
         kept = list(range(len(self.source))) if self.source is not None else []
+        #: a toy source's true distances to the target look (None on real data): what
+        #: PixDA's selection rounds are checked against (selection.csv)
+        self.look_distances = toy.look_distances(cfg.data.source_root) if method.selects else None
         self.state = State(tau=cfg.method.tau, kept=kept)
         self.losses = LossSums()
         self.src: Stream | None = None  # the batch streams, while open_streams() holds them

@@ -33,7 +33,7 @@ from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
 from .rundir import RunFolder, run_lock
 from .runtime import log_stream, ran_on, setup_runtime, stop_on_signals, worker_ignores_stops
-from .selection import keep, next_tau, score_images
+from .selection import against_truth, keep, next_tau, score_images
 from .start import preflight, resolve_init, resolve_shots, source_only_run
 from .step import main_step
 from .streams import SkipReport, per_rank
@@ -290,25 +290,29 @@ def selection_round(job: Job) -> None:
     keep_mask = keep(scores_host, s.tau).tolist()
     new = [k for k, ok in zip(s.kept, keep_mask, strict=True) if ok]
     s.selection_round += 1
-    job.folder.append(
-        "selection",
-        {
-            "step": s.step,
-            "round": s.selection_round,
-            "tau": round(s.tau, 6),
-            "candidates": n,
-            "kept": len(new),
-            "mean_score": float(scores_host.nanmean()),
-            "event": "",
-        },
-    )
+    names = [job.source.samples[k].name for k in s.kept]
+    row = {
+        "step": s.step,
+        "round": s.selection_round,
+        "tau": round(s.tau, 6),
+        "candidates": n,
+        "kept": len(new),
+        "mean_score": float(scores_host.nanmean()),
+        "event": "",
+    }
+    truth = job.look_distances  # a toy benchmark's source: how the round did against it
+    if truth is not None:
+        distances = [truth.get(name, float("nan")) for name in names]
+        row.update(against_truth(scores_host.tolist(), keep_mask, distances))
+    job.folder.append("selection", row)
     if job.folder.is_main:
         import pandas as pd
 
         out = job.folder.path / "selection" / f"round_{s.selection_round}.csv"
         out.parent.mkdir(exist_ok=True)
-        names = [job.source.samples[k].name for k in s.kept]
         table = pd.DataFrame({"name": names, "score": scores_host.tolist(), "kept": keep_mask})
+        if truth is not None:
+            table["distance"] = distances
         table.to_csv(out, index=False)
     rt.log(
         f"step {s.step}: selection round {s.selection_round} at tau {s.tau:.2f} kept "

@@ -51,3 +51,31 @@ def keep(scores: torch.Tensor, tau: float) -> torch.Tensor:
 def next_tau(tau: float, tau_step: float) -> float:
     """Each round is stricter than the last (the paper: 0.4, then +0.4 per round)."""
     return tau + tau_step
+
+
+#: the columns :func:`against_truth` adds to a round's row of ``selection.csv``
+TRUTH_COLUMNS = ("distance_rho", "kept_distance", "dropped_distance")
+
+
+def against_truth(scores, kept, distances) -> dict[str, float]:
+    """A round of selection against what only a synthetic benchmark knows: each candidate's
+    true distance to the target look (the toy's ``toy_looks.csv``; 0 = the target's look).
+
+    ``distance_rho``: Spearman's rank correlation of the scores with the distances (a
+    selection that finds target-like images scores the nearer ones higher: rho < 0);
+    ``kept_distance`` / ``dropped_distance``: the mean distance of the images kept and of
+    those dropped. Candidates without a score or a distance are left out; NaN where a value
+    cannot be computed (fewer than 3 candidates, no spread, no image on one side)."""
+    import numpy as np
+    from scipy import stats
+
+    s = np.asarray(scores, dtype=float)
+    d = np.asarray(distances, dtype=float)
+    k = np.asarray(kept, dtype=bool)
+    ok = np.isfinite(s) & np.isfinite(d)
+    rho = np.nan
+    if ok.sum() >= 3 and np.ptp(s[ok]) > 0 and np.ptp(d[ok]) > 0:
+        rho = float(stats.spearmanr(s[ok], d[ok])[0])
+    kept_d = float(d[ok & k].mean()) if (ok & k).any() else np.nan
+    dropped_d = float(d[ok & ~k].mean()) if (ok & ~k).any() else np.nan
+    return dict(zip(TRUTH_COLUMNS, (rho, kept_d, dropped_d), strict=True))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config, preset
-from ..data import Cityscapes
+from ..data import Cityscapes, toy
 from ..data.splits import choose_split, read_split, split_shots
 from ..errors import ConfigError, say_once
 from ..methods import SOURCE_ONLY, TITLES, Method
@@ -39,6 +39,9 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
     same roots by the caller)."""
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 owns the run folder
         RunFolder.check(cfg, resume)
+    if data:  # a toy benchmark of an older generator is refused, never mixed with this one
+        for root in (cfg.data.source_root, cfg.data.target_root):
+            toy.check_current(root)
     if data and method.source:
         source_dataset(cfg)
     if data:
@@ -48,7 +51,10 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
         folder = Path(cfg.run.out_dir) / cfg.run.name
         if not (resume and (folder / "split.txt").exists() and not not_started(folder)):
             d = cfg.data
-            choose_split(d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed)
+            every = method.all_target
+            choose_split(
+                d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, every
+            )
     check_sizes(cfg, method)
     source_only = method.name == SOURCE_ONLY
     init = cfg.model.init if source_only else cfg.run.restore_from
@@ -158,7 +164,8 @@ def resolve_init(cfg: Config) -> Config:
 def source_only_run(cfg: Config) -> Config:
     """The config of the source-only run shared by every adaptation run of ``cfg``'s source
     and preset: the adaptation-only settings (method, ``adapt``, shots, split, seed) are reset
-    to the preset's, and the folder is ``<out_dir>/source_only_<source>_<preset>_<hash>``,
+    to the preset's (the seed stays the run's with ``run.own_source_only``), and the folder is
+    ``<out_dir>/source_only_<source>_<preset>_<hash>``,
     the hash covering what is left where it differs from the preset, so runs that differ in
     it do not share a model."""
     cfg = resolve_init(cfg)  # its initial weights are part of what names it
@@ -169,13 +176,19 @@ def source_only_run(cfg: Config) -> Config:
         data=data,
         adapt=base.adapt,
         method=replace(base.method, seg_loss=cfg.method.seg_loss),
-        run=replace(cfg.run, name="source_only", seed=base.run.seed, restore_from=None),
+        run=replace(
+            cfg.run,
+            name="source_only",
+            seed=cfg.run.seed if cfg.run.own_source_only else base.run.seed,
+            restore_from=None,
+        ),
     )
     # the hash covers what differs from the preset, so that a new config key (at its
     # default) does not rename the folders of models trained before it existed
     d, ref = canon.to_dict(), base.to_dict()
     for section, key in RESUME_FREE:
         d[section].pop(key)
+    d["run"].pop("own_source_only")  # the preset's seed's model is the shared one
     for section, key in (("data", "source_root"), ("data", "target_root"), ("run", "out_dir")):
         if d[section][key] is not None:  # data/toy and /here/data/toy: one model
             d[section][key] = os.path.abspath(d[section][key])
@@ -186,6 +199,10 @@ def source_only_run(cfg: Config) -> Config:
         for sec, vals in d.items()
         if isinstance(vals, dict)
     }
+    for root in ("source_root", "target_root"):  # a toy written again (another gap): a new model
+        found = toy.toy_manifest(getattr(cfg.data, root))
+        if found is not None:
+            diff.setdefault("toy", {})[root] = found[1]
     digest = hashlib.sha256(json.dumps(diff, sort_keys=True).encode()).hexdigest()[:8]
     name = f"source_only_{cfg.data.source}_{cfg.preset}_{digest}"
     return replace(canon, run=replace(canon.run, name=name))
