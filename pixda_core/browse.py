@@ -13,29 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .labels import CLASS_NAMES, NUM_CLASSES
+from .labels import CLASS_NAMES, NUM_CLASSES, class_ids
 
 #: predictions kept in memory (uint8, one per (image, method)): 64 Cityscapes predictions at
 #: 2048x1024 are 128 MiB
 CACHE_SIZE = 64
-
-
-def class_ids(classes) -> list[int]:
-    """trainIds of ``classes`` (names or ids); a name that is no Cityscapes class is an error
-    naming it."""
-    from .errors import ConfigError
-
-    ids = []
-    for c in classes or ():
-        if isinstance(c, str):
-            if c not in CLASS_NAMES:
-                raise ConfigError(f"class {c!r} is not one of the 19: {', '.join(CLASS_NAMES)}")
-            ids.append(CLASS_NAMES.index(c))
-        elif isinstance(c, (int, np.integer)) and 0 <= c < NUM_CLASSES:
-            ids.append(int(c))
-        else:
-            raise ConfigError(f"class {c!r}: a class name or a trainId 0-{NUM_CLASSES - 1}")
-    return ids
 
 
 def image_iou(label: np.ndarray, pred: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ def run(
     shots=SHOTS,
 ) -> dict:
     from .analysis import load_runs, per_class_table
-    from .sweep import execute, run_sweep
+    from .notebook_run import execute
+    from .sweep import run_sweep
     from .workflow import resolve
 
     t0 = time.time()

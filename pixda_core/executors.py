@@ -83,7 +83,7 @@ class NotebookJob(submitit.helpers.Checkpointable):
     the run's last checkpoint (the notebooks train with ``resume=True``)."""
 
     def __call__(self, task: Task) -> str:
-        from .sweep import execute
+        from .notebook_run import execute
 
         env = submitit.JobEnvironment() if "SUBMITIT_FOLDER" in os.environ else None
         write_status(

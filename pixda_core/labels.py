@@ -116,3 +116,21 @@ def colorize(train_ids: np.ndarray) -> np.ndarray:
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[:NUM_CLASSES] = PALETTE
     return palette[np.asarray(train_ids)]
+
+
+def class_ids(classes) -> list[int]:
+    """trainIds of ``classes`` (names or ids); a name that is no Cityscapes class is an error
+    naming it."""
+    from .errors import ConfigError
+
+    ids = []
+    for c in classes or ():
+        if isinstance(c, str):
+            if c not in CLASS_NAMES:
+                raise ConfigError(f"class {c!r} is not one of the 19: {', '.join(CLASS_NAMES)}")
+            ids.append(CLASS_NAMES.index(c))
+        elif isinstance(c, (int, np.integer)) and 0 <= c < NUM_CLASSES:
+            ids.append(int(c))
+        else:
+            raise ConfigError(f"class {c!r}: a class name or a trainId 0-{NUM_CLASSES - 1}")
+    return ids

@@ -12,7 +12,7 @@ from .executors import SlurmOptions
 from .gap_sweep import collect_gaps, gap_status, read_gap_grid, run_gap_sweep
 from .methods import SOURCE_ONLY
 from .sweep import SWEEP_METHODS, collect, run_sweep, status_table
-from .train.cli import nest_overrides, parse_set
+from .train.flags import nest_overrides, parse_set
 
 
 @run_cli

@@ -610,7 +610,14 @@ def plot_selection_truth(truth: pd.DataFrame, title: str | None = None, style="s
                     medianprops={"color": "0.1"},
                     flierprops={"markersize": 2},
                 )
-        ax.set_xticks(range(len(rounds)), [f"round {r}\n(ρ {rho[r]:+.2f})" for r in rounds])
+        kept = data.groupby("round")["kept"].agg(
+            ["sum", "size"]
+        )  # "kept 300 of 300": none dropped
+        ticks = [
+            f"round {r}: kept {kept.loc[r, 'sum']:.0f} of {kept.loc[r, 'size']}\n(ρ {rho[r]:+.2f})"
+            for r in rounds
+        ]
+        ax.set_xticks(range(len(rounds)), ticks)
         ax.set_xlim(-0.6, len(rounds) - 0.4)
         ax.set_ylabel("true distance to the target look")
         ax.set_ylim(-0.05, 1.05)
@@ -734,9 +741,7 @@ def error_map(label: np.ndarray, pred: np.ndarray, classes=None) -> np.ndarray:
     out[(label != pred) & ~ignored] = ERROR_COLORS["wrong"]
     out[ignored] = ERROR_COLORS["ignored"]
     if classes:
-        from .browse import class_ids
-
-        ids = class_ids(classes)
+        ids = L.class_ids(classes)
         keep = np.isin(label, ids) | np.isin(pred, ids)
         out[~keep] = 0
     return out

@@ -7,13 +7,8 @@ import pytest
 
 from pixda_core.config import Config, preset
 from pixda_core.errors import ConfigError
-from pixda_core.train.cli import (
-    FLAGS,
-    KEY_FLAGS,
-    build_parser,
-    config_from_args,
-    nest_overrides,
-)
+from pixda_core.train.cli import build_parser, config_from_args
+from pixda_core.train.flags import FLAGS, KEY_FLAGS, nest_overrides
 
 pytestmark = pytest.mark.unit
 

@@ -348,7 +348,7 @@ def test_the_git_filter_strips_outputs_on_commit(tmp_path):
 
 
 def test_class_filters_name_the_bad_class():
-    from pixda_core.browse import class_ids
+    from pixda_core.labels import class_ids
 
     assert class_ids(["road", 18]) == [0, 18]
     with pytest.raises(ConfigError, match="class 'raod' is not one of the 19: road, sidewalk"):

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pixda_core.analysis import read_metrics
 from pixda_core.checkpoint import load_checkpoint
 from pixda_core.config import Config
 from pixda_core.data import read_list_file, read_split
@@ -21,6 +20,7 @@ from pixda_core.errors import PixdaError
 from pixda_core.models.pretrained import read_weights
 from pixda_core.sweep import read_grid, read_runs
 from pixda_core.train.cli import build_parser, config_from_args
+from pixda_core.train.rundir import read_metrics
 
 pytestmark = pytest.mark.data  # bounded, but ~15 s in all: kept out of make test-fast
 

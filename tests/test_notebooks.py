@@ -313,7 +313,7 @@ def test_error_browser_reaches_every_val_image_on_demand(sweep):
 def test_a_sweep_after_a_jupyterlab_session_runs_the_kits_notebooks(sweep, tmp_path, monkeypatch):
     """A user copies the notebooks, edits and runs them (outputs saved, parameters changed,
     a cell that fails); a later sweep's analysis still runs the kit's own notebook 04."""
-    from pixda_core.sweep import NB_ANALYSIS, execute
+    from pixda_core.notebook_run import NB_ANALYSIS, execute
     from pixda_core.workflow import CHECKOUT, PACKAGE, copy_notebooks
 
     # the kit's notebooks are package data, not a folder a user opens (the checkout's

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from pixda_core.analysis import finished, load_runs, read_metrics
+from pixda_core.analysis import load_runs
 from pixda_core.data import draw_split, load_split, read_split, write_split
 from pixda_core.errors import DataError
 from pixda_core.sweep import _write_summary, read_grid, read_runs, state_of
 from pixda_core.sweep_cli import main as sweep_main
+from pixda_core.train.rundir import finished, read_metrics
 
 from .helpers import assert_user_error, cli, release_args
 

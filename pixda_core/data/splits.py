@@ -128,12 +128,17 @@ def validate_split(
 
 
 def load_split(
-    path: str | os.PathLike, root: str | os.PathLike, split: str = "train", warn: bool = True
+    path: str | os.PathLike,
+    root: str | os.PathLike,
+    split: str = "train",
+    warn: bool = True,
+    names: list[str] | None = None,
 ) -> Split:
-    """Read and validate a split file; warns (does not fail) on duplicate entries, one line
-    once per file, unless ``warn`` is off (a file already announced, such as a run's own
-    split.txt)."""
-    result = validate_split(read_split(path), root, split, where=f"split file {path}")
+    """Read and validate a split file (``names``: its entries, when read already); warns
+    (does not fail) on duplicate entries, one line once per file, unless ``warn`` is off (a
+    file already announced, such as a run's own split.txt)."""
+    names = read_split(path) if names is None else names
+    result = validate_split(names, root, split, where=f"split file {path}")
     if result.duplicates and warn:
         listed = ", ".join(f"{n} (x{c})" for n, c in result.duplicates.items())
         say_once(
@@ -160,10 +165,12 @@ def split_shots(names: list[str]) -> int | None:
 
 @dataclass
 class ChosenSplit:
-    """The target shots of a run and how they were chosen (for the run's log)."""
+    """The target shots of a run, how they were chosen (for the run's log) and where from, as
+    :func:`split_source` says it (for ``metrics.json``)."""
 
     names: list[str]
     how: str
+    source: str
 
 
 def choose_split(
@@ -173,17 +180,20 @@ def choose_split(
     split_seed: int | None = None,
     run_seed: int = 0,
     every: bool = False,
+    listed: list[str] | None = None,
 ) -> ChosenSplit:
     """The target shots of a run: with ``every`` (the oracle), every training image of
     ``root``; the split file when given; else, without ``split_seed``, the published split of
     ``shots`` when ``root`` holds all its images (as published: the 5-shot file's duplicate
     stays, so that image is drawn twice as often); else ``shots`` images per city drawn with
-    ``split_seed`` (default: ``run_seed``)."""
+    ``split_seed`` (default: ``run_seed``). ``listed``: the split file's entries, when the
+    caller has read it (it is checked here, not read again)."""
     if every:
         names = [n for city in city_images(root).values() for n in city]
-        return ChosenSplit(names, f"every training image of {root} ({len(names)})")
+        return ChosenSplit(names, f"every training image of {root} ({len(names)})", "all")
     if split_file is not None:
-        return ChosenSplit(load_split(split_file, root).names, f"the split file {split_file}")
+        names = load_split(split_file, root, names=listed).names
+        return ChosenSplit(names, f"the split file {split_file}", f"file {Path(split_file).name}")
     names, why = _published_here(root, shots, split_seed)
     if names is not None:
         dups = {n: c for n, c in Counter(names).items() if c > 1}
@@ -191,10 +201,11 @@ def choose_split(
             f"; it lists {n} {c} times, kept as published (drawn {c}x as often)"
             for n, c in dups.items()
         )
-        return ChosenSplit(names, f"the published {shots}-shot split ({len(names)} entries{note})")
+        how = f"the published {shots}-shot split ({len(names)} entries{note})"
+        return ChosenSplit(names, how, "published")
     seed = run_seed if split_seed is None else split_seed
     names = draw_split(root, shots, seed)
-    return ChosenSplit(names, f"{shots} per city drawn with seed {seed}{why}")
+    return ChosenSplit(names, f"{shots} per city drawn with seed {seed}{why}", f"seed {seed}")
 
 
 def _published_here(

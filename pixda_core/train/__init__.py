@@ -5,9 +5,11 @@ Where things are: :mod:`~pixda_core.train.loop` (the loops, read top to bottom),
 schedules; one step of the main phase), :mod:`~pixda_core.train.selection`
 (PixDA's selection), :mod:`~pixda_core.train.distillation` (its last phase),
 :mod:`~pixda_core.train.evaluate`, :mod:`~pixda_core.train.job` (a run's parts, checkpoints),
-:mod:`~pixda_core.train.start` (checks before a run), :mod:`~pixda_core.train.rundir` (run
+:mod:`~pixda_core.train.start` (checks before a run), :mod:`~pixda_core.train.inputs`
+(its data), :mod:`~pixda_core.train.rundir` (run
 folders), :mod:`~pixda_core.train.streams` (batch streams), :mod:`~pixda_core.train.runtime`
-(device, precision, torchrun) and :mod:`~pixda_core.train.cli` (the command line).
+(device, precision, torchrun) and :mod:`~pixda_core.train.cli` (the command line; its flags in
+:mod:`~pixda_core.train.flags`).
 """
 
 from .evaluate import evaluate, load_run_model, metrics_dict, val_loader, write_metrics

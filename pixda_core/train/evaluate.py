@@ -120,13 +120,16 @@ def shots_of(cfg: Config, method: str) -> int:
     return max(counts, default=0)
 
 
-def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> dict:
+def metrics_dict(
+    cm: ConfusionMatrix, cfg: Config, step: int, method: str, split: str | None = None
+) -> dict:
     """What ``metrics.json`` holds: mIoU under the source's protocol ("19" for GTA5, "16" for
     SYNTHIA, plus ``miou_13`` for SYNTHIA), per-class IoU by name (null where a class is absent
     from both prediction and ground truth), pixel accuracy, the step, and what the run was
     (``method``: "source_only" or the adaptation method; ``shots``: 0 for source-only;
-    ``split``: where the target shots came from, None for source-only); on a toy benchmark,
-    ``toy``: its generator version, gap and seed."""
+    ``split``: where the target shots came from, None for source-only; given by a run that
+    knows it, else worked out from the config); on a toy benchmark, ``toy``: its generator
+    version, gap and seed."""
     iou, d = cm.iou(), cfg.data
     out = {
         "miou": _num(cm.miou(protocol(cfg))),
@@ -141,6 +144,8 @@ def metrics_dict(cm: ConfusionMatrix, cfg: Config, step: int, method: str) -> di
         # where the target shots came from: "published", "seed S" (drawn) or "file NAME"
         "split": None
         if method == SOURCE_ONLY
+        else split
+        if split is not None
         else split_source(
             d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, _every(method)
         ),

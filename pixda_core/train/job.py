@@ -14,7 +14,6 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import torch
 
@@ -26,15 +25,16 @@ from ..checkpoint import (
     set_rng_state,
 )
 from ..config import Config
-from ..data import GTA5, Cityscapes, Synthia, toy, write_split
-from ..data.splits import choose_split
+from ..data import Cityscapes, toy
+from ..data.splits import ChosenSplit
 from ..errors import ConfigError, PixdaError, Stopped
-from ..methods import Method, method_of, schedule
+from ..methods import Method, schedule
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
+from .inputs import require_batches, shots_source, source_dataset, target_split
 from .rundir import RunFolder
 from .runtime import Runtime, log_stream
 from .step import LossSums, build_nets
-from .streams import SOURCE_STREAM, TARGET_STREAM, Stream, per_rank
+from .streams import SOURCE_STREAM, TARGET_STREAM, Stream
 from .tensorboard import Board
 
 #: the run folder's tables that a resumed run rewrites from its checkpoint's step on
@@ -70,41 +70,17 @@ class State:
         return cls(**{k: v for k, v in saved.items() if k in names})
 
 
-def source_dataset(cfg: Config):
-    cls = {"gta5": GTA5, "synthia": Synthia}[cfg.data.source]
-    return cls(cfg.data.source_root, size=cfg.data.size, list_file=cfg.data.source_list)
-
-
-def target_split(cfg: Config, folder: RunFolder, rt: Runtime) -> Path:
-    """The target shots of the run, written to ``split.txt`` in the run folder (see
-    :func:`~pixda_core.data.splits.choose_split`: the split file, the published split, or a
-    seeded draw); the run says which."""
-    path = folder.path / "split.txt"
-    if rt.is_main and not path.exists():
-        d = cfg.data
-        every = method_of(cfg).all_target
-        chosen = choose_split(
-            d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, every
-        )
-        write_split(path, chosen.names)
-        rt.log(f"target shots: {chosen.how} -> {path}")
-    rt.barrier()
-    return path
-
-
-def require_batches(n: int, batch: int, rt: Runtime, what: str) -> None:
-    if per_rank(n, batch, rt.world) == 0:
-        raise ConfigError(
-            f"{what} has {n} images, fewer than one batch of --batch_size = {batch}"
-            + (f" on each of {rt.world} processes" if rt.distributed else "")
-        )
-
-
 class Job:
     """One run of ``method``: built from the config, resumed by :meth:`resume`."""
 
     def __init__(
-        self, cfg: Config, method: Method, folder: RunFolder, rt: Runtime, init: str | None
+        self,
+        cfg: Config,
+        method: Method,
+        folder: RunFolder,
+        rt: Runtime,
+        init: str | None,
+        chosen: ChosenSplit | None = None,
     ):
         self.cfg, self.method, self.folder, self.rt = cfg, method, folder, rt
         self.optim = getattr(cfg, schedule(method))
@@ -112,7 +88,7 @@ class Job:
         self.source = source_dataset(cfg) if method.source else None
         self.target = None
         if method.target:
-            split = target_split(cfg, folder, rt)
+            split = target_split(cfg, folder, rt, chosen)
             # the split was announced when it was chosen (duplicates included)
             self.target = Cityscapes(
                 cfg.data.target_root, "train", cfg.data.size, split, warn_duplicates=False
@@ -123,6 +99,8 @@ class Job:
             what = f"the source set {cfg.data.source_root}"
             require_batches(len(self.source), self.optim.batch_size, rt, what)
         self.val = val_loader(cfg, rt)
+        #: where the target shots came from (metrics.json's ``split``), known once
+        self.split_source = shots_source(cfg, method, chosen)
         kept = list(range(len(self.source))) if self.source is not None else []
         #: a toy source's true distances to the target look (None on real data): what
         #: PixDA's selection rounds are checked against (selection.csv)
@@ -281,7 +259,7 @@ class Job:
         """Evaluate G on the target val set now: a validations.csv row and a log line."""
         s = self.state
         cm = evaluate(self.nets.g, self.val, self.rt)
-        m = metrics_dict(cm, self.cfg, s.step, self.method.name)
+        m = metrics_dict(cm, self.cfg, s.step, self.method.name, self.split_source)
         self.validation_row(m, s.phase)
         self.last_val = (s.step, cm)
         extra = f", mIoU-13 {m['miou_13'] * 100:.2f}" if "miou_13" in m else ""

@@ -23,15 +23,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..analysis import finished, read_metrics
 from ..config import Config
 from ..data.common import skipping
+from ..data.splits import ChosenSplit
 from ..errors import ConfigError
 from ..methods import SOURCE_ONLY, TABLE, Method, method_of
 from .distillation import kd_length, kd_step, make_teacher
 from .evaluate import evaluate, metrics_dict, write_metrics
 from .job import Job, TrainingError, pct
-from .rundir import RunFolder, run_lock
+from .rundir import RunFolder, finished, read_metrics, run_lock
 from .runtime import log_stream, ran_on, setup_runtime, stop_on_signals, worker_ignores_stops
 from .selection import against_truth, keep, next_tau, score_images
 from .start import preflight, resolve_init, resolve_shots, source_only_run
@@ -57,13 +57,13 @@ def adapt(cfg: Config, resume: bool = False) -> dict:
     ``cfg.run.restore_from`` or the shared source-only run (trained first when missing).
     Returns the final metrics."""
     method = method_of(cfg)
-    cfg = resolve_shots(cfg)
+    cfg, listed = resolve_shots(cfg)
     if cfg.run.restore_from is None:  # the shared source-only model comes first
         cfg = resolve_init(cfg)
-    preflight(cfg, method, resume)
+    chosen = preflight(cfg, method, resume, listed=listed)  # the split, read and checked once
     with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
         init = ensure_source_only(cfg)
-        return run_job(cfg, method, resume, init=str(init))
+        return run_job(cfg, method, resume, init=str(init), chosen=chosen)
 
 
 def ensure_source_only(cfg: Config) -> Path:
@@ -100,14 +100,17 @@ def ensure_source_only(cfg: Config) -> Path:
     return latest
 
 
-def run_job(cfg: Config, method: Method, resume: bool, init: str | None) -> dict:
-    """Build the job, resume it when asked, run its phases, evaluate it."""
+def run_job(
+    cfg: Config, method: Method, resume: bool, init: str | None, chosen: ChosenSplit | None = None
+) -> dict:
+    """Build the job (``chosen``: its target shots, as preflight chose them), resume it when
+    asked, run its phases, evaluate it."""
     from tqdm.auto import tqdm
 
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)
     rt.barrier()
-    job = Job(cfg, method, folder, rt, init)
+    job = Job(cfg, method, folder, rt, init, chosen)
     if resume:
         job.resume()
     if job.state.phase == "done" and finished(folder.path):
@@ -214,7 +217,7 @@ def finish(job: Job) -> dict:
         cm = job.last_val[1]
     else:
         cm = evaluate(job.nets.g, job.val, rt, predictions_dir=pred_dir)
-    metrics = metrics_dict(cm, cfg, s.step, job.method.name)
+    metrics = metrics_dict(cm, cfg, s.step, job.method.name, job.split_source)
     if job.last_val is None or job.last_val[0] != s.step:
         job.last_val = (s.step, cm)
         job.validation_row(metrics, "final")

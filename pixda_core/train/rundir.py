@@ -20,6 +20,7 @@ nothing to resume: it does not block the same or a corrected command, which star
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -232,3 +233,53 @@ class RunFolder:
             tmp = path.with_name(f".{path.name}.tmp")
             kept.to_csv(tmp, index=False)
             os.replace(tmp, path)
+
+
+#: what every metrics.json holds (written by pixda_core.train.evaluate.metrics_dict)
+METRICS_KEYS = {"miou": float, "per_class_iou": dict, "pixel_accuracy": float, "step": int,
+                "method": str, "source": str, "shots": int, "seed": int}  # fmt: skip
+
+
+def read_metrics(path: str | os.PathLike) -> dict:
+    """A run's ``metrics.json``, checked: a JSON object with the keys the kit writes, of their
+    types. Damaged, truncated, empty or of another schema: an error naming the file and what
+    to do."""
+    from ..textfiles import read_text
+
+    path = Path(path)
+    fix = (
+        "resume the run with --continue_train (a finished run is evaluated again and the file "
+        "rewritten), or delete the run folder"
+    )
+    text = read_text(path, "metrics file", f"the JSON a finished run writes; {fix}")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise DataError(f"metrics file {path} is damaged (nested too deep); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"metrics file {path} is damaged (not valid JSON: {exc.msg}); {fix}"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(f"metrics file {path} is damaged (not a JSON object); {fix}")
+    for key, kind in METRICS_KEYS.items():
+        value = data.get(key)
+        ok = isinstance(value, kind) or (kind is float and isinstance(value, int | None))
+        if not ok or isinstance(value, bool):
+            raise DataError(
+                f"metrics file {path} has no valid {key!r} (got {value!r}): damaged, or written "
+                f"by an older kit; {fix}"
+            )
+    iou = data["per_class_iou"].values()
+    if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in iou):
+        raise DataError(f"metrics file {path} has a per_class_iou that is not numbers; {fix}")
+    return data
+
+
+def finished(folder: str | os.PathLike) -> bool:
+    """Does ``folder`` hold a finished run (a readable, complete ``metrics.json``)?"""
+    try:
+        read_metrics(Path(folder) / "metrics.json")
+    except DataError:
+        return False
+    return True

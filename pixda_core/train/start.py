@@ -18,25 +18,29 @@ import torch
 
 from ..config import Config, preset
 from ..data import Cityscapes, toy
-from ..data.splits import choose_split, read_split, split_shots
+from ..data.splits import ChosenSplit, choose_split, read_split, split_shots
 from ..errors import ConfigError, say_once
 from ..methods import SOURCE_ONLY, TITLES, Method
 from ..models import FCDiscriminator, PixelDiscriminator
 from ..models.discriminators import output_size
 from ..models.pretrained import load_pretrained
 from ..textfiles import require_file
-from .job import source_dataset
+from .inputs import source_dataset
 from .rundir import RESUME_FREE, RunFolder, not_started
 from .step import build_segmenter
 
 
-def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> None:
+def preflight(
+    cfg: Config, method: Method, resume: bool, data: bool = True, listed: list[str] | None = None
+) -> ChosenSplit | None:
     """Check, before anything is written: the output folder is writable and the run name
     free (or resumable); the source and target roots have their layouts and labels; the
     split file (or the drawn split) fits the target root; the initial weights
     (``run.restore_from`` for adaptation, ``model.init`` for source-only) read and fit the
     model. ``data=False`` leaves out the dataset and split checks (made already for the
-    same roots by the caller)."""
+    same roots by the caller). Returns the run's target shots, chosen and checked here once
+    (``listed``: the split file's entries, read by :func:`resolve_shots`), for the run to use;
+    None for a run without target shots or resumed with its own ``split.txt``."""
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 owns the run folder
         RunFolder.check(cfg, resume)
     if data:  # a toy benchmark of an older generator is refused, never mixed with this one
@@ -46,14 +50,20 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
         source_dataset(cfg)
     if data:
         Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+    chosen = None
     if data and method.target:
         Cityscapes(cfg.data.target_root, "train", size=cfg.data.size)
         folder = Path(cfg.run.out_dir) / cfg.run.name
         if not (resume and (folder / "split.txt").exists() and not not_started(folder)):
             d = cfg.data
-            every = method.all_target
-            choose_split(
-                d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, every
+            chosen = choose_split(
+                d.target_root,
+                d.num_shots,
+                d.split_file,
+                d.split_seed,
+                cfg.run.seed,
+                every=method.all_target,
+                listed=listed,
             )
     check_sizes(cfg, method)
     source_only = method.name == SOURCE_ONLY
@@ -72,6 +82,7 @@ def preflight(cfg: Config, method: Method, resume: bool, data: bool = True) -> N
                 "and leave out --restore_from, or give --restore_from a source-only model (the "
                 "release's gta5_source_only_model.pth or a checkpoint of ours)"
             )
+    return chosen
 
 
 def check_sizes(cfg: Config, method: Method) -> None:
@@ -108,16 +119,18 @@ def _smallest(ok, limit: int = 1 << 14) -> int:
     return low
 
 
-def resolve_shots(cfg: Config) -> Config:
+def resolve_shots(cfg: Config) -> tuple[Config, list[str] | None]:
     """With a split file, the run's shots are the file's entries per city (when every city
     has the same number; else ``data.num_shots`` as given): what the run trains on is what it
-    records. (``run.py`` refuses a ``--num_shots`` that disagrees with the file.)"""
+    records. (``run.py`` refuses a ``--num_shots`` that disagrees with the file.) Returns the
+    config and the file's entries (read once here, checked by :func:`preflight`)."""
     if cfg.data.split_file is None:
-        return cfg
-    shots = split_shots(read_split(cfg.data.split_file))
+        return cfg, None
+    listed = read_split(cfg.data.split_file)
+    shots = split_shots(listed)
     if shots is None or shots == cfg.data.num_shots:
-        return cfg
-    return cfg.override(data={"num_shots": shots})
+        return cfg, listed
+    return cfg.override(data={"num_shots": shots}), listed
 
 
 def imagenet_weights_in_cache(backbone: str) -> Path | None:
