@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from .errors import ConfigError, DataError
 from .labels import CLASS_NAMES, IGNORE_INDEX
@@ -52,11 +53,12 @@ def selection_truth(folder: str | os.PathLike) -> pd.DataFrame:
 @torch.no_grad()
 def pixel_weights(folder: str | os.PathLike, limit: int | None = None) -> pd.DataFrame:
     """Per class, over the target val set (the first ``limit`` images), with the run's last
-    G and D1 at the label's resolution: ``share`` (the class's share of the labelled
-    pixels), the mean per-pixel ``w`` (class balance), ``ce`` (G's error), ``weight`` (ce x
-    w: what multiplies D1's term), ``bce`` (D1's BCE against the source label: high where D1
-    takes the pixel for a target one), ``term`` (the whole per-pixel loss, bce x ce x w) and
-    ``pixels``. One row per class present in the val labels."""
+    G and D1 at the model's input size (``data.val_size``; the labels taken to it by nearest
+    neighbour), as the loss is trained at the training size: ``share`` (the class's share of
+    the labelled pixels), the mean per-pixel ``w`` (class balance), ``ce`` (G's error),
+    ``weight`` (ce x w: what multiplies D1's term), ``bce`` (D1's BCE against the source
+    label: high where D1 takes the pixel for a target one), ``term`` (the whole per-pixel
+    loss, bce x ce x w) and ``pixels``. One row per class present in the val labels."""
     from torch.utils.data import DataLoader
 
     from .checkpoint import load_checkpoint
@@ -84,8 +86,10 @@ def pixel_weights(folder: str | os.PathLike, limit: int | None = None) -> pd.Dat
         ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
     sums = torch.zeros(6, n, dtype=torch.float64)  # pixels, w, ce, weight, bce, term
     for batch in DataLoader(ds, batch_size=cfg.data.val_batch_size):
-        labels = batch["label"].long()
-        _, main = g(release_normalize(batch["image"]))
+        image = batch["image"]
+        labels = F.interpolate(batch["label"][:, None].float(), image.shape[-2:], mode="nearest")
+        labels = labels[:, 0].long()
+        _, main = g(release_normalize(image))
         logits = upsample(main, labels.shape[-2:])
         bce, ce, w = pixel_adversarial_terms(logits, d1(logits.softmax(1)), labels)
         valid = labels != IGNORE_INDEX

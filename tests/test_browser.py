@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import io
+import os
+import shutil
 
 import nbformat
 import pytest
@@ -146,3 +148,17 @@ def test_notebook_04_error_browser_in_jupyterlab(sweep, tmp_path):
         step("the classes filter")
 
         assert notebook.errors() == []
+        # the widget as the user sees it (docs/img/error_browser.png is this screenshot:
+        # PIXDA_SCREENSHOT=docs/img/error_browser.png makes the test save it there)
+        widget = driver.find_element(
+            By.XPATH,
+            "//img[contains(@class, 'pixda-picture')]"
+            "/ancestor::div[contains(@class, 'jp-OutputArea-output')][1]",
+        )
+        shot = tmp_path / "error_browser.png"
+        widget.screenshot(str(shot))
+        with Image.open(shot) as im:
+            assert im.width >= 600 and im.height >= 300, im.size  # controls, readout, picture
+            assert len(set(im.convert("RGB").getdata())) > 50  # a picture, not a blank box
+        if os.environ.get("PIXDA_SCREENSHOT"):
+            shutil.copy(shot, os.environ["PIXDA_SCREENSHOT"])

@@ -51,6 +51,7 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
         iterations=2,
         overrides=TINY,
         analysis=False,
+        jobs=demo.JOBS,  # as printed: the threads per notebook decide the last bits
     )
     cell = pd.read_csv(again["summary"]).iloc[0]
     assert cell["miou"] == summary.set_index(["method", "shots"]).loc[("pixda", 3), "miou"]
