@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lab lint format clean-demo
+.PHONY: demo test test-fast lab docs lint format clean-demo
 
 # the venv; in a git checkout, nbstripout as the .gitattributes filter (outputs never reach a
 # commit); your own copies of the numbered notebooks in notebooks/ (kept when there)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 lab: $(STAMP)
 	$(PY) -m pixda_core notebooks $(CURDIR)/notebooks
 	$(VENV)/bin/jupyter lab $(CURDIR)/notebooks
+
+# the documentation site on http://127.0.0.1:8000 (docs/, mkdocs.yml), rebuilt on every save
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 # two workers (pytest-xdist); a file, or the files sharing the toy sweep, on one worker
 test: $(STAMP)

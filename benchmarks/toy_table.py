@@ -32,19 +32,25 @@ def selection_truth(runs: pd.DataFrame) -> str:
     if rounds.empty or "distance_rho" not in rounds:
         return "\nNo PixDA selection round against the toy's distances.\n"
     rounds = rounds.dropna(subset=["distance_rho"])
+
+    def cell(values: pd.Series) -> str:  # mean [95% CI] over runs; one run: its value
+        v = values.dropna()
+        if v.empty:
+            return "none dropped" if values.name == "dropped_distance" else "-"
+        if len(v) == 1:
+            return f"{v.iloc[0]:+.2f} (one run)"
+        low, high = stats.t_interval(v)
+        return f"{v.mean():+.2f} [{low:+.2f}, {high:+.2f}]"
+
     lines = []
     for k, g in rounds.groupby("round"):
-        cells = []
-        for col in ("distance_rho", "kept_distance", "dropped_distance"):
-            low, high = stats.t_interval(g[col])
-            cells.append(f"{g[col].mean():+.2f} [{low:+.2f}, {high:+.2f}]")
-        lines.append(
-            f"| {k} | {len(g)} | {g['kept'].mean():.0f} of {g['candidates'].mean():.0f} | "
-            + " | ".join(cells)
-            + " |"
+        kept = ", ".join(
+            f"{a:.0f}/{b:.0f}" for a, b in zip(g["kept"], g["candidates"], strict=True)
         )
+        cells = [cell(g[c]) for c in ("distance_rho", "kept_distance", "dropped_distance")]
+        lines.append(f"| {k} | {len(g)} | {kept} | " + " | ".join(cells) + " |")
     head = (
-        "| round | runs | kept (mean) | rho(score, distance) | kept: mean distance | "
+        "| round | runs | kept/candidates, per run | rho(score, distance) | kept: mean distance | "
         "dropped: mean distance |\n|---|---|---|---|---|---|\n"
     )
     return (
