@@ -535,8 +535,12 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="scre
         return finish(fig, title)
 
 
-def _legend_right(ax, title: str) -> None:
-    """The legend beside the axes, on the right, under ``title`` (an interval note)."""
+def _legend_right(ax, title: str, width: int = 24) -> None:
+    """The legend beside the axes, on the right, under ``title`` (an interval note), the
+    title wrapped at ``width`` characters so the legend stays narrower than the axes."""
+    import textwrap
+
+    title = "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
     ax.legend(
         title=title, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), alignment="left"
     )
