@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pixda_core.analysis import load_runs
+from pixda_core.errors import run_cli
 from pixda_core.stats import ci_half_width
 
 #: (name, what, the range it should lie in)
@@ -124,6 +125,7 @@ def render(table: pd.DataFrame, notes: list[str], gap: float) -> str:
     return text + "".join(f"\n{n[0].upper()}{n[1:]}." for n in notes) + "\n"
 
 
+@run_cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", nargs="?", default="results/toy_table")

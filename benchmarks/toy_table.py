@@ -17,6 +17,7 @@ import pandas as pd
 
 from pixda_core import stats
 from pixda_core.analysis import load_runs
+from pixda_core.errors import run_cli
 
 
 def selection_truth(runs: pd.DataFrame) -> str:
@@ -62,6 +63,7 @@ def selection_truth(runs: pd.DataFrame) -> str:
     )
 
 
+@run_cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", nargs="?", default="results/toy_table")
