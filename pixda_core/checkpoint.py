@@ -23,6 +23,57 @@ FORMAT = "pixda-checkpoint-1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
+def floating_tensors(obj) -> list[torch.Tensor]:
+    """The floating-point tensors anywhere in ``obj`` (nested dicts, lists, tuples: a state
+    dict, an optimiser's state, a whole checkpoint)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.is_floating_point() else []
+    if isinstance(obj, dict):
+        obj = obj.values()
+    elif not isinstance(obj, list | tuple):
+        return []
+    return [t for item in obj for t in floating_tensors(item)]
+
+
+def nonfinite_parts(parts: dict[str, list[torch.Tensor]]) -> list[str]:
+    """The names of ``parts`` holding a NaN or an inf. One fused reduction per part (the
+    largest magnitude, which a NaN or an inf anywhere makes non-finite) and one read back
+    for all of them, whatever the number of tensors."""
+    named = {name: ts for name, ts in parts.items() if ts}
+    if not named:
+        return []
+    largest = torch.stack(  # on the device the tensors are on; one read back
+        [
+            torch.nn.utils.get_total_norm(ts, norm_type=float("inf"), foreach=True)
+            for ts in named.values()
+        ]
+    )
+    return [
+        name for name, ok in zip(named, torch.isfinite(largest).tolist(), strict=True) if not ok
+    ]
+
+
+def finite_checkpoint(ck: dict) -> bool:
+    """Does a checkpoint (as read) hold only finite values (weights, buffers, optimiser
+    states, pending loss sums)?"""
+    return not nonfinite_parts(
+        {"all": floating_tensors({k: v for k, v in ck.items() if k != "rng"})}
+    )
+
+
+def newest_clean(folder: str | os.PathLike) -> tuple[int, Path] | None:
+    """The newest ``step_N.pt`` in ``folder`` that reads and holds only finite values, checked
+    now (step, path); None when there is none."""
+    for step, path in reversed(step_checkpoints(folder).items()):
+        try:
+            ck = load_checkpoint(path)
+        except CheckpointError:
+            continue
+        if finite_checkpoint(ck):
+            return step, path
+    return None
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
     path = Path(path)

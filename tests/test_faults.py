@@ -1,6 +1,7 @@
 """Faults during a run: SIGKILL or SIGTERM at random points, each time resumed with
 ``--continue_train``, ends with exactly the results of a run never stopped; a NaN or inf loss
-stops the run naming the loss and the step, keeping the last good checkpoint."""
+stops the run naming the loss, the step and the newest checkpoint checked clean; weights gone
+non-finite are never saved."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ import pytest
 import torch
 
 from pixda_core import losses
-from pixda_core.checkpoint import load_checkpoint
+from pixda_core.checkpoint import (
+    finite_checkpoint,
+    floating_tensors,
+    load_checkpoint,
+    nonfinite_parts,
+    step_checkpoints,
+)
 
 from .helpers import assert_user_error, cli, release_args
 
@@ -166,9 +173,89 @@ def test_a_non_finite_loss_stops_the_run(toy_root, tmp_path, capsys, weights, mo
         code,
         err,
         f"loss_seg_trg is not finite ({bad}) at step 5",
-        f"the last good checkpoint is kept in {ckpts}",
+        f"the newest clean checkpoint (checked) is {ckpts / 'step_3.pt'}, step 3",
     )
     latest = load_checkpoint(ckpts / "latest.pt")
     assert latest["state"]["step"] == 3  # written before the bad loss, kept
     assert all(torch.isfinite(v).all() for v in latest["model"].values() if v.is_floating_point())
     assert not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_a_diverging_run_never_saves_a_non_finite_checkpoint(toy_root, tmp_path, capsys, weights):
+    # a huge learning rate: BatchNorm's running variances go inf steps before the loss does
+    # (the loss stays finite here), so only a check of the state itself catches it
+    code, err = cli(
+        capsys,
+        *release_args(toy_root, tmp_path),
+        "--is_train",
+        "--restore_from",
+        weights,
+        "--method",
+        "finetune",
+        "--lr",
+        "1e6",
+        "--early_stop",
+        "10",
+        "--set",
+        "run.log_every=100",
+        "--set",
+        "run.ckpt_every=1",
+        "--set",
+        "run.keep_checkpoints=0",
+    )
+    ckpts = tmp_path / "e" / "checkpoints"
+    found = re.search(r"hold NaN or inf at step (\d+) \(main phase\)", err)
+    assert code == 2 and found and "Traceback" not in err, err[-3000:]
+    bad = int(found[1])
+    saved = step_checkpoints(ckpts)
+    assert list(saved) == list(range(1, bad))  # every step before the bad one, none after
+    assert f"the newest clean checkpoint (checked) is {saved[bad - 1]}, step {bad - 1}" in err
+    for path in [*saved.values(), ckpts / "latest.pt"]:
+        ck = load_checkpoint(path)
+        assert ck["state"]["step"] < bad
+        assert all(torch.isfinite(t).all() for t in floating_tensors(ck["model"]))
+        assert all(torch.isfinite(t).all() for t in floating_tensors(ck["optimizers"]))
+    assert not (tmp_path / "e" / "metrics.json").exists()  # no metrics from bad weights
+
+    # a checkpoint that holds NaN (written by a kit before the check): never resumed from
+    ck = load_checkpoint(saved[bad - 1])
+    ck["model"]["bn1.running_var"][0] = float("nan")
+    torch.save(ck, saved[bad - 1])
+    code, err = cli(
+        capsys,
+        *release_args(toy_root, tmp_path),
+        "--is_train",
+        "--continue_train",
+        "--restore_from",
+        weights,
+        "--method",
+        "finetune",
+        "--lr",
+        "1e6",
+        "--early_stop",
+        "10",
+        "--set",
+        "run.log_every=100",
+        "--set",
+        "run.ckpt_every=1",
+        "--set",
+        "run.keep_checkpoints=0",
+    )
+    assert_user_error(
+        code, err, f"its checkpoint {ckpts / 'latest.pt'} holds NaN or inf", str(saved[bad - 2])
+    )
+
+
+def test_the_finiteness_check_names_each_part_holding_nan_or_inf():
+    ok = [torch.ones(3), torch.zeros(2, dtype=torch.bfloat16)]
+    parts = {
+        "fine": ok,
+        "nan": [*ok, torch.tensor([1.0, float("nan")])],
+        "inf": [torch.tensor([-float("inf")], dtype=torch.float16)],
+        "huge": [torch.full((2,), 3e38)],  # finite, near float32's largest: not flagged
+        "empty": [],
+    }
+    assert nonfinite_parts(parts) == ["nan", "inf"]
+    nested = {"a": [ok[0], {"b": (torch.tensor([float("nan")]), 3)}], "n": torch.arange(3)}
+    assert len(floating_tensors(nested)) == 2  # integer tensors are left out
+    assert not finite_checkpoint({"model": nested}) and finite_checkpoint({"model": {"w": ok[0]}})

@@ -18,8 +18,12 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from ..checkpoint import (
+    finite_checkpoint,
+    floating_tensors,
     load_model_state,
+    newest_clean,
     newest_readable,
+    nonfinite_parts,
     rng_state,
     save_step_checkpoint,
     set_rng_state,
@@ -249,11 +253,45 @@ class Job:
         s = self.state
         for name, value in losses.items():
             if not math.isfinite(value):
-                raise TrainingError(
+                self.diverged(
                     f"{name} is not finite ({value}) at step {s.step} ({s.phase} phase, since "
-                    f"the last log line); the last good checkpoint is kept in "
-                    f"{self.folder.checkpoints}; lower the learning rate or check the data"
+                    "the last log line)"
                 )
+
+    def require_clean_state(self) -> None:
+        """Stop the run when what a checkpoint would save (weights and buffers, the
+        discriminators, the teacher, the optimiser states) holds a NaN or an inf: weights
+        can go bad steps before the loss does. A fused check per part, one read back; at
+        checkpoints and before the final evaluation only, never per step."""
+        nets, s = self.nets, self.state
+        parts = {"G's weights and buffers": floating_tensors(nets.g.state_dict())}
+        for name, m in (("D1", nets.d1), ("D2", nets.d2), ("the teacher", self.teacher)):
+            if m is not None:
+                parts[name] = floating_tensors(m.state_dict())
+        parts["the optimiser states"] = floating_tensors(
+            [o.state_dict()["state"] for o in nets.optimizers.values()]
+        )
+        bad = nonfinite_parts(parts)
+        if bad:
+            self.diverged(
+                f"{' and '.join(bad)} hold NaN or inf at step {s.step} ({s.phase} phase); "
+                "nothing was saved at this step"
+            )
+
+    def diverged(self, what: str) -> None:
+        """End the run: ``what`` went non-finite. The message names the newest checkpoint on
+        disk that holds only finite values, checked now (never one merely assumed good)."""
+        found = newest_clean(self.folder.checkpoints)
+        if found is None:
+            clean = (
+                f"no checkpoint in {self.folder.checkpoints} is clean (none was written before)"
+            )
+        else:
+            clean = f"the newest clean checkpoint (checked) is {found[1]}, step {found[0]}"
+        raise TrainingError(
+            f"the run diverged: {what}; {clean}; a resume would diverge the same way: start "
+            "afresh under another --name with a lower learning rate, or check the data"
+        )
 
     def validate(self) -> None:
         """Evaluate G on the target val set now: a validations.csv row and a log line."""
@@ -284,6 +322,7 @@ class Job:
         as ``checkpoints/step_<step>.pt`` and ``latest.pt``."""
         s, nets = self.state, self.nets
         self.require_finite(self.losses.totals())
+        self.require_clean_state()  # nothing non-finite is ever saved
         if self.src is not None:
             s.src_position = self.src.position
         if self.trg is not None:
@@ -319,6 +358,14 @@ class Job:
                 self.folder.truncate(table, 0)
             return
         path, ck = found
+        if not finite_checkpoint(ck):
+            good = newest_clean(self.folder.checkpoints)
+            instead = f"; the newest clean one is {good[1]}" if good else ""
+            raise TrainingError(
+                f"cannot resume {self.folder.path}: its checkpoint {path} holds NaN or inf (a run "
+                f"that diverged, saved before the kit checked for it){instead}; start afresh "
+                "under another --name with a lower learning rate"
+            )
         trained = checkpoint_method(ck, self.cfg)
         if trained != self.method.name:
             raise ConfigError(f"{path} is a checkpoint of a {trained} run, not {self.method.name}")

@@ -212,6 +212,7 @@ def finish(job: Job) -> dict:
     """The final evaluation (the last validation's, when it was at this step and no
     predictions are asked for), ``metrics.json``, and a last checkpoint."""
     cfg, s, rt = job.cfg, job.state, job.rt
+    job.require_clean_state()  # no metrics from weights that have gone bad
     pred_dir = job.folder.path / "predictions" if cfg.run.save_predictions else None
     if job.last_val is not None and job.last_val[0] == s.step and pred_dir is None:
         cm = job.last_val[1]
