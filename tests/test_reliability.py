@@ -327,3 +327,51 @@ def test_relative_and_absolute_roots_share_one_source_only_model(tmp_path, monke
     other = preset("toy").override(data={**roots, "source_root": "elsewhere/gta5"})
     names = [source_only_run(c).run.name for c in (typed, absolute, other)]
     assert names[0] == names[1] != names[2]
+
+
+@pytest.mark.training
+def test_a_finished_run_resumed_with_a_larger_early_stop_trains_on_as_one_longer_run(
+    toy_root, tmp_path, capsys, weights
+):
+    ft = ("--method", "finetune")
+    code, err = train(capsys, toy_root, tmp_path, weights, *ft)  # early_stop 2
+    assert code == 0, err[-3000:]
+    two = read_metrics(tmp_path / "e" / "metrics.json")
+    # longer, and with other logistics (intervals, progress); what it computes is unchanged
+    longer = ("--early_stop", "4", "--set", "run.log_every=1", "--set", "run.ckpt_every=1")
+    code, err = train(capsys, toy_root, tmp_path, weights, *ft, "--continue_train", *longer)
+    assert code == 0, err[-3000:]
+    assert "with changed settings: adapt.early_stop: 2 -> 4; run.log_every: 10 -> 1" in err
+    code, err = train(capsys, toy_root, tmp_path, weights, *ft, "--early_stop", "4", name="four")
+    assert code == 0, err[-3000:]
+    extended, four = (read_metrics(tmp_path / n / "metrics.json") for n in ("e", "four"))
+    assert extended["step"] == four["step"] == 4
+    for key in ("miou", "per_class_iou", "pixel_accuracy"):
+        assert extended[key] == four[key], key
+    ck = [torch.load(tmp_path / n / "checkpoints" / "latest.pt") for n in ("e", "four")]
+    assert all(torch.equal(ck[0]["model"][k], v) for k, v in ck[1]["model"].items())
+    assert read_metrics(tmp_path / "e" / "metrics_step_2.json") == two  # kept, not lost
+    assert "early_stop: 4" in (tmp_path / "e" / "config.yaml").read_text()
+
+    # what changes the computation stays refused, saying what to do instead
+    for flags, said in [
+        (
+            ("--early_stop", "3"),
+            "adapt.early_stop: 4 -> 3 (a resume may raise it, never lower it)",
+        ),
+        (("--early_stop", "4", "--lr", "0.01"), "adapt.lr: 0.0025 -> 0.01"),
+    ]:
+        code, err = train(capsys, toy_root, tmp_path, weights, *ft, "--continue_train", *flags)
+        assert_user_error(code, err, said, "start a new run under another --name")
+
+
+@pytest.mark.training
+def test_a_run_whose_distillation_began_cannot_be_extended(toy_root, tmp_path, capsys, weights):
+    code, err = train(capsys, toy_root, tmp_path, weights, "--method", "pixda")
+    assert code == 0, err[-3000:]
+    code, err = train(capsys, toy_root, tmp_path, weights, "--method", "pixda",
+                      "--continue_train", "--early_stop", "3")  # fmt: skip
+    said = f"cannot extend {tmp_path / 'e'} to adapt.early_stop 3: its main phase ended at step 2"
+    assert_user_error(code, err, said, "its distillation has begun")
+    assert read_metrics(tmp_path / "e" / "metrics.json")["step"] == 3  # left as it was
+    assert "early_stop: 2" in (tmp_path / "e" / "config.yaml").read_text()

@@ -35,7 +35,7 @@ from ..errors import ConfigError, PixdaError, Stopped
 from ..methods import Method, schedule
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
 from .inputs import require_batches, shots_source, source_dataset, target_split
-from .rundir import RunFolder
+from .rundir import RunFolder, config_differences
 from .runtime import Runtime, log_stream
 from .step import LossSums, build_nets
 from .streams import SOURCE_STREAM, TARGET_STREAM, Stream
@@ -384,9 +384,44 @@ class Job:
         self.resumed_teacher = ck.get("teacher")
         set_rng_state(ck["rng"])
         self.losses.load_state_dict(ck, self.rt.device)
+        changed = self.settings_changed(path, Config.from_dict(ck["config"], base=self.cfg))
         for table in TABLES:
             self.folder.truncate(table, self.state.step)
         self.rt.log(f"resumed {self.folder.path} at step {self.state.step} ({self.state.phase})")
+        if changed:
+            self.rt.log(f"with changed settings: {'; '.join(changed)}")
+            if self.rt.is_main:  # the folder's config is the run's from here on
+                self.cfg.to_yaml(self.folder.path / "config.yaml")
+
+    def settings_changed(self, path, before: Config) -> list[str]:
+        """What this resume changes against the checkpoint's config (the folder's config.yaml
+        was checked against it before: :meth:`RunFolder.check`). A larger ``early_stop``
+        extends the main phase: a run whose main phase ran out its budget and whose method
+        has no distillation is reopened (its metrics.json moved to ``metrics_step_N.json``);
+        one whose distillation has begun, or whose selection ended it, cannot be extended."""
+        from .distillation import kd_length
+
+        refused, changed = config_differences(before, self.cfg)
+        s, section = self.state, schedule(self.method)
+        old = getattr(before, section).early_stop
+        if refused:
+            raise ConfigError(f"cannot resume from {path}: its config differs in {refused[0]}")
+        if self.optim.early_stop == old or s.phase == "main":
+            return changed
+        budget = s.end_reason.startswith("iteration budget")
+        if s.phase == "done" and budget and not kd_length(self.cfg, self.method):
+            s.phase, s.end_reason = "main", ""  # (s.step is the old early_stop: below the new)
+            for stem in ("metrics.json", "metrics_confusion.npy"):
+                done = self.folder.path / stem
+                if self.rt.is_main and done.exists():
+                    done.replace(done.with_name(stem.replace("metrics", f"metrics_step_{s.step}")))
+            return changed
+        why = "its distillation has begun" if s.kd_end else s.end_reason
+        ended = s.kd_end - kd_length(self.cfg, self.method) if s.kd_end else s.step
+        raise ConfigError(
+            f"cannot extend {self.folder.path} to {section}.early_stop {self.optim.early_stop}: "
+            f"its main phase ended at step {ended} ({why}); start a new run under another --name"
+        )
 
 
 def pct(v) -> str:

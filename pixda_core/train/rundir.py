@@ -13,7 +13,8 @@ Layout::
     predictions/         coloured and label-id predictions, when asked for
 
 An existing run folder is never overwritten: starting a run whose folder exists is an error
-unless the run is resumed, and a resumed run must have the same configuration. A folder whose
+unless the run is resumed, and a resumed run must have the same configuration but for
+logistics and a larger ``early_stop`` (:func:`config_differences`). A folder whose
 run ended before its first checkpoint (a value that failed in the first step, a kill) holds
 nothing to resume: it does not block the same or a corrected command, which starts it afresh.
 """
@@ -119,18 +120,41 @@ def run_lock(path: Path, wait: bool = False) -> Iterator[None]:
         yield
 
 
-def config_differences(a: Config, b: Config) -> list[str]:
+#: keys a resume may also change: logistics that do not change what the run computes, kept
+#: out of RESUME_FREE because that set also leaves keys out of the shared source-only
+#: model's name (models trained before would no longer be found)
+RESUME_LOGISTICS = {("run", "log_every"), ("run", "ckpt_every"), ("run", "val_every")}
+#: keys a resume may raise: a longer run (the poly schedule's horizon, max_iters, unchanged)
+#: takes the same steps first (:meth:`pixda_core.train.job.Job.resume` checks the phase)
+RESUME_EXTEND = {("pretrain", "early_stop"), ("adapt", "early_stop")}
+
+
+def config_differences(a: Config, b: Config) -> tuple[list[str], list[str]]:
+    """How ``b`` (a resume's config) differs from ``a`` (the run's saved one): (refused,
+    accepted), each as ``section.key: old -> new``. Accepted: logistics (intervals, workers,
+    progress, ...) and a larger ``early_stop``; refused: everything that changes what was
+    computed (method, data, seeds, learning rates, the schedule's horizon, sizes, ...)."""
     da, db = a.to_dict(), b.to_dict()
-    diffs = []
+    refused, accepted = [], []
     for section, values in da.items():
         if not isinstance(values, dict):
             if values != db[section]:
-                diffs.append(f"{section}: {values!r} -> {db[section]!r}")
+                refused.append(f"{section}: {values!r} -> {db[section]!r}")
             continue
         for key, value in values.items():
-            if (section, key) not in RESUME_FREE and value != db[section][key]:
-                diffs.append(f"{section}.{key}: {value!r} -> {db[section][key]!r}")
-    return diffs
+            new = db[section][key]
+            if (section, key) in RESUME_FREE or value == new:
+                continue
+            line = f"{section}.{key}: {value!r} -> {new!r}"
+            if (section, key) in RESUME_LOGISTICS:
+                accepted.append(line)
+            elif (section, key) in RESUME_EXTEND and new > value:
+                accepted.append(line)
+            elif (section, key) in RESUME_EXTEND:
+                refused.append(f"{line} (a resume may raise it, never lower it)")
+            else:
+                refused.append(line)
+    return refused, accepted
 
 
 class RunFolder:
@@ -150,7 +174,8 @@ class RunFolder:
     def check(cls, cfg: Config, resume: bool) -> Path:
         """What :meth:`open` checks, without writing anything but the output folder itself:
         the output folder is writable, a new run does not reuse an existing run's folder, and a
-        resumed run has the same config (except in keys that cannot change the numbers)."""
+        resumed run has the same config except in keys that do not change what it computed
+        (:func:`config_differences`)."""
         out = Path(cfg.run.out_dir)
         path = out / cfg.run.name
         check_writable(out)
@@ -170,10 +195,13 @@ class RunFolder:
                     f"cannot resume {path}: {exc}; restore that file, or start the run afresh "
                     "under another --name"
                 ) from None
-            diffs = config_differences(before, cfg)
-            if diffs:
+            refused, _ = config_differences(before, cfg)
+            if refused:
                 raise ConfigError(
-                    f"cannot resume {path}: its config.yaml differs in {'; '.join(diffs)}"
+                    f"cannot resume {path}: its config.yaml differs in {'; '.join(refused)}; "
+                    "that changes what the run computed: start a new run under another --name "
+                    "(a resume may change intervals, workers and progress, and raise "
+                    "early_stop up to max_iters)"
                 )
         elif path.exists() and not path.is_dir():
             raise ConfigError(f"--name {cfg.run.name}: {path} exists and is not a folder")
