@@ -295,6 +295,10 @@ def protocol(cfg: Config) -> str:
 # ------------------------------------------------------------------------ validation
 
 
+#: the longest file or folder name (bytes) of Linux's and macOS's file systems (NAME_MAX)
+NAME_MAX = 255
+
+
 def _check(cond: bool, key: str, value, expected: str) -> None:
     if not cond:
         raise ConfigError(f"config {key} = {value!r}: expected {expected}")
@@ -343,6 +347,12 @@ def validate(cfg: Config) -> None:
         "run.name",
         r.name,
         "a folder name (no '/')",
+    )
+    _check(
+        len(os.fsencode(r.name)) <= NAME_MAX,
+        "run.name",
+        r.name if len(r.name) <= 40 else f"{r.name[:40]}... ({len(os.fsencode(r.name))} bytes)",
+        f"a folder name of at most {NAME_MAX} bytes (the file systems' limit on one name)",
     )
     for key, value in (("run.seed", r.seed), ("data.split_seed", d.split_seed)):
         _check(

@@ -86,6 +86,37 @@ class Roots:
     kind: str  # "gta5" or "synthia"
 
 
+#: notebook 04's list parameters: the type of their items and the words they take instead
+LIST_PARAMETERS = {
+    "runs": ((str, os.PathLike), "run folders or folders of run folders", ()),
+    "classes": ((str,), "class names", ()),
+    "error_images": ((int,), "val image indices", ("differ",)),
+}
+
+
+def list_parameters(**given) -> tuple:
+    """A notebook's list parameters as lists, in the order given: a list (or tuple) of items
+    as it is; one item (papermill's ``-p`` passes a string, or a number) as a one-item list;
+    a word it takes instead (``error_images = "differ"``) as it is. Anything else stops the
+    notebook, naming the parameter and what it takes (:data:`LIST_PARAMETERS`)."""
+    out = []
+    for name, value in given.items():
+        kinds, what, words = LIST_PARAMETERS[name]
+        if isinstance(value, str) and value in words:
+            out.append(value)
+            continue
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        bad = [v for v in items if not isinstance(v, kinds) or isinstance(v, bool)]
+        if bad:
+            also = "".join(f" or {w!r}" for w in words)
+            raise ConfigError(
+                f"notebook parameter {name} = {value!r}: expected a list of {what} (one alone "
+                f"is taken as a list of one){also}; {bad[0]!r} is a {type(bad[0]).__name__}"
+            )
+        out.append(items)
+    return tuple(out)
+
+
 def data_roots(
     data_root: str = "data/toy",
     source: str = "gta5",

@@ -71,6 +71,44 @@ def test_a_parameter_of_the_wrong_type_fails_in_the_notebook(sweep, toy_root):
     assert "adapt.early_stop = 'four': expected an integer" in result["failed"][0][3]
 
 
+def papermill_cli(notebook: Path, out: Path, *params: tuple[str, str]):
+    """``papermill NOTEBOOK OUT -p NAME VALUE ...`` as a user types it (``-p`` passes strings,
+    numbers and True/False/None)."""
+    argv = [sys.executable, "-m", "papermill", str(notebook), str(out), "-k", "python3"]
+    for name, value in params:
+        argv += ["-p", name, value]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+def test_each_list_parameter_takes_one_value_from_papermills_command_line(sweep, tmp_path):
+    from pixda_core.notebook_run import NB_ANALYSIS
+    from pixda_core.workflow import LIST_PARAMETERS, notebooks_dir
+
+    out, _ = sweep
+    nb = notebooks_dir() / NB_ANALYSIS
+    one_run = ("runs", str(out / "finetune_2shot_seed0"))  # a string, not a list
+    given = [one_run, ("classes", "road"), ("error_images", "1")]  # a string, an int
+    assert {name for name, _ in given} == set(LIST_PARAMETERS)  # every list parameter
+    ran = papermill_cli(nb, tmp_path / "o.ipynb", *given, ("out_dir", str(tmp_path / "a")),
+                        ("interactive", "False"), ("num_images", "1"))  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv")
+    # the one run folder, not one "folder" per character of its path
+    assert summary[["method", "shots"]].values.tolist() == [["finetune", 2]]
+    assert "val images shown: [1]" in (tmp_path / "o.ipynb").read_text()
+
+    # a value of the wrong type stops the notebook in its first code cell, naming it
+    for name, value, said in [
+        ("classes", "3", "notebook parameter classes = 3: expected a list of class names"),
+        ("error_images", "road", "error_images = 'road': expected a list of val image indices"),
+    ]:
+        b = ("out_dir", str(tmp_path / "b"))
+        ran = papermill_cli(nb, tmp_path / "bad.ipynb", one_run, (name, value), b)
+        assert ran.returncode != 0
+        assert said in ran.stderr, ran.stderr[-3000:]
+        assert not (tmp_path / "b").exists()  # stopped before writing anything
+
+
 def test_a_second_sweep_on_the_same_folder_waits_for_the_first(sweep, toy_root):
     """While one sweep holds the folder's lock a second one says so and waits, writing
     nothing; once the lock is free it goes on (here: everything is done, so it skips)."""

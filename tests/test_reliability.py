@@ -375,3 +375,25 @@ def test_a_run_whose_distillation_began_cannot_be_extended(toy_root, tmp_path, c
     assert_user_error(code, err, said, "its distillation has begun")
     assert read_metrics(tmp_path / "e" / "metrics.json")["step"] == 3  # left as it was
     assert "early_stop: 2" in (tmp_path / "e" / "config.yaml").read_text()
+
+
+@pytest.mark.data
+def test_a_name_longer_than_the_file_system_allows_is_refused_before_writing(
+    toy_root, tmp_path, capsys, weights
+):
+    out = tmp_path / "out"
+    code, err = train(capsys, toy_root, out, weights, "--method", "finetune", name="n" * 256)
+    assert_user_error(code, err, "--name (config run.name)", "at most 255 bytes", "(256 bytes)")
+    assert not out.exists()  # nothing written, not even the output folder
+    code, err = train(capsys, toy_root, out, weights, "--method", "finetune", name="é" * 128)
+    assert_user_error(code, err, "--name", "(256 bytes)")  # bytes, not characters
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("flag", ["--status", "--collect"])
+def test_sweep_status_and_collect_on_a_missing_folder_exit_2_naming_it(tmp_path, capsys, flag):
+    missing = tmp_path / "no_such_sweep"
+    code = sweep_main([flag, str(missing)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: {flag} {missing}: no such sweep folder" in err, err
+    assert not missing.exists()

@@ -179,6 +179,16 @@ class RunFolder:
         out = Path(cfg.run.out_dir)
         path = out / cfg.run.name
         check_writable(out)
+        try:
+            limit = os.pathconf(out, "PC_NAME_MAX")
+        except (OSError, ValueError):  # no such query on this system
+            limit = None
+        size = len(os.fsencode(cfg.run.name))
+        if limit is not None and size > limit:
+            raise ConfigError(
+                f"--name (config run.name) is {size} bytes long: expected at most {limit}, the "
+                f"longest name the file system of {out} allows"
+            )
         saved = path / "config.yaml"
         if saved.exists() and not_started(path):
             pass  # its start failed before a checkpoint: :meth:`open` starts it afresh
