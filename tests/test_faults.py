@@ -116,11 +116,13 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
 
 
 @pytest.mark.slow
-def test_ctrl_c_to_the_whole_process_group_with_loader_workers_is_a_clean_stop(
-    toy_root, tmp_path, weights
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_to_the_whole_process_group_with_loader_workers_is_a_clean_stop(
+    toy_root, tmp_path, weights, sig
 ):
-    """Ctrl-C in a terminal signals every process of the foreground group: the DataLoader
-    workers ignore it (they would die under the loop), the loop stops at the step's end."""
+    """Ctrl-C in a terminal (SIGINT) and SLURM's scancel or time limit (SIGTERM) signal
+    every process of the group or job: the DataLoader workers ignore it (they would die
+    under the loop, which would end with their error), the loop stops at the step's end."""
     argv = [sys.executable, str(ROOT / "run.py"), *release_args(toy_root, tmp_path, "k"),
             "--is_train", "--restore_from", str(weights), "--early_stop", "40", "--max_iters",
             "60", "--set", "run.log_every=1", "--set", "data.num_workers=1"]  # fmt: skip
@@ -131,15 +133,15 @@ def test_ctrl_c_to_the_whole_process_group_with_loader_workers_is_a_clean_stop(
     while _rows(history) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, proc.stderr.read()[-3000:]
-    os.killpg(proc.pid, signal.SIGINT)  # the main process and its loader workers
+    os.killpg(proc.pid, sig)  # the main process and its loader workers
     try:
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:  # never left running, whatever happened
             os.killpg(proc.pid, signal.SIGKILL)
     err = proc.stderr.read()
-    assert code == 130 and "Traceback" not in err, err[-3000:]
-    step = int(re.search(r"stopped by SIGINT at step (\d+): checkpoint", err)[1])
+    assert code == 128 + sig and "Traceback" not in err, err[-3000:]
+    step = int(re.search(rf"stopped by {sig.name} at step (\d+): checkpoint", err)[1])
     assert load_checkpoint(tmp_path / "k" / "checkpoints" / "latest.pt")["state"]["step"] == step
 
 

@@ -199,11 +199,15 @@ def stop_on_signals(asked: Callable[[int], None]):
 
 
 def worker_ignores_stops(worker_id: int) -> None:
-    """``worker_init_fn`` of every loader: a DataLoader worker ignores SIGINT, so that Ctrl-C
-    in a terminal (sent to the whole foreground process group) reaches the training loop,
-    which stops at the step's end, instead of killing the workers under it. SIGTERM keeps
-    PyTorch's own handling: the loader ends its workers with it when they do not exit."""
+    """``worker_init_fn`` of every loader: a DataLoader worker ignores SIGINT and SIGTERM, so
+    that a stop sent to every process (Ctrl-C in a terminal, to the foreground process
+    group; SLURM's ``scancel`` or time limit, to every process of the job) reaches the
+    training loop, which stops at the step's end and checkpoints, instead of killing the
+    workers under it (the run would end with their error). The loader still ends its
+    workers: on shutdown they leave their loop when told to, and one whose parent has died
+    exits by itself (PyTorch's watchdog); SIGKILL, a scheduler's last word, ends them all."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def ran_on(rt: Runtime) -> dict:
