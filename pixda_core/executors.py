@@ -281,23 +281,148 @@ def without_gpus(options: SlurmOptions) -> SlurmOptions:
     return SlurmOptions(**{**asdict(options), "gpus_per_job": 0})
 
 
-def slurm_queue(job_ids: list[str]) -> dict[str, str]:
-    """job id -> its state (PENDING, RUNNING, ...) for the jobs still in the queue; one entry
-    per array task. Jobs that have left the queue are not listed."""
+def slurm_jobs(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """job id -> (state, SLURM's reason) for the jobs still in the queue (PENDING with
+    ``Dependency``, ``Resources``, ``PartitionConfig``, ...); one entry per array task. Jobs
+    that have left the queue are not listed."""
     ids = sorted({j.split("_")[0] for j in job_ids if j})
     if not ids or shutil.which("squeue") is None:
         return {}
     out = subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)],
+        ["squeue", "-h", "-r", "-o", "%i %T %r", "-j", ",".join(ids)],
         capture_output=True,
         text=True,
     )
-    states = {}
+    jobs = {}
     for line in out.stdout.splitlines():
-        job, _, state = line.strip().partition(" ")
+        job, state, reason = (line.strip().split(" ", 2) + ["", ""])[:3]
         if state in QUEUED:
-            states[job] = state
-    return states
+            jobs[job] = (state, "" if reason == "None" else reason)
+    return jobs
+
+
+def slurm_queue(job_ids: list[str]) -> dict[str, str]:
+    """job id -> its state (PENDING, RUNNING, ...) for the jobs still in the queue; one entry
+    per array task. Jobs that have left the queue are not listed."""
+    return {job: state for job, (state, _) in slurm_jobs(job_ids).items()}
+
+
+#: how SLURM says a job ended, in words (sacct's and scontrol's job states)
+ENDED = {
+    "TIMEOUT": "time limit reached",
+    "OUT_OF_MEMORY": "out of memory",
+    "NODE_FAIL": "node failure",
+    "CANCELLED": "cancelled",
+    "PREEMPTED": "preempted",
+    "BOOT_FAIL": "node failed to boot",
+    "DEADLINE": "deadline reached",
+    "FAILED": "failed",
+}
+
+
+def slurm_ended(job_ids: list[str]) -> dict[str, str]:
+    """job id -> why it ended, in words (``time limit reached``, ``out of memory``, ``node
+    failure``, ``cancelled``, ``failed, exit code 1``), for the jobs of ``job_ids`` that
+    ended other than COMPLETED: from ``sacct`` where the cluster keeps accounting, else
+    from ``scontrol`` (which knows a job for MinJobAge seconds after it ends)."""
+    ids = [j for j in job_ids if j]
+    if not ids:
+        return {}
+    found = {}
+    if shutil.which("sacct"):
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j", ",".join(ids)],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0:
+            for line in out.stdout.splitlines():
+                job, state, code = (line.split("|") + ["", ""])[:3]
+                found[job] = (state.split(" ")[0], code)
+    missing = [j for j in ids if j not in found]
+    if missing and shutil.which("scontrol"):
+        for job in missing:
+            out = subprocess.run(
+                ["scontrol", "-o", "show", "job", job], capture_output=True, text=True
+            )
+            fields = dict(f.partition("=")[::2] for f in out.stdout.split() if "=" in f)
+            if out.returncode == 0 and "JobState" in fields:
+                found[job] = (fields["JobState"], fields.get("ExitCode", ""))
+    why = {}
+    for job, (state, code) in found.items():
+        if job in ids and state in ENDED:
+            words = ENDED[state]
+            if state == "FAILED" and code:
+                words += f", exit code {code.partition(':')[0]}"
+            why[job] = words
+    return why
+
+
+def slurm_partitions() -> tuple[dict[str, list[dict]], str | None] | None:
+    """Each partition's nodes as ``sinfo`` shows them (``cpus``, ``mem_mb``, ``gpus`` each)
+    and the default partition; None when sinfo cannot say."""
+    if shutil.which("sinfo") is None:
+        return None
+    argv = ["sinfo", "-h", "-N", "-o", "%P|%c|%m|%G"]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    partitions, default = {}, None
+    for line in out.stdout.splitlines():
+        part, cpus, mem, gres = (line.strip().split("|") + ["", "", ""])[:4]
+        if part.endswith("*"):
+            part = default = part[:-1]
+        gpus = 0
+        for item in gres.split(","):  # gpu:4, gpu:a100:4, gpu:a100:4(S:0-1), (null)
+            bits = item.partition("(")[0].split(":")
+            if bits[0] == "gpu" and bits[-1].isdigit():
+                gpus += int(bits[-1])
+        node = {"cpus": _number(cpus), "mem_mb": _number(mem), "gpus": gpus}
+        partitions.setdefault(part, []).append(node)
+    return partitions, default
+
+
+def _number(text: str) -> int:
+    """sinfo's ``16`` or ``16+`` (nodes that differ) as 16; anything else 0."""
+    text = text.rstrip("+")
+    return int(text) if text.isdigit() else 0
+
+
+def check_slurm_request(options: SlurmOptions) -> None:
+    """Refuse, before anything is submitted, a request that no node of the partition can
+    meet (it would wait in the queue for ever, PENDING with reason PartitionConfig or
+    Resources): CPUs, memory or GPUs per job above the largest node's, naming the flag, the
+    value and that largest; a partition that does not exist."""
+    found = slurm_partitions()
+    if found is None:
+        return  # sinfo cannot say: SLURM itself judges the request
+    partitions, default = found
+    name = options.partition or default
+    if name not in partitions:
+        asked = f"--partition {options.partition}" if options.partition else "no --partition"
+        what = "no such partition" if options.partition else "and no default partition"
+        raise ConfigError(
+            f"{asked}: {what} on this cluster (sinfo lists: {', '.join(partitions) or 'none'}); "
+            "choose one with --partition"
+        )
+    nodes = partitions[name]
+    for flag, asked, key, unit, scale in (
+        ("--cpus-per-job", options.cpus_per_job, "cpus", "CPU", 1),
+        ("--mem-gb", options.mem_gb, "mem_mb", "GB of memory", 1024),
+        ("--gpus-per-job", options.gpus_per_job, "gpus", "GPU", 1),
+    ):
+        largest = max(n[key] for n in nodes)
+        if not asked or asked * scale <= largest:
+            continue
+        most = largest // scale
+        unit = unit if asked == 1 or scale > 1 else unit + "s"
+        has = f"{largest} MB" if key == "mem_mb" else f"{largest}"
+        default = " (the default)" if flag == "--cpus-per-job" and asked == 4 else ""
+        fix = f"ask for at most {most}, or choose" if most else "choose"
+        raise ConfigError(
+            f"{flag} {asked}{default}: no node of partition {name} has {asked} {unit} (the "
+            f"largest has {has}); {fix} another --partition"
+        )
 
 
 def slurm_cancel(job_id: str) -> None:

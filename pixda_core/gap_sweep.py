@@ -182,5 +182,5 @@ def gap_status(out: str | os.PathLike) -> pd.DataFrame:
             table = status_table(sub)
             frames.append(table.assign(run=gap_folder(gap) + "/" + table["run"]))
     if not frames:
-        return pd.DataFrame(columns=["run", "state", "step", "miou", "job"])
+        return pd.DataFrame(columns=["run", "state", "step", "miou", "job", "why"])
     return pd.concat(frames, ignore_index=True)

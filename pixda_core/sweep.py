@@ -46,8 +46,11 @@ from .errors import ConfigError, DataError
 from .executors import (
     SlurmOptions,
     Task,
+    check_slurm_request,
     read_status,
     run_here,
+    slurm_ended,
+    slurm_jobs,
     slurm_queue,
     submit_collect,
     submit_to_slurm,
@@ -513,6 +516,7 @@ def _submit(
     job that collects the results when they have all ended."""
     if time_limit:
         options = replace(options, time_min=time_limit)
+    check_slurm_request(options)  # (sweep --executor slurm checked it before writing anything)
     folder = out / ".submitit"
     after, new = [], []
     if so_todo:
@@ -561,22 +565,35 @@ def status_table(out: str | os.PathLike) -> pd.DataFrame:
 
     out = resolve(out)
     runs = read_runs(out)
-    queue = slurm_queue([j for j in runs["job_id"].fillna("") if j])
+    jobs = slurm_jobs([j for j in runs["job_id"].fillna("") if j])
+    queue = {job: state for job, (state, _) in jobs.items()}
     local = local_sweep_running(out)
     rows = []
     for r in runs.itertuples():
         job = r.job_id if isinstance(r.job_id, str) else None
         step, miou = _progress(out / r.name)
+        state = state_of(out, r.name, queue, job, local)
+        why = jobs[job][1] if state == "pending" and job in jobs else ""
+        if state == "failed":  # the job's own record says why, when its notebook failed
+            why = read_status(out / "logs" / f"{r.name}.json").get("error") or ""
         rows.append(
             {
                 "run": r.name,
-                "state": state_of(out, r.name, queue, job, local),
+                "state": state,
                 "step": step,
                 "miou": miou,
                 "job": job or "-",
+                "why": why,
             }
         )
-    return pd.DataFrame(rows, columns=["run", "state", "step", "miou", "job"])
+    table = pd.DataFrame(rows, columns=["run", "state", "step", "miou", "job", "why"])
+    failed = table[(table["state"] == "failed") & (table["job"] != "-")]
+    if len(failed):  # killed from outside (time limit, memory, node): SLURM says which
+        ended = slurm_ended(list(failed["job"]))
+        for i, job in failed["job"].items():
+            if job in ended:
+                table.loc[i, "why"] = ended[job]
+    return table
 
 
 def _progress(folder: Path) -> tuple[int | None, float | None]:

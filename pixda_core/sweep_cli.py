@@ -8,7 +8,7 @@ import sys
 
 from .config import PRESETS, SOURCES
 from .errors import ConfigError, run_cli
-from .executors import SlurmOptions
+from .executors import SlurmOptions, check_slurm_request
 from .gap_sweep import collect_gaps, gap_status, read_gap_grid, run_gap_sweep
 from .methods import SOURCE_ONLY
 from .sweep import SWEEP_METHODS, collect, run_sweep, status_table
@@ -107,9 +107,20 @@ def main(argv=None) -> int:
         "its limit is requeued and resumes)",
     )
     e.add_argument("--partition", help="SLURM partition")
-    e.add_argument("--gpus-per-job", type=int, default=0, help="SLURM: GPUs per run")
-    e.add_argument("--cpus-per-job", type=int, default=4, help="SLURM: CPUs per run")
-    e.add_argument("--mem-gb", type=int, help="SLURM: memory per run")
+    e.add_argument("--gpus-per-job", type=int, default=0, help="SLURM: GPUs per run (default 0)")
+    e.add_argument(
+        "--cpus-per-job",
+        type=int,
+        default=4,
+        help="SLURM: CPUs per run (default 4; loader workers and the CPU's own work)",
+    )
+    e.add_argument(
+        "--mem-gb",
+        type=int,
+        help="SLURM: memory per run in GB (default: the partition's default per job); CPUs, "
+        "memory and GPUs asked for are checked against the partition's nodes (sinfo) before "
+        "anything is submitted",
+    )
     e.add_argument("--account", help="SLURM account")
     e.add_argument("--qos", help="SLURM QoS")
     e.add_argument(
@@ -163,6 +174,8 @@ def main(argv=None) -> int:
         extra,
         args.parallel,
     )
+    if args.executor == "slurm":  # a request no node can meet waits for ever: refused now
+        check_slurm_request(slurm)
     grid = dict(
         shots=args.shots,
         methods=args.methods,
