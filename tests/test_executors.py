@@ -36,3 +36,46 @@ def test_the_environment_is_restored_after_the_block(monkeypatch):
         assert os.environ["PIXDA_TEST_VALUE"] == "inside"
     assert "OMP_NUM_THREADS" not in os.environ
     assert os.environ["PIXDA_TEST_VALUE"] == "before"
+
+
+def fake_tool(folder, monkeypatch, name: str, output: str, code: int = 0) -> None:
+    """``name`` on PATH as a script printing ``output``: what a cluster's sinfo or sacct
+    prints (the test cluster keeps no accounting and has no GPU, so these cases are read
+    from printed text here; the real cluster's answers are in test_sweep_executors)."""
+    script = folder / name
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\nexit {code}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_how_a_slurm_job_ended_is_read_from_sacct(tmp_path, monkeypatch):
+    lines = ["7_0|TIMEOUT|0:0", "7_1|OUT_OF_MEMORY|0:125", "7_2|NODE_FAIL|0:0",
+             "7_3|FAILED|1:0", "7_4|COMPLETED|0:0", "7_5|CANCELLED by 0|0:15"]  # fmt: skip
+    fake_tool(tmp_path, monkeypatch, "sacct", "\n".join(lines))
+    ended = executors.slurm_ended([f"7_{i}" for i in range(6)])
+    assert ended == {
+        "7_0": "time limit reached",
+        "7_1": "out of memory",
+        "7_2": "node failure",
+        "7_3": "failed, exit code 1",
+        "7_5": "cancelled",
+    }  # a job that completed is not one that failed
+
+
+def test_the_largest_node_of_a_partition_is_read_from_sinfo(tmp_path, monkeypatch):
+    lines = ["cpu*|64|256000|(null)", "gpu|32|512000|gpu:a100:4(S:0-1)",
+             "gpu|16+|128000|gpu:2,shard:8"]  # fmt: skip
+    fake_tool(tmp_path, monkeypatch, "sinfo", "\n".join(lines))
+    options = executors.SlurmOptions
+    executors.check_slurm_request(options(partition="gpu", gpus_per_job=4, mem_gb=500))
+    executors.check_slurm_request(options(cpus_per_job=64))  # the default partition: cpu
+    for asked, said in [
+        (options(partition="gpu", gpus_per_job=5), "--gpus-per-job 5: no node of partition "
+         "gpu has 5 GPUs (the largest has 4); ask for at most 4, or choose another --partition"),
+        (options(mem_gb=251), "--mem-gb 251: no node of partition cpu has 251 GB of memory "
+         "(the largest has 256000 MB); ask for at most 250"),
+        (options(gpus_per_job=1), "--gpus-per-job 1: no node of partition cpu has 1 GPU"),
+    ]:  # fmt: skip
+        with pytest.raises(executors.ConfigError) as err:
+            executors.check_slurm_request(asked)
+        assert said in str(err.value)
