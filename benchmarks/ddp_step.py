@@ -3,12 +3,17 @@ process on the same cores, and a check that the replicas stay identical.
 
     OMP_NUM_THREADS=2 python benchmarks/ddp_step.py                       # 1 process x 2 threads
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 benchmarks/ddp_step.py
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 benchmarks/ddp_step.py \
+        --stop-vote blocking     # the stop agreement as it was: a blocking all-reduce per step
 
 Each process runs the kit's :func:`~pixda_core.train.step.main_step` (PixDA main step: G,
 D1, D2, three optimisers) on its own random batches (as DDP shards the data), ``--batch`` source
 and target images per process. Rank 0 prints the median step time, the images per second of
 all processes together (source + target), and the largest difference between the processes'
-G weights after the timed steps (0 when gradients are averaged correctly). On the CPU the
+G weights after the timed steps (0 when gradients are averaged correctly). After each step the
+processes agree on stopping as the training loop does (:class:`~pixda_core.train.runtime.
+StopVote`; ``--stop-vote async``, the kit's, ``blocking``, the one it replaced, or ``none``);
+the time of that call is reported apart (median per step). On the CPU the
 backend is gloo, on CUDA NCCL (``setup_runtime`` picks it).
 """
 
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 
 from pixda_core.config import preset
 from pixda_core.methods import method_of
-from pixda_core.train.runtime import setup_runtime
+from pixda_core.train.runtime import StopVote, setup_runtime
 from pixda_core.train.step import LossSums, build_nets, main_step
 
 
@@ -43,6 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--stop-vote", default="async", choices=("async", "blocking", "none"))
     args = p.parse_args(argv)
     w, h = (int(x) for x in args.size.split(","))
     cfg = preset("toy").override(
@@ -61,18 +67,24 @@ def main(argv=None) -> int:
     batches = [
         (random_batch(args.batch, w, h, g), random_batch(args.batch, w, h, g)) for _ in range(2)
     ]
+    vote = StopVote(rt, blocking=args.stop_vote == "blocking")
     for i in range(args.warmup):
         step(*batches[i % 2])
-    times = []
+    times, votes = [], []
+    rt.barrier()
     for i in range(args.steps):
-        rt.barrier()
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize()
+        # no barrier between steps: a slower process makes the others wait where the
+        # training loop would, in the gradients' all-reduce and in a blocking vote
         t0 = time.perf_counter()
         step(*batches[i % 2])
+        t1 = time.perf_counter()
+        if args.stop_vote != "none":
+            vote(False)
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        votes.append(time.perf_counter() - t1)
+    vote.close()
     weights = torch.cat([p.detach().flatten().float() for p in nets.g.parameters()])
     diff = torch.zeros(1, device=weights.device)
     if rt.distributed:
@@ -90,6 +102,10 @@ def main(argv=None) -> int:
         print(
             f"median step {median:.4f} s (min {min(times):.4f}), {imgs:.2f} images/s in all, "
             f"max weight difference between processes {diff.item():.3g}"
+        )
+        print(
+            f"stop vote ({args.stop_vote}): median {statistics.median(votes) * 1e3:.3f} ms "
+            f"per step (max {max(votes) * 1e3:.3f} ms)"
         )
     if rt.distributed:
         dist.destroy_process_group()

@@ -136,3 +136,4 @@ def test_ddp_benchmark_keeps_the_replicas_identical(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "processes 2 x 1 threads (cpu)" in proc.stdout
     assert "max weight difference between processes 0\n" in proc.stdout, proc.stdout
+    assert "stop vote (async): median " in proc.stdout  # the loop's agreement, timed apart

@@ -15,8 +15,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 
-import torch
-
 from ..checkpoint import (
     finite_checkpoint,
     floating_tensors,
@@ -36,7 +34,7 @@ from ..methods import Method, schedule
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
 from .inputs import require_batches, shots_source, source_dataset, target_split
 from .rundir import RunFolder, config_differences
-from .runtime import Runtime, log_stream
+from .runtime import Runtime, StopVote, log_stream
 from .step import LossSums, build_nets
 from .streams import SOURCE_STREAM, TARGET_STREAM, Stream
 from .tensorboard import Board
@@ -121,6 +119,7 @@ class Job:
         self._step_start = 0.0
         self.unreadable: set[str] = set()  # files skipped under data.on_error=skip (warned once)
         self.stop_signal: int | None = None  # SIGTERM / SIGINT received: stop after this step
+        self.stop_vote = StopVote(rt)  # under torchrun: the processes agree on stopping
         self.board = Board.open(folder.path, cfg, rt)  # TensorBoard, when asked for
 
     # --------------------------------------------------------------------------- batches
@@ -180,16 +179,15 @@ class Job:
         if self.state.step % self.cfg.run.log_every == 0:
             self.log_losses()
 
-    def should_stop(self) -> bool:
-        """Has a stop been asked for (:func:`stop_on_signals`)? Checked after every step. Under
-        torchrun the processes agree on it after every step too, through a CPU all-reduce on
-        a gloo group of its own (no device synchronisation), so that they all stop, and
+    def should_stop(self, last: bool = False) -> bool:
+        """Has a stop been asked for (:func:`stop_on_signals`)? Checked after every step
+        (``last``: after the last step, reading the vote still in flight). Under torchrun
+        the processes agree on it through :class:`~pixda_core.train.runtime.StopVote` (an
+        asynchronous CPU all-reduce read one step later), so that they all stop, and
         checkpoint, at the same step, within a scheduler's grace period."""
         asked = self.stop_signal is not None
         if self.rt.distributed:
-            flag = torch.tensor([float(asked)])
-            torch.distributed.all_reduce(flag, group=self.rt.stop_group)
-            asked = bool(flag.item() > 0)
+            asked = self.stop_vote.close() if last else self.stop_vote(asked)
         if asked:
             name = signal.Signals(self.stop_signal or signal.SIGTERM).name
             self.rt.log(f"{name}: stopping after step {self.state.step}, with a checkpoint")
@@ -204,6 +202,7 @@ class Job:
             self.checkpoint()
         if self.board is not None:
             self.board.close()
+        self.stop_vote.close()  # every process has the one vote of this step in flight
         signum = self.stop_signal or signal.SIGTERM
         raise Stopped(
             signum,

@@ -129,6 +129,8 @@ def run_job(
             main_phase(job)
         if job.state.phase == "kd":
             distillation_phase(job)
+        if job.rt.distributed and job.should_stop(last=True):  # a vote cast at the last step
+            job.stop()
     return finish(job)
 
 

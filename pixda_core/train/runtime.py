@@ -166,6 +166,46 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
     )
 
 
+class StopVote:
+    """Under torchrun, whether any process has been asked to stop, agreed by all, off the
+    step's critical path: each call casts this process's flag in an asynchronous all-reduce
+    on the CPU gloo group (no device synchronisation) and reads the vote the previous call
+    cast, which has long arrived while the step ran. Every process calls it once after every
+    step, so all read the same vote after the same step: they stop together, one step after
+    the signal. ``blocking=True``: the vote is cast and read at once (waits for the slowest
+    process every step; kept for comparison, benchmarks/ddp_step.py). One process: the flag
+    itself, at once."""
+
+    def __init__(self, rt: Runtime, blocking: bool = False):
+        self.rt, self.blocking = rt, blocking
+        self.pending: tuple | None = None  # (work, flag) of the vote cast by the last call
+
+    def __call__(self, asked: bool) -> bool:
+        if not self.rt.distributed:
+            return asked
+        flag = torch.tensor([float(asked)])
+        if self.blocking:
+            dist.all_reduce(flag, group=self.rt.stop_group)
+            return bool(flag.item() > 0)
+        work = dist.all_reduce(flag, group=self.rt.stop_group, async_op=True)
+        previous, self.pending = self.pending, (work, flag)
+        return self._read(previous)
+
+    def close(self) -> bool:
+        """Read the vote still in flight (at the end of the steps: none is left behind for
+        the process group's end); True when it says stop."""
+        previous, self.pending = self.pending, None
+        return self._read(previous)
+
+    @staticmethod
+    def _read(vote: tuple | None) -> bool:
+        if vote is None:
+            return False
+        work, flag = vote
+        work.wait()
+        return bool(flag.item() > 0)
+
+
 #: a second signal this soon after the first is the same stop, forwarded (torchrun passes
 #: SLURM's SIGTERM on to workers that SLURM signalled already): it does not stop at once
 SAME_STOP_S = 2.0
