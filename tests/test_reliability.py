@@ -397,3 +397,16 @@ def test_sweep_status_and_collect_on_a_missing_folder_exit_2_naming_it(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and f"error: {flag} {missing}: no such sweep folder" in err, err
     assert not missing.exists()
+
+
+@pytest.mark.data
+def test_the_source_only_models_init_is_checked_before_the_adaptation_run_is_written(
+    toy_root, tmp_path, capsys
+):
+    # no --restore_from: the shared source-only model is to be trained first, from --init
+    missing = tmp_path / "no_such_init.pth"
+    argv = [*release_args(toy_root, tmp_path / "out"), "--is_train", "--method", "finetune",
+            "--init", str(missing)]  # fmt: skip
+    code, err = cli(capsys, *argv)
+    assert_user_error(code, err, "--init (config model.init)", str(missing))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # neither run folder

@@ -61,15 +61,26 @@ def adapt(cfg: Config, resume: bool = False) -> dict:
     if cfg.run.restore_from is None:  # the shared source-only model comes first
         cfg = resolve_init(cfg)
     chosen = preflight(cfg, method, resume, listed=listed)  # the split, read and checked once
+    if cfg.run.restore_from is None:  # and its folder and init, when it is still to train
+        so = source_only_run(cfg)
+        if not source_only_done(so):
+            preflight(so, TABLE[SOURCE_ONLY], True, data=False)  # (its data roots are cfg's)
     with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
-        init = ensure_source_only(cfg)
+        init = ensure_source_only(cfg, checked=True)
         return run_job(cfg, method, resume, init=str(init), chosen=chosen)
 
 
-def ensure_source_only(cfg: Config) -> Path:
+def source_only_done(so: Config) -> bool:
+    """Has the source-only run ``so`` finished, its checkpoint there to adapt from?"""
+    folder = Path(so.run.out_dir) / so.run.name
+    return finished(folder) and (folder / "checkpoints" / "latest.pt").exists()
+
+
+def ensure_source_only(cfg: Config, checked: bool = False) -> Path:
     """The source-only checkpoint to adapt from: ``run.restore_from`` when given, else the
     shared source-only run for this source and preset, trained now when missing (and resumed
-    when a previous attempt was interrupted)."""
+    when a previous attempt was interrupted). ``checked``: the caller has run the source-only
+    run's preflight (:func:`adapt` does, before anything is written)."""
     if cfg.run.restore_from is not None:
         path = Path(cfg.run.restore_from)
         if not path.is_file():
@@ -80,12 +91,12 @@ def ensure_source_only(cfg: Config) -> Path:
     latest = folder / "checkpoints" / "latest.pt"
 
     def done() -> bool:
-        return finished(folder) and latest.exists()
+        return source_only_done(so)
 
     if not done():
         method = TABLE[SOURCE_ONLY]
-        # the folder and init checks; its data roots are cfg's, which adapt() has checked
-        preflight(so, method, True, data=False)
+        if not checked:  # the folder and init checks (the data roots are cfg's)
+            preflight(so, method, True, data=False)
         # runs started together (a batch of jobs) train it once: the others wait, then reuse
         with run_lock(folder, wait=True):
             if not done():
