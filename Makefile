@@ -29,9 +29,9 @@ lab: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
-# two workers (pytest-xdist); a file, or the files sharing the toy sweep, on one worker
+# two workers (pytest-xdist); a test file on one worker, so its module fixtures are built once
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # the unit layer only (no dataset, no training): well under a minute
 test-fast: $(STAMP)

@@ -24,18 +24,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Every test belongs to exactly one layer of the suite (pyproject.toml's markers). Under
-    ``-n N --dist loadgroup`` a test file runs on one worker (its module fixtures are built
-    once), and the files that share the session's toy sweep run on the same one."""
+    """Every test belongs to exactly one layer of the suite (pyproject.toml's markers). (``make
+    test`` runs ``-n 2 --dist loadfile``: a test file on one worker, its module fixtures
+    built once.)"""
     for item in items:
         layers = {m.name for m in item.iter_markers() if m.name in LAYERS}
         if len(layers) != 1:
             raise pytest.UsageError(
                 f"{item.nodeid} has layers {sorted(layers) or 'none'}; give it one of {LAYERS}"
             )
-        uses_sweep = "sweep" in getattr(item, "fixturenames", ())
-        group = "sweep" if uses_sweep else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 SPEC = toy.ToySpec(

@@ -43,3 +43,25 @@ def test_required_packages_are_declared():
         "tqdm",
         "pyyaml",
     } <= names
+
+
+def test_loadfile_keeps_a_test_file_on_one_worker(tmp_path):
+    """``make test`` runs ``-n 2 --dist loadfile``: each test file on one worker, so its module
+    fixtures (a sweep over gaps: minutes) are built once. (``--dist loadgroup``, used before,
+    stopped grouping under pytest 9.2 without a word: pytest-xdist issue 1386.)"""
+    import subprocess
+    import sys
+
+    for name in ("a", "b"):
+        body = "".join(f"def test_{i}(): pass\n" for i in range(4))
+        (tmp_path / f"test_{name}.py").write_text(body)
+    argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-v", "-p",
+            "no:cacheprovider", str(tmp_path)]  # fmt: skip
+    make = (ROOT / "Makefile").read_text()
+    assert f"-m pytest -q {' '.join(argv[3:7])}\n" in make  # what make test runs
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    ran = re.findall(r"\[(gw\d)\] .*PASSED (test_\w)\.py", proc.stdout)
+    assert len(ran) == 8
+    workers = {f: {w for w, g in ran if g == f} for f in ("test_a", "test_b")}
+    assert all(len(w) == 1 for w in workers.values()), proc.stdout  # a file: one worker
