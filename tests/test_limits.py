@@ -83,9 +83,11 @@ def test_full_resolution_evaluation_keeps_memory_flat(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_held_prediction_per_image_would_be_seen(tmp_path, monkeypatch):
-    """The measurement above can fail: keeping each prediction (16 MB) shows as growth."""
+    """The measurement above can fail: keeping each prediction (16 MiB) shows as growth, well
+    above the flat test's bound of 5 (measured 12-16 MiB per image: the allocator hands back
+    some of the other memory as the held ones grow)."""
     rss = rss_over_evaluation(tmp_path / "cs", 10, monkeypatch, hold=True)
-    assert mib_per_image(rss) > 12, [r // 2**20 for r in rss]
+    assert mib_per_image(rss) > 8, [r // 2**20 for r in rss]
 
 
 # ------------------------------------------------------------------------ skipping bad files

@@ -149,7 +149,10 @@ def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
 def test_a_request_no_node_can_meet_is_refused_before_any_job_is_queued(
     slurm, toy_root, tmp_path, capsys
 ):
-    cpus = len(os.sched_getaffinity(0))  # the node's CPUs (cluster.sh: nproc)
+    # the node's CPUs as the cluster has them (cluster.sh's nproc, which follows
+    # OMP_NUM_THREADS: 1 under the suite's workers)
+    found = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True)
+    cpus = int(found.stdout.split()[0])
     out = tmp_path / "never"
     command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--executor", "slurm"]
     for flags, said in [
