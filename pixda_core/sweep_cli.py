@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         help="minutes a run may take (SLURM: the job's --time; a job stopped at "
         "its limit is requeued and resumes)",
     )
-    e.add_argument("--partition", help="SLURM partition")
+    e.add_argument("--partition", help="SLURM partition (default: the cluster's default one)")
     e.add_argument("--gpus-per-job", type=int, default=0, help="SLURM: GPUs per run (default 0)")
     e.add_argument(
         "--cpus-per-job",
