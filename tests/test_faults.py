@@ -186,25 +186,11 @@ def test_a_non_finite_loss_stops_the_run(toy_root, tmp_path, capsys, weights, mo
 def test_a_diverging_run_never_saves_a_non_finite_checkpoint(toy_root, tmp_path, capsys, weights):
     # a huge learning rate: BatchNorm's running variances go inf steps before the loss does
     # (the loss stays finite here), so only a check of the state itself catches it
-    code, err = cli(
-        capsys,
-        *release_args(toy_root, tmp_path),
-        "--is_train",
-        "--restore_from",
-        weights,
-        "--method",
-        "finetune",
-        "--lr",
-        "1e6",
-        "--early_stop",
-        "10",
-        "--set",
-        "run.log_every=100",
-        "--set",
-        "run.ckpt_every=1",
-        "--set",
-        "run.keep_checkpoints=0",
-    )
+    diverging = [*release_args(toy_root, tmp_path), "--is_train", "--restore_from", weights,
+                 "--method", "finetune", "--lr", "1e6", "--early_stop", "10", "--set",
+                 "run.log_every=100", "--set", "run.ckpt_every=1", "--set",
+                 "run.keep_checkpoints=0"]  # fmt: skip
+    code, err = cli(capsys, *diverging)
     ckpts = tmp_path / "e" / "checkpoints"
     found = re.search(r"hold NaN or inf at step (\d+) \(main phase\)", err)
     assert code == 2 and found and "Traceback" not in err, err[-3000:]
@@ -223,26 +209,7 @@ def test_a_diverging_run_never_saves_a_non_finite_checkpoint(toy_root, tmp_path,
     ck = load_checkpoint(saved[bad - 1])
     ck["model"]["bn1.running_var"][0] = float("nan")
     torch.save(ck, saved[bad - 1])
-    code, err = cli(
-        capsys,
-        *release_args(toy_root, tmp_path),
-        "--is_train",
-        "--continue_train",
-        "--restore_from",
-        weights,
-        "--method",
-        "finetune",
-        "--lr",
-        "1e6",
-        "--early_stop",
-        "10",
-        "--set",
-        "run.log_every=100",
-        "--set",
-        "run.ckpt_every=1",
-        "--set",
-        "run.keep_checkpoints=0",
-    )
+    code, err = cli(capsys, *diverging, "--continue_train")
     assert_user_error(
         code, err, f"its checkpoint {ckpts / 'latest.pt'} holds NaN or inf", str(saved[bad - 2])
     )

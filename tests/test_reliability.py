@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from pixda_core.analysis import load_runs
+from pixda_core.checkpoint import load_checkpoint
 from pixda_core.data import draw_split, load_split, read_split, write_split
 from pixda_core.errors import DataError
 from pixda_core.sweep import _write_summary, read_grid, read_runs, state_of
@@ -348,7 +349,7 @@ def test_a_finished_run_resumed_with_a_larger_early_stop_trains_on_as_one_longer
     assert extended["step"] == four["step"] == 4
     for key in ("miou", "per_class_iou", "pixel_accuracy"):
         assert extended[key] == four[key], key
-    ck = [torch.load(tmp_path / n / "checkpoints" / "latest.pt") for n in ("e", "four")]
+    ck = [load_checkpoint(tmp_path / n / "checkpoints" / "latest.pt") for n in ("e", "four")]
     assert all(torch.equal(ck[0]["model"][k], v) for k, v in ck[1]["model"].items())
     assert read_metrics(tmp_path / "e" / "metrics_step_2.json") == two  # kept, not lost
     assert "early_stop: 4" in (tmp_path / "e" / "config.yaml").read_text()

@@ -316,12 +316,14 @@ class Job:
         self.folder.append("validations", row)
 
     # --------------------------------------------------------------------------- checkpoints
-    def checkpoint(self) -> None:
+    def checkpoint(self, state_checked: bool = False) -> None:
         """Write the whole job (nets, optimisers, schedules, state, RNGs, pending loss sums)
-        as ``checkpoints/step_<step>.pt`` and ``latest.pt``."""
+        as ``checkpoints/step_<step>.pt`` and ``latest.pt`` (``state_checked``: the caller has
+        just run :meth:`require_clean_state` and nothing has trained since)."""
         s, nets = self.state, self.nets
         self.require_finite(self.losses.totals())
-        self.require_clean_state()  # nothing non-finite is ever saved
+        if not state_checked:
+            self.require_clean_state()  # nothing non-finite is ever saved
         if self.src is not None:
             s.src_position = self.src.position
         if self.trg is not None:

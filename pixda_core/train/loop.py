@@ -241,7 +241,7 @@ def finish(job: Job) -> dict:
     if rt.is_main:
         write_metrics(job.folder.path, metrics, cm)
     s.phase = "done"
-    job.checkpoint()
+    job.checkpoint(state_checked=True)  # (checked above; evaluation changes no weight)
     if job.board is not None:
         job.board.close()
     rt.log(
