@@ -3,7 +3,7 @@
 Rows are ground truth, columns predictions, over pixels whose ground truth is not ignored.
 IoU_c = TP / (TP + FP + FN); a class absent from both ground truth and prediction is NaN
 ("missing"), never 0 or 100, and is left out of the mean. The numbers agree with the official
-``cityscapesscripts`` evaluator (tests/test_metrics.py checks it).
+``cityscapesscripts`` evaluator (tests/report/test_metrics.py checks it).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import pytest
 
 from pixda_core.data import toy
 
+from .helpers import SPEC
+
 LAYERS = ("unit", "data", "training", "notebooks")
 
 
@@ -33,11 +35,6 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(
                 f"{item.nodeid} has layers {sorted(layers) or 'none'}; give it one of {LAYERS}"
             )
-
-
-SPEC = toy.ToySpec(
-    seed=3, size=(96, 48), num_gta5=8, num_synthia=8, train_per_city=3, val_per_city=2
-)
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +88,16 @@ def sweep(toy_root, tmp_path_factory):
         overrides=TINY,
     )
     return out, result
+
+
+@pytest.fixture(scope="session")
+def source_only(toy_root, tmp_path_factory) -> Path:
+    """A source-only model trained by the kit on the toy (:func:`helpers.tiny`, 8 steps)."""
+    from pixda_core.train import train_source_only
+
+    from .helpers import tiny
+
+    out = tmp_path_factory.mktemp("so")
+    cfg = tiny(toy_root, out, run={"name": "so"})
+    train_source_only(cfg)
+    return out / "so" / "checkpoints" / "latest.pt"

@@ -1,0 +1,66 @@
+"""End to end: ``make demo``'s job, shrunk (notebook 01, the small sweep, notebook 04)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pixda_core import demo
+from tests.helpers import TINY, png_size
+
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
+    out = tmp_path / "demo"
+    result = demo.run(
+        toy_root,
+        out,
+        pretrain_iterations=4,
+        iterations=2,
+        overrides=TINY,
+        progress=False,
+        shots=(1, 3),
+    )  # the toy fixture has 3 images per city
+    summary = pd.read_csv(result["summary"])
+    assert sorted(zip(summary["method"], summary["shots"], strict=True)) == [
+        ("finetune", 1),
+        ("finetune", 3),
+        ("pixda", 1),
+        ("pixda", 3),
+        ("source_only", 0),
+    ]
+    for name in ("class_frequency", "samples", "fda_preview"):
+        png_size(out / "data" / f"{name}.png")
+    for name in ("per_class_iou", "miou_vs_shots", "gain_over_source_only", "error_maps"):
+        png_size(out / "sweep" / "analysis" / f"{name}.png")
+    assert (out / "notebooks" / "01_data_preparation.ipynb").exists()
+    printed = capsys.readouterr().out
+    assert "per-class IoU on the toy target val set" in printed and "| PixDA (3-shot)" in printed
+    assert str(result["summary"]) in printed and "python -m pixda_core sweep --shots 5" in printed
+
+    # the sweep command reproduces a cell of the demo exactly (CPU, same seed)
+    from pixda_core.sweep import run_sweep
+
+    again = run_sweep(
+        tmp_path / "again",
+        shots=(3,),
+        methods=("pixda",),
+        seeds=(0,),
+        data_root=str(toy_root),
+        pretrain_iterations=4,
+        iterations=2,
+        overrides=TINY,
+        analysis=False,
+        jobs=demo.JOBS,  # as printed: the threads per notebook decide the last bits
+    )
+    cell = pd.read_csv(again["summary"]).iloc[0]
+    assert cell["miou"] == summary.set_index(["method", "shots"]).loc[("pixda", 3), "miou"]
+
+
+def test_demo_refuses_a_broken_root(toy_copy, tmp_path, capsys):
+    (toy_copy / "gta5" / "labels" / "00002.png").unlink()
+    assert demo.main(["--data", str(toy_copy), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "notebook 01 failed" in err and "failed its check" in err

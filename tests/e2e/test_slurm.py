@@ -1,0 +1,139 @@
+"""End to end: sweeps on a real one-node SLURM cluster (Debian's slurm-wlm and munge, as root;
+``.ci/run`` installs them; ``tests/e2e/slurm/cluster.sh`` starts it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pixda_core.executors import read_status, slurm_queue
+from pixda_core.sweep import status_table
+from pixda_core.sweep_cli import main
+from tests.helpers import ROOT, TINY, grid_results
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+
+FLAGS = [
+    "--shots", "1", "2", "--methods", "source_only", "finetune", "pixda", "--seeds", "0",
+    "--iterations", "4", "--pretrain-iterations", "6", "--no-analysis",
+    *(x for sec, kv in TINY.items() for k, v in kv.items()
+      for x in ("--set", f"{sec}.{k}={v}".replace(" ", ""))),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A one-node SLURM cluster for this module; its daemons stopped after it."""
+    tools = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        pytest.skip("the SLURM tests start a cluster as root from Debian's slurm-wlm and munge "
+                    "(.ci/run installs them)")  # fmt: skip
+    # munged runs as the munge user: its folder must be reachable, unlike pytest's (0700)
+    folder = Path(tempfile.mkdtemp(prefix="pixda-slurm-"))
+    folder.chmod(0o755)
+    script = ROOT / "tests" / "e2e" / "slurm" / "cluster.sh"
+    proc = subprocess.run(["bash", str(script), "start", str(folder)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = proc.stdout.strip().partition("=")[2]
+    try:
+        yield folder
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(folder)], timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before
+
+
+def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
+    slurm, sweep, toy_root, tmp_path, capsys
+):
+    """The grid as one array after the source-only job; one task cancelled mid-run with
+    scancel, which signals every process of the job, its loader worker too: it stops at the
+    end of its step with a checkpoint, and --status says SLURM cancelled it; the same
+    command again resubmits just that run, which resumes from that step; the summary is the
+    one of the sweep run here. (A checkpoint and a loss line every step, a loader worker:
+    they change no number, and give the cancel something to resume from.) While the array
+    waits for the source-only job, --status shows SLURM's reason: Dependency."""
+    out = tmp_path / "cluster"
+    command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--set",
+               "run.ckpt_every=1", "--set", "run.log_every=1", "--set", "data.num_workers=1",
+               "--executor", "slurm", "--partition", "debug", "--cpus-per-job", "1"]  # fmt: skip
+    assert main(command) == 0  # submits and returns
+    runs = pd.read_csv(out / "runs.csv", dtype=str).set_index("name")["job_id"]
+    arrays = {runs[n].split("_")[0] for n in runs.index if not n.startswith("source_only")}
+    assert len(arrays) == 1 and sum("_" in j for j in runs) == 4  # one array of 4 tasks
+    victim = "pixda_2shot_seed0"  # the array's last task: it waits for a free CPU
+    seen, why, deadline = set(), set(), time.time() + 300
+
+    def look() -> None:
+        table = status_table(out)
+        seen.update(table["state"])
+        why.update(table.loc[table["state"] == "pending", "why"])
+
+    while not (out / victim / "checkpoints" / "step_2.pt").exists() and time.time() < deadline:
+        look()
+        time.sleep(0.1)
+    assert slurm_queue([runs[victim]]).get(runs[victim]) == "RUNNING"
+    subprocess.run(["scancel", runs[victim]], check=True)
+    while slurm_queue(list(runs)) and time.time() < deadline:  # the rest ends, then collects
+        look()
+        time.sleep(0.2)
+    row = status_table(out).set_index("run").loc[victim]
+    assert row["state"] == "failed" and row["why"] == "cancelled"
+    assert {"pending", "running", "done"} <= seen  # what --status showed on the way
+    assert "Dependency" in why  # the array waiting for the source-only job
+    assert not (out / victim / "metrics.json").exists()
+    log = (out / "logs" / f"{victim}.log").read_text()
+    assert "DataLoader worker" not in log  # the worker did not die under the loop
+    said = read_status(out / "logs" / f"{victim}.json")["error"]  # the notebook's last word
+    stopped = int(re.search(r"Stopped: stopped by SIGTERM at step (\d+): checkpoint", said)[1])
+    assert f"SIGTERM: stopping after step {stopped}, with a checkpoint" in log
+
+    capsys.readouterr()
+    assert main([*command, "--wait"]) == 0
+    assert "skipped 4" in capsys.readouterr().out  # the source-only model and three runs
+    log = (out / "logs" / f"{victim}.log").read_text()
+    assert int(re.search(r"resumed \S+ at step (\d+)", log).group(1)) == stopped >= 2
+    pd.testing.assert_frame_equal(grid_results(sweep[0]), grid_results(out))
+    assert main(["--status", str(out)]) == 0
+    assert "[sweep] 5 done" in capsys.readouterr().out
+
+
+def test_a_request_no_node_can_meet_is_refused_before_any_job_is_queued(
+    slurm, toy_root, tmp_path, capsys
+):
+    # the node's CPUs as the cluster has them (cluster.sh's nproc, which follows
+    # OMP_NUM_THREADS: 1 under the suite's workers)
+    found = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True)
+    cpus = int(found.stdout.split()[0])
+    out = tmp_path / "never"
+    command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--executor", "slurm"]
+    for flags, said in [
+        (["--cpus-per-job", str(cpus + 1)],
+         f"--cpus-per-job {cpus + 1}: no node of partition debug has {cpus + 1} CPUs (the "
+         f"largest has {cpus}); ask for at most {cpus}, or choose another --partition"),
+        (["--cpus-per-job", "1", "--mem-gb", "2"],
+         "--mem-gb 2: no node of partition debug has 2 GB of memory (the largest has 1000 MB)"),
+        (["--cpus-per-job", "1", "--gpus-per-job", "1"],
+         "--gpus-per-job 1: no node of partition debug has 1 GPU (the largest has 0)"),
+        (["--cpus-per-job", "1", "--partition", "gpu"],
+         "--partition gpu: no such partition on this cluster (sinfo lists: debug)"),
+    ]:  # fmt: skip
+        assert main([*command, *flags]) == 2
+        assert f"error: {said}" in capsys.readouterr().err
+        assert not out.exists()  # nothing written
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, check=True)
+        assert queue.stdout.strip() == ""  # nothing queued

@@ -1,0 +1,139 @@
+"""The benchmark scripts (benchmarks/) run and print what they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pixda_core.data.fda import fda_source_to_target
+from pixda_core.losses import class_balance_weights, pixel_adversarial_loss
+from tests.helpers import ROOT
+
+
+def _load_script(name: str):
+    """A benchmark script as a module (benchmarks/ is scripts, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_script("step")
+
+
+@pytest.mark.unit
+def test_release_style_pieces_match_the_kit():
+    g = torch.Generator().manual_seed(1)
+    batch = bench.random_batch(3, 48, 24, "cpu", g)
+    labels = batch["label"]
+    assert (labels == 255).any() and labels.unique().numel() > 5
+    assert torch.allclose(bench.loop_weights(labels, 19), class_balance_weights(labels))
+    src, trg = (
+        torch.rand(3, 3, 24, 48, generator=g) * 255,
+        torch.rand(3, 3, 24, 48, generator=g) * 255,
+    )
+    ours = fda_source_to_target(src, trg, 0.05)
+    assert torch.allclose(bench.fda_numpy_per_image(src, trg, 0.05), ours, atol=1e-3)
+    logits = torch.randn(3, 19, 24, 48, generator=g)
+    d = torch.randn(3, 1, 24, 48, generator=g)
+    theirs = bench.release_pixel_adversarial_loss(logits, d, labels)
+    assert torch.allclose(theirs, pixel_adversarial_loss(logits, d, labels, detach_weights=False))
+
+
+@pytest.mark.training
+def test_step_benchmark_prints_its_table_and_speedup():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "step.py"),
+            "--device",
+            "cpu",
+            "--size",
+            "64,32",
+            "--batch",
+            "1",
+            "--backbone",
+            "resnet18",
+            "--warmup",
+            "1",
+            "--reps",
+            "1",
+            "--profile",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert any(line.startswith("| kit (bf16) |") for line in lines)
+    assert any(line.startswith("| release-style") for line in lines)
+    assert lines[-1].startswith("speedup_vs_release: ") and float(lines[-1].split()[-1]) > 0
+    assert "operators by self cpu time total" in proc.stdout
+    assert "aten::convolution_backward" in proc.stdout  # the profile covers the backward pass
+
+
+@pytest.mark.data
+def test_loader_benchmark_reads_originals_and_cache():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "loader.py"),
+            "--images",
+            "6",
+            "--workers",
+            "0",
+            "--size",
+            "256,128",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ")][1:]  # no header
+    assert [r.split("|")[1].strip() for r in rows] == ["original PNGs", "data_prep cache"]
+    assert all(float(r.split("|")[3]) > 0 for r in rows)
+
+
+@pytest.mark.training
+@pytest.mark.slow
+def test_ddp_benchmark_keeps_the_replicas_identical(tmp_path):
+    """Two processes under torchrun (gloo): gradients are averaged, so after the timed steps
+    both hold the same G weights."""
+    import os
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(ROOT / "benchmarks" / "ddp_step.py"),
+            "--size",
+            "64,32",
+            "--batch",
+            "1",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "processes 2 x 1 threads (cpu)" in proc.stdout
+    assert "max weight difference between processes 0\n" in proc.stdout, proc.stdout
+    assert "stop vote (async): median " in proc.stdout  # the loop's agreement, timed apart

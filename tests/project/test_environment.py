@@ -1,0 +1,68 @@
+"""environment.yml, pyproject.toml and the suite's own distribution over workers."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.unit
+
+
+def _norm(req: str) -> tuple[str, str]:
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", req)
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict(map(_norm, meta["dependencies"] + meta["optional-dependencies"]["dev"]))
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    listed = dict(_norm(r) for r in pip if not r.startswith("-e"))
+    assert listed == wanted
+    assert "python=3.11" in env["dependencies"] and "pip" in env["dependencies"]
+    assert "-e ." in pip
+
+
+def test_required_packages_are_declared():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {_norm(r)[0] for r in meta["dependencies"]}
+    assert {
+        "torch",
+        "torchvision",
+        "opencv-python-headless",
+        "cityscapesscripts",
+        "papermill",
+        "seaborn",
+        "jupyterlab",
+        "ipywidgets",
+        "tqdm",
+        "pyyaml",
+    } <= names
+
+
+def test_loadfile_keeps_a_test_file_on_one_worker(tmp_path):
+    """``make test`` runs ``-n 2 --dist loadfile``: each test file on one worker, so its module
+    fixtures (a sweep over gaps: minutes) are built once. (``--dist loadgroup``, used before,
+    stopped grouping under pytest 9.2 without a word: pytest-xdist issue 1386.)"""
+    import subprocess
+    import sys
+
+    for name in ("a", "b"):
+        body = "".join(f"def test_{i}(): pass\n" for i in range(4))
+        (tmp_path / f"test_{name}.py").write_text(body)
+    argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-v", "-p",
+            "no:cacheprovider", str(tmp_path)]  # fmt: skip
+    make = (ROOT / "Makefile").read_text()
+    assert f"-m pytest -q {' '.join(argv[3:7])}\n" in make  # what make test runs
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    ran = re.findall(r"\[(gw\d)\] .*PASSED (test_\w)\.py", proc.stdout)
+    assert len(ran) == 8
+    workers = {f: {w for w, g in ran if g == f} for f in ("test_a", "test_b")}
+    assert all(len(w) == 1 for w in workers.values()), proc.stdout  # a file: one worker

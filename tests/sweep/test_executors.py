@@ -1,0 +1,106 @@
+"""Where a sweep's notebooks run (pixda_core.executors): threads, GPUs, SLURM's printed answers."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from pixda_core import executors
+from pixda_core.executors import read_status
+from pixda_core.sweep import run_sweep
+from tests.helpers import GRID, TINY, grid_results
+
+
+def fake_tool(folder, monkeypatch, name: str, output: str, code: int = 0) -> None:
+    """``name`` on PATH as a script printing ``output``: what a cluster's sinfo or sacct
+    prints (the test cluster keeps no accounting and has no GPU, so these cases are read
+    from printed text here; the real cluster's answers are in test_sweep_executors)."""
+    script = folder / name
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\nexit {code}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("cores", "jobs", "threads"), [(16, 2, "8"), (16, 3, "5"), (2, 4, "1")])
+def test_notebooks_run_at_once_share_the_cores(monkeypatch, cores, jobs, threads):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert executors.cpu_share(jobs) == threads
+
+
+@pytest.mark.unit
+def test_a_thread_count_the_user_set_is_kept(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert executors.cpu_share(2) is None
+    with executors.environment(OMP_NUM_THREADS=executors.cpu_share(2)):
+        assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+@pytest.mark.unit
+def test_the_environment_is_restored_after_the_block(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PIXDA_TEST_VALUE", "before")
+    with executors.environment(OMP_NUM_THREADS="2", PIXDA_TEST_VALUE="inside"):
+        assert os.environ["OMP_NUM_THREADS"] == "2"
+        assert os.environ["PIXDA_TEST_VALUE"] == "inside"
+    assert "OMP_NUM_THREADS" not in os.environ
+    assert os.environ["PIXDA_TEST_VALUE"] == "before"
+
+
+@pytest.mark.unit
+def test_how_a_slurm_job_ended_is_read_from_sacct(tmp_path, monkeypatch):
+    lines = ["7_0|TIMEOUT|0:0", "7_1|OUT_OF_MEMORY|0:125", "7_2|NODE_FAIL|0:0",
+             "7_3|FAILED|1:0", "7_4|COMPLETED|0:0", "7_5|CANCELLED by 0|0:15"]  # fmt: skip
+    fake_tool(tmp_path, monkeypatch, "sacct", "\n".join(lines))
+    ended = executors.slurm_ended([f"7_{i}" for i in range(6)])
+    assert ended == {
+        "7_0": "time limit reached",
+        "7_1": "out of memory",
+        "7_2": "node failure",
+        "7_3": "failed, exit code 1",
+        "7_5": "cancelled",
+    }  # a job that completed is not one that failed
+
+
+@pytest.mark.unit
+def test_the_largest_node_of_a_partition_is_read_from_sinfo(tmp_path, monkeypatch):
+    lines = ["cpu*|64|256000|(null)", "gpu|32|512000|gpu:a100:4(S:0-1)",
+             "gpu|16+|128000|gpu:2,shard:8"]  # fmt: skip
+    fake_tool(tmp_path, monkeypatch, "sinfo", "\n".join(lines))
+    options = executors.SlurmOptions
+    executors.check_slurm_request(options(partition="gpu", gpus_per_job=4, mem_gb=500))
+    executors.check_slurm_request(options(cpus_per_job=64))  # the default partition: cpu
+    for asked, said in [
+        (options(partition="gpu", gpus_per_job=5), "--gpus-per-job 5: no node of partition "
+         "gpu has 5 GPUs (the largest has 4); ask for at most 4, or choose another --partition"),
+        (options(mem_gb=251), "--mem-gb 251: no node of partition cpu has 251 GB of memory "
+         "(the largest has 256000 MB); ask for at most 250"),
+        (options(gpus_per_job=1), "--gpus-per-job 1: no node of partition cpu has 1 GPU"),
+    ]:  # fmt: skip
+        with pytest.raises(executors.ConfigError) as err:
+            executors.check_slurm_request(asked)
+        assert said in str(err.value)
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_two_notebooks_at_once_each_on_its_own_gpu_give_the_same_summary(
+    sweep, toy_root, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])  # a machine with 2 GPUs
+    out = tmp_path / "two"
+    run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, jobs=2, **GRID)
+    pd.testing.assert_frame_equal(grid_results(sweep[0]), grid_results(out))
+    runs = [f"{m}_{n}shot_seed0" for m in ("finetune", "pixda") for n in (1, 2)]
+    records = {r: read_status(out / "logs" / f"{r}.json") for r in runs}
+    assert sorted(rec["gpus"] for rec in records.values()) == ["0", "0", "1", "1"]
+    for a in runs:  # runs that overlapped in time had different GPUs
+        for b in runs:
+            ra, rb = records[a], records[b]
+            if a < b and ra["started"] < rb["ended"] and rb["started"] < ra["ended"]:
+                assert ra["gpus"] != rb["gpus"], (a, b)
+    assert read_status(sweep[0] / "logs" / f"{runs[0]}.json")["gpus"] == ""  # no GPU here
