@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from pixda_core import analysis as A
 from pixda_core import stats as S
@@ -121,9 +122,12 @@ def test_one_run_has_no_interval_and_no_test():
     row = cell(comp, "pixda", 1)
     assert row["n"] == 1 and np.isnan(row["sd"]) and np.isnan(row["ci_half"])
     assert row["n_pairs"] == 1 and np.isnan(row["p_ttest"]) and np.isnan(row["p_wilcoxon"])
-    assert row["note"] == "1 pair: no test" and row["not_significant"]
+    # one pair is not a test: its own mark, not "not significantly different"
+    assert row["note"] == "1 pair: no test" and row["mark"] == "untested"
+    assert not row["not_significant"] and not row["best"]  # a cell of one run is never bold
     cells = markdown_cells(md)
-    assert cells["PixDA"] == ["**45.0**† (n=1)"] and cells["FT"] == ["40.0 (n=1)"]
+    assert cells["PixDA"] == ["45.0‡ (n=1)"] and cells["FT"] == ["40.0 (n=1)"]
+    assert "No bold at 1-shot: FT, PixDA: a single run." in md
     assert "±" not in "".join(sum(cells.values(), [])) and "nan" not in md
     assert "n given in each cell (n=1: a single run, no interval)" in md
 
@@ -138,22 +142,30 @@ def test_all_equal_differences_give_nan_with_a_reason():
         comp = S.comparison(same)
     zero = cell(comp, "pixda", 1)
     assert np.isnan(zero["p_ttest"]) and np.isnan(zero["p_wilcoxon"])
-    assert zero["note"] == "all differences are zero: no test" and zero["not_significant"]
+    assert zero["note"] == "all differences are zero: no test" and zero["mark"] == "untested"
     assert (zero["diff"], zero["diff_low"], zero["diff_high"]) == (0, 0, 0)
-    constant = cell(comp, "joint", 1)  # +2 on every seed: zero variance, t infinite
+    # +2 on every seed: zero variance, scipy's t is infinite and its p 0; not testable (issue
+    # 33): no p, its own mark, and no bold over the others on a test that did not happen
+    constant = cell(comp, "joint", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        expected = stats.ttest_rel(np.add(FT_1, 2), FT_1).pvalue
-    assert constant["p_ttest"] == pytest.approx(expected)
-    assert "t-test degenerate" in constant["note"] and not constant["not_significant"]
+        assert stats.ttest_rel(np.add(FT_1, 2), FT_1).pvalue == 0.0
+    assert np.isnan(constant["p_ttest"]) and np.isnan(constant["p_adjusted"])
+    assert constant["p_wilcoxon"] == pytest.approx(stats.wilcoxon(np.add(FT_1, 2), FT_1).pvalue)
+    assert constant["note"].startswith("every difference is +2: zero variance, no test")
+    assert constant["mark"] == "untested" and not constant["not_significant"]
+    md = markdown_cells(S.render(comp))
+    half = stats.t.ppf(0.975, 2) * stats.sem(FT_1)
+    assert md["joint"] == [f"**45.0** ± {half:.1f}‡"]
+    assert md["FT"] == [f"**43.0** ± {half:.1f}"] and md["PixDA"] == [f"**43.0** ± {half:.1f}‡"]
 
 
 def test_missing_reference_is_said_and_marked():
     runs = three_seeds()
     comp = S.comparison(runs[runs["method"] != "finetune"])
     row = cell(comp, "pixda", 1)
-    assert row["n_pairs"] == 0 and row["not_significant"]
-    assert row["note"] == "no finetune run with the same shots, seed and split"
+    assert row["n_pairs"] == 0 and row["mark"] == "untested" and not row["not_significant"]
+    assert row["note"] == "no finetune run with the same source, shots, seed and split"
 
 
 def test_markdown_and_latex_mark_best_and_not_significant():
@@ -163,22 +175,40 @@ def test_markdown_and_latex_mark_best_and_not_significant():
     md = markdown_cells(S.render(comp))
     assert md[""] == ["0-shot", "1-shot", "2-shot"]
     assert md["source only"] == ["30.0 (n=1)", "", ""]
+    # PixDA 1-shot vs FT: p = 0.009, Holm over the table's 3 tests: 0.028, significantly better
+    p = [stats.ttest_rel(a, b).pvalue for a, b in
+         ((PIXDA_1, FT_1), (JOINT_1, FT_1), (PIXDA_2, FT_2))]  # fmt: skip
+    holm = multipletests(p, method="holm")[1]
+    assert holm[0] < 0.05 <= holm[2] and holm[1] >= 0.05
+    assert [cell(comp, *k)["p_adjusted"] for k in (("pixda", 1), ("joint", 1), ("pixda", 2))] == (
+        pytest.approx(holm)
+    )
+    # bold: FT 1-shot is significantly below PixDA (p = 0.009); joint is not (p = 0.057 on
+    # 4, 8, 4); at 2-shot PixDA is not significantly below FT (p = 0.057)
+    assert stats.ttest_rel(PIXDA_1, JOINT_1).pvalue > 0.05
     assert md["FT"] == ["", f"43.0 ± {half['ft1']:.1f}", f"**52.0** ± {half['ft2']:.1f}"]
-    # PixDA 1-shot: best and significant (p = 0.009); 2-shot: p = 0.057, not significant
-    assert md["PixDA"] == ["", f"**49.0** ± {half['px1']:.1f}", f"50.7 ± {half['px2']:.1f}†"]
-    assert md["joint"] == ["", f"43.7 ± {half['jo1']:.1f}†", ""]
+    assert md["PixDA"] == ["", f"**49.0** ± {half['px1']:.1f}↑", f"**50.7** ± {half['px2']:.1f}†"]
+    assert md["joint"] == ["", f"**43.7** ± {half['jo1']:.1f}†", ""]
     text = S.render(comp)
-    assert "Bold: best mean among the methods with the same shots." in text
-    assert "†: not significantly different from FT at the same shots" in text
-    assert "p ≥ 0.05" in text and "95% CI half-width (t-interval)" in text
+    assert "Bold: the highest mean at its shots and every mean no higher mean is" in text
+    assert "↑ significantly better, ↓ significantly worse, † not significantly different" in text
+    assert "‡ not testable (fewer than 2 pairs, or every difference the same)" in text
+    assert "p Holm-adjusted over the table's 3 tests; α = 0.05" in text
+    assert "95% CI half-width (t-interval)" in text
 
     tex = S.render(comp, "latex")
     rows = latex_cells(tex)
-    assert rows["PixDA"][1] == rf"\textbf{{49.0}} $\pm$ {half['px1']:.1f}"
-    assert rows["PixDA"][2] == rf"50.7 $\pm$ {half['px2']:.1f}\textsuperscript{{\dag}}"
+    assert rows["PixDA"][1] == (
+        rf"\textbf{{49.0}} $\pm$ {half['px1']:.1f}\textsuperscript{{$\uparrow$}}"
+    )
+    assert rows["PixDA"][2] == rf"\textbf{{50.7}} $\pm$ {half['px2']:.1f}\textsuperscript{{\dag}}"
     assert rows["joint"][1].endswith(r"\textsuperscript{\dag}")
     assert r"\caption{mIoU (\%) on target val" in tex and r"\begin{tabular}{lrrr}" in tex
-    assert "±" not in tex and "†" not in tex and "≥" not in tex
+    # the marks are explained in the caption, in LaTeX
+    assert r"\textsuperscript{$\downarrow$} significantly worse" in tex
+    assert r"\textsuperscript{\ddag} not testable" in tex and r"p $<$ 0.05" in tex
+    for raw in ("±", "†", "‡", "↑", "↓", "≥", "α"):
+        assert raw not in tex
 
 
 def test_standard_deviation_switch_and_per_class_layout():
@@ -189,9 +219,11 @@ def test_standard_deviation_switch_and_per_class_layout():
     # source only, then by shots, methods in the order of the methods table
     assert list(md) == ["", "source only", "FT (1-shot)", "joint (1-shot)", "PixDA (1-shot)",
                         "FT (2-shot)", "PixDA (2-shot)"]  # fmt: skip
-    assert md["PixDA (1-shot)"][:2] == [f"**49.0** ± {np.std(PIXDA_1, ddof=1):.1f}"] * 2
-    # sky is 0 everywhere: a tie, no best; zero spread is shown as such
-    assert md["FT (1-shot)"][2] == "0.0 ± 0.0" and "**" not in md["PixDA (1-shot)"][2]
+    # Holm over the per-class table's own family (6 tests): PixDA 1-shot's 0.009 is not
+    # significant there
+    assert md["PixDA (1-shot)"][:2] == [f"**49.0** ± {np.std(PIXDA_1, ddof=1):.1f}†"] * 2
+    # sky is 0 everywhere: a tie, no best, not testable; zero spread is shown as such
+    assert md["FT (1-shot)"][2] == "0.0 ± 0.0" and md["PixDA (1-shot)"][2] == "0.0 ± 0.0‡"
     assert "mean ± standard deviation" in S.render(comp, spread="sd")
 
 
