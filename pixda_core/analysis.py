@@ -101,8 +101,8 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
     if len(sources) > 1:
         counts = ", ".join(f"{s}: {n} run{'s' * (n > 1)}" for s, n in sources.items())
         notes.append(
-            f"the runs come from different sources ({counts}): every table and figure mixes "
-            "them; give one source's runs to compare like for like"
+            f"the runs come from different sources ({counts}): the tables keep them apart, "
+            "the figures mix them; give one source's runs to compare like for like"
         )
     adapted = runs[~runs["method"].isin(REFERENCES)].reset_index(drop=True)
     title = lambda m: METHOD_NAMES.get(m, m)  # noqa: E731
@@ -132,14 +132,16 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
 
 
 def long_per_class(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-class IoU in long format: ``method, shots, seed, run, class, iou`` (IoU in %)."""
+    """Per-class IoU in long format: ``method, shots, seed, run, class, iou`` (IoU in %), and
+    ``source`` where the runs record it. Runs repeating a (source, method, shots, seed, split)
+    are averaged into one first (:func:`pixda_core.stats.one_per_key`), so figures count runs
+    as the tables do."""
+    from .stats import one_per_key
+
+    runs = one_per_key(runs)
     cols = [f"iou_{c}" for c in CLASS_NAMES]
-    long = runs.melt(
-        id_vars=["method", "shots", "seed", "run"],
-        value_vars=cols,
-        var_name="class",
-        value_name="iou",
-    )
+    ids = ["method", "shots", "seed", "run", *(["source"] if "source" in runs else [])]
+    long = runs.melt(id_vars=ids, value_vars=cols, var_name="class", value_name="iou")
     long["class"] = long["class"].str.removeprefix("iou_")
     long["iou"] *= 100
     return long
@@ -164,24 +166,53 @@ def per_class_table(runs: pd.DataFrame, shots: int | None = None) -> pd.DataFram
 def gain_over(
     runs: pd.DataFrame, baseline: str = "source_only", per_run: bool = False
 ) -> pd.DataFrame:
-    """Per-class IoU gain (points) of each (method, shots) mean over the ``baseline`` mean.
+    """Per-class IoU gain (points) of each (method, shots) over the ``baseline``.
 
-    Long format: ``method, shots, class, gain``. A source-only baseline is compared at every
-    shot count; another baseline is matched shot for shot. ``per_run``: one row per run (plus
-    ``seed, run``), each run's IoU minus the baseline mean, so that a figure can draw the
-    spread of the gain over runs (the baseline's own spread is not in it: a sweep has one
-    source-only model)."""
+    Long format: ``method, shots, class, gain`` (and ``source`` where recorded: a run is only
+    compared with a baseline of its own source). A source-only baseline is compared at every
+    shot count; another baseline is matched shot for shot. When the source-only runs have
+    several training seeds (``sweep --source-only-per-seed``: each seed adapts from its own
+    model) each run is paired with its seed's model and the gain is that difference (a run
+    whose seed has no source-only model has no gain); with one source-only model every run is
+    compared with it. ``per_run``: one row per run (plus ``seed, run``), so that a figure draws
+    the interval over those differences; else the mean gain per (method, shots, class).
+    ``attrs["baseline"]`` says which baseline was used (the figure's legend shows it)."""
     long = long_per_class(runs)
-    mean = long.groupby(["method", "shots", "class"], sort=False)["iou"].mean().reset_index()
-    base = mean[mean["method"] == baseline]
+    src = ["source"] if "source" in long else []
+    base = long[long["method"] == baseline]
     if base.empty:
         raise DataError(f"no {baseline!r} run among the runs; cannot compute gains over it")
-    others = long if per_run else mean
-    others = others[others["method"] != baseline]
-    on = ["class"] if baseline == "source_only" else ["shots", "class"]
-    merged = others.merge(base[[*on, "iou"]], on=on, suffixes=("", "_base"))
+    others = long[long["method"] != baseline]
+    seeds = base.groupby(src or (lambda _: 0))["seed"].nunique()
+    per_seed = baseline == "source_only" and bool(seeds.gt(1).any())
+    name = METHOD_NAMES.get(baseline, baseline)
+    if per_seed:
+        on = [*src, "seed", "class"]
+        merged = others.merge(base[[*on, "iou"]], on=on, suffixes=("", "_base"))
+        unpaired = len(others.drop_duplicates("run")) - len(merged.drop_duplicates("run"))
+        text = f"gain over each seed's own {name} model (paired by seed)"
+        if unpaired:
+            text += f"; {unpaired} run{'s' * (unpaired > 1)} without one left out"
+    else:
+        on = [*src, "class"] if baseline == "source_only" else [*src, "shots", "class"]
+        mean = base.groupby(on, sort=False)["iou"].mean().reset_index()
+        merged = others.merge(mean, on=on, suffixes=("", "_base"))
+        n = base.drop_duplicates([*src, "seed", "run"]).groupby(src or (lambda _: 0)).size()
+        text = (
+            f"gain over the one {name} model"
+            if n.max() == 1
+            else f"gain over the mean of {n.max()} {name} runs"
+        )
     merged["gain"] = merged["iou"] - merged["iou_base"]
-    return merged[["method", "shots", *(["seed", "run"] if per_run else []), "class", "gain"]]
+    keys = ["method", "shots", *src]
+    if per_run:
+        out = merged[[*keys, "seed", "run", "class", "gain"]]
+    else:
+        out = merged.groupby([*keys, "class"], sort=False)["gain"].mean().reset_index()
+        out = out[[*keys, "class", "gain"]]
+    out = out.reset_index(drop=True)
+    out.attrs["baseline"] = text
+    return out
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:

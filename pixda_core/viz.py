@@ -500,6 +500,9 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="scre
     as a band (:mod:`pixda_core.stats`; none for a single run); source-only (0 shots) and
     the oracle (every target image) as dashed and dotted lines, with their bands when they
     have several runs."""
+    from .stats import one_per_key
+
+    runs = one_per_key(runs)  # repeats of a seed and split count once, as in the tables
     with styled(style):
         fig, ax = new_figure(style, (6.4, 4), 0.75)
         data = runs.assign(miou=runs["miou"] * 100, label=runs["method"].map(_method_label))
@@ -682,14 +685,21 @@ def plot_pixel_weights(weights: pd.DataFrame, title: str | None = None, style="s
 def plot_gain(gain: pd.DataFrame, title: str | None = None, style="screen"):
     """Bars of per-class IoU gain (points), one bar per (method, shots); ``gain`` from
     :func:`pixda_core.analysis.gain_over`. With ``per_run=True`` there the bars are means
-    over runs with the 95% t-interval as error bars; with means only, no error bars."""
+    over runs with the 95% t-interval as error bars (over the per-seed differences when each
+    seed has its own source-only model); with means only, no error bars. The legend says which
+    baseline was used."""
     per_run = "run" in gain
+    sep = _note_sep(style)
+    # which baseline: each seed's own source-only model, or the one model (gain_over says)
+    baseline = gain.attrs.get("baseline")
+    note = ci_note(gain, "gain", sep=sep) if per_run else ""
+    note = sep.join(x for x in (note, baseline) if x) or None
     fig, ax = _class_bars(
         gain,
         "gain",
         "IoU gain (points)",
         title,
-        ci_note(gain, "gain", sep=_note_sep(style)) if per_run else None,
+        note,
         style,
         missing=NO_GAIN_LABEL,
         errorbar=t_interval if per_run else None,

@@ -296,7 +296,10 @@ def test_figures_say_their_intervals_are_95_percent_cis():
     assert road["gain"].tolist() == pytest.approx(np.subtract(PIXDA_1, 30.0))
     fig = viz.plot_gain(gain)
     title = fig.axes[0].get_legend().get_title().get_text()
-    assert title == "mean of n = 3 runs; error bars: 95% CI (t-interval)"
+    # the legend says which baseline: here the sweep's one source-only model
+    assert title == (
+        "mean of n = 3 runs; error bars: 95% CI (t-interval); gain over the one source only model"
+    )
     fig = viz.plot_per_class_iou(A.long_per_class(runs[runs["seed"] == 0]))
     title = fig.axes[0].get_legend().get_title().get_text()
     assert title == "mean of n = 1 run; error bars: 95% CI (t-interval), none with 1 run"
