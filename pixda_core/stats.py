@@ -561,6 +561,8 @@ def comparison(
     print alike; where not, ``attrs["no_bold"]`` says why."""
     if correction not in ("holm", None):
         raise ValueError(f"correction {correction!r}: 'holm' or None")
+    if runs.empty:
+        raise DataError("no runs to compare: the run table is empty")
     out = describe(runs, metrics, confidence).merge(
         paired(runs, reference, metrics, confidence), on=_KEYS, how="left"
     )
