@@ -25,6 +25,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -564,31 +565,36 @@ def iter_scenes(spec: ToySpec):
                 yield f"cityscapes/{split}", c * 10000 + j, _cityscapes_name(city, j)
 
 
+def scene_paths(out: Path, domain: str, name: str) -> tuple[Path, Path]:
+    """(image, label) paths of one scene under ``out``, in its dataset's real layout."""
+    if domain == "gta5":
+        return out / "gta5" / "images" / name, out / "gta5" / "labels" / name
+    if domain == "synthia":
+        return out / "synthia" / "RGB" / name, out / "synthia" / "GT" / "LABELS" / name
+    split = domain.split("/")[1]
+    label = name.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+    return (
+        out / "cityscapes" / "leftImg8bit" / split / name,
+        out / "cityscapes" / "gtFine" / split / label,
+    )
+
+
 def write_scene(out: Path, domain: str, name: str, image, classes, instances) -> None:
     """Write one scene in its dataset's real layout and label encoding."""
+    img_path, lab_path = scene_paths(out, domain, name)
     if domain == "gta5":
-        _png(out / "gta5" / "images" / name, Image.fromarray(image))
+        _png(img_path, Image.fromarray(image))
         lab = Image.fromarray(DRAW_TO_CITYSCAPES_ID[classes], mode="L")
         lab.putpalette(_cityscapes_id_palette())  # GTA5 labels ship palettised
-        _png(out / "gta5" / "labels" / name, lab)
+        _png(lab_path, lab)
     elif domain == "synthia":
-        _png(out / "synthia" / "RGB" / name, Image.fromarray(image))
+        _png(img_path, Image.fromarray(image))
         bgr = np.zeros(classes.shape + (3,), np.uint16)  # OpenCV order: B, G = instance, R = class
         bgr[..., 1] = instances.astype(np.uint16)
         bgr[..., 2] = DRAW_TO_SYNTHIA_ID[classes]
-        path = out / "synthia" / "GT" / "LABELS" / name
-        if not cv2.imwrite(str(path), bgr):
-            raise DataError(f"could not write {path}")
+        if not cv2.imwrite(str(lab_path), bgr):
+            raise DataError(f"could not write {lab_path}")
     else:
-        split = domain.split("/")[1]
-        img_path = out / "cityscapes" / "leftImg8bit" / split / name
-        lab_path = (
-            out
-            / "cityscapes"
-            / "gtFine"
-            / split
-            / name.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
-        )
         img_path.parent.mkdir(parents=True, exist_ok=True)
         lab_path.parent.mkdir(parents=True, exist_ok=True)
         _png(img_path, Image.fromarray(image))
@@ -687,13 +693,48 @@ def check_current(root: str | os.PathLike, fix: str | None = None) -> dict | Non
     )
 
 
-def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool = True) -> Path:
-    """Write the toy benchmark described by ``spec`` under ``out``; returns ``out``.
+#: what :func:`generate` writes first into the folder it fills (:func:`partial_dir`): the spec
+#: being written, so that the next run with the same spec finishes it
+PARTIAL_FILE = "toy-partial.json"
+#: the lock that keeps a second run out of that folder while one writes it
+PARTIAL_LOCK = "toy-partial.lock"
+_SOURCE_DIRS = ("gta5/images", "gta5/labels", "synthia/RGB", "synthia/GT/LABELS")
+_TOY_DIR = re.compile(
+    r"gta5(/images|/labels)?|synthia(/RGB|/GT(/LABELS)?)?"
+    r"|cityscapes(/(leftImg8bit|gtFine)(/(train|val)(/[a-z_]+)?)?)?"
+)
+_TOY_FILE = re.compile(
+    r"gta5/(images|labels)/\d{5}\.png|synthia/(RGB|GT/LABELS)/\d{7}\.png"
+    r"|cityscapes/(leftImg8bit|gtFine)/(train|val)/([a-z_]+)/\5_\d{6}_000019"
+    r"_(leftImg8bit|gtFine_labelIds)\.png|" + re.escape(LOOKS_FILE)
+)
 
-    An existing folder written with the same spec is left as it is; one written with another
-    spec, or holding something else, is refused (pass it to :func:`remove_toy` first).
-    """
-    out = Path(out)
+
+def partial_dir(out: str | os.PathLike) -> Path:
+    """The hidden sibling of ``out`` that :func:`generate` writes into and renames to ``out``
+    once complete, so that nothing half-written is ever at ``out``."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(f".{out.name}.toy-partial")
+
+
+def _unfinished_in_place(out: Path) -> bool:
+    """Whether ``out`` is what a generator that wrote in place (before :func:`partial_dir`)
+    left when stopped part-way: the source folders it made first, only files it writes, no
+    toy.json."""
+    if (out / "toy.json").exists() or not all((out / d).is_dir() for d in _SOURCE_DIRS):
+        return False
+    for folder, dirs, files in os.walk(out):
+        rel = Path(folder).relative_to(out)
+        if any(not _TOY_DIR.fullmatch((rel / d).as_posix()) for d in dirs):
+            return False
+        if any(not _TOY_FILE.fullmatch((rel / f).as_posix()) for f in files):
+            return False
+    return True
+
+
+def _up_to_date(out: Path, spec: ToySpec) -> bool:
+    """True when ``out`` holds the complete toy benchmark of ``spec``; False when ``out`` is
+    missing or an empty folder; anything else is refused, naming what is there."""
     manifest = out / "toy.json"
     if manifest.is_file():
         try:
@@ -701,31 +742,111 @@ def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool =
         except json.JSONDecodeError:
             old = None
         if old == spec.to_dict():
-            return out
+            return True
         check_current(out)  # an older generator's: say so, and how to replace it
         raise DataError(
             f"{out} already holds a toy benchmark written with other settings ({manifest}); "
             "choose another --out or pass --force to replace it"
         )
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} exists and is not empty; choose an empty or new --out folder")
-    for sub in ("gta5/images", "gta5/labels", "synthia/RGB", "synthia/GT/LABELS"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    scenes = list(iter_scenes(spec))
-    for domain, index, name in tqdm(scenes, desc=f"toy benchmark -> {out}", disable=not progress):
-        image, classes, instances = make_scene(
-            domain, index, spec.seed, spec.size, spec.gap, spec.mixed_share
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file, not a folder; choose a new --out folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return False
+    if _unfinished_in_place(out):
+        raise DataError(
+            f"{out} holds an unfinished toy benchmark (gta5/ and synthia/ but no toy.json: a "
+            "`pixda toy` stopped part-way); pass --force to replace it, or choose another --out"
         )
-        write_scene(out, domain, name, image, classes, instances)
-    write_look_distances(out, spec)
-    manifest.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")  # written last: complete
+    held = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise DataError(
+        f"{out} is not empty and is not a toy benchmark (it holds {held}, no toy.json); "
+        "choose an empty or new --out folder (--force replaces only a toy benchmark)"
+    )
+
+
+def _resume_point(tmp: Path, scenes: list) -> int:
+    """The first scene to write into ``tmp``: scenes are written in order, so every scene
+    before the first one with a missing file is complete except perhaps the last (a run
+    killed while writing it): that one is written again."""
+    for k, (domain, _, name) in enumerate(scenes):
+        if not all(p.is_file() for p in scene_paths(tmp, domain, name)):
+            return max(0, k - 1)
+    return max(0, len(scenes) - 1)
+
+
+def generate(out: str | os.PathLike, spec: ToySpec = ToySpec(), progress: bool = True) -> Path:
+    """Write the toy benchmark described by ``spec`` under ``out``; returns ``out``.
+
+    An existing folder written with the same spec is left as it is; one written with another
+    spec, or holding something else, is refused (pass it to :func:`remove_toy` first). The
+    scenes are written into :func:`partial_dir`, renamed to ``out`` when complete: a run
+    stopped part-way leaves nothing at ``out``, and the next run finishes what it wrote when
+    the spec is the same (it starts afresh otherwise). Two runs never write it at once.
+    """
+    from ..locks import held
+
+    out = Path(out)
+    if _up_to_date(out, spec):
+        _drop_partial_files(out)  # left by a run killed as it renamed the folder
+        return out
+    tmp = partial_dir(out)
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    def busy():
+        print(f"waiting for another `pixda toy` writing {out} (into {tmp})", file=sys.stderr)
+
+    with held(tmp / PARTIAL_LOCK, busy):
+        if _up_to_date(out, spec):  # written by the run this one waited for
+            shutil.rmtree(tmp, ignore_errors=True)
+            return out
+        marker, scenes, start = tmp / PARTIAL_FILE, list(iter_scenes(spec)), 0
+        try:
+            same = json.loads(marker.read_text()) == spec.to_dict()
+        except (OSError, ValueError):
+            same = False
+        if same:
+            start = _resume_point(tmp, scenes)
+        else:  # another spec's, or nothing yet: start afresh
+            for entry in tmp.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                elif entry.name != PARTIAL_LOCK:
+                    entry.unlink()
+            marker.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        for sub in _SOURCE_DIRS:
+            (tmp / sub).mkdir(parents=True, exist_ok=True)
+        for domain, index, name in tqdm(
+            scenes[start:],
+            desc=f"toy benchmark -> {out}",
+            initial=start,
+            total=len(scenes),
+            disable=not progress,
+        ):
+            image, classes, instances = make_scene(
+                domain, index, spec.seed, spec.size, spec.gap, spec.mixed_share
+            )
+            write_scene(tmp, domain, name, image, classes, instances)
+        write_look_distances(tmp, spec)
+        (tmp / "toy.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        if out.is_dir():
+            out.rmdir()  # an empty folder made beforehand
+        os.rename(tmp, out)
+        _drop_partial_files(out)
     return out
 
 
+def _drop_partial_files(out: Path) -> None:
+    for name in (PARTIAL_FILE, PARTIAL_LOCK):
+        if (out / name).exists():
+            (out / name).unlink(missing_ok=True)
+
+
 def remove_toy(out: str | os.PathLike) -> None:
-    """Delete a toy benchmark folder (only one that ``generate`` wrote: it has toy.json)."""
+    """Delete a toy benchmark folder (only one that ``generate`` wrote: it has toy.json, or
+    it is what a generator that wrote in place left when stopped part-way)."""
     out = Path(out)
-    if not (out / "toy.json").is_file():
+    if not (out / "toy.json").is_file() and not _unfinished_in_place(out):
         raise DataError(
             f"{out} has no toy.json; refusing to delete a folder the generator did not write"
         )
@@ -809,7 +930,7 @@ def _main(args) -> int:
         args.val_per_city,
     )
     out = Path(args.out)
-    if args.force and (out / "toy.json").is_file():
+    if args.force and ((out / "toy.json").is_file() or _unfinished_in_place(out)):
         remove_toy(out)
     existed = (out / "toy.json").is_file()
     generate(out, spec, progress=not args.quiet)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -240,3 +245,113 @@ def test_a_toy_of_an_older_generator_is_refused_saying_how(toy_copy, tmp_path):
     with pytest.raises(DataError, match="format 1"):
         toy.check_current(toy_copy / "cityscapes")  # a dataset root of it, too
     assert toy.check_current(tmp_path) is None  # not a toy benchmark: nothing to say
+
+
+#: small enough to write in about a second, long enough to be killed part-way
+KILL_SPEC = toy.ToySpec(
+    seed=5, size=(32, 16), num_gta5=300, num_synthia=6, train_per_city=1, val_per_city=1
+)
+
+
+def _toy_args(out, spec: toy.ToySpec = KILL_SPEC) -> list[str]:
+    return [
+        "--out", str(out), "--seed", str(spec.seed), "--size", *map(str, spec.size),
+        "--num-gta5", str(spec.num_gta5), "--num-synthia", str(spec.num_synthia),
+        "--train-per-city", str(spec.train_per_city), "--val-per-city", str(spec.val_per_city),
+        "--quiet",
+    ]  # fmt: skip
+
+
+def _hashes(root) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def kill_reference(tmp_path_factory):
+    """KILL_SPEC's toy written in one go: what an interrupted run must end up with."""
+    return _hashes(toy.generate(tmp_path_factory.mktemp("ref") / "toy", KILL_SPEC, False))
+
+
+def test_a_killed_toy_run_is_finished_by_the_same_command(tmp_path, kill_reference):
+    out = tmp_path / "toy"
+    partial = toy.partial_dir(out)
+    command = [sys.executable, "-m", "pixda_core", "toy", *_toy_args(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (
+        (partial / "gta5" / "images").is_dir()
+        and len(os.listdir(partial / "gta5" / "images")) >= 10
+    ):
+        assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "no scene written in 60 s"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()  # nothing half-written where the toy is read from
+    assert len(os.listdir(partial / "gta5" / "images")) < KILL_SPEC.num_gta5
+
+    r = subprocess.run(command, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"toy benchmark written: {out}" in r.stdout
+    assert _hashes(out) == kill_reference  # the same files, byte for byte, as in one go
+    assert not partial.exists()
+
+
+def test_what_a_killed_run_left_is_finished_or_started_afresh(tmp_path, kill_reference):
+    """As a kill leaves it: the spec recorded, the scenes before it written, the last one
+    cut short; a run of another spec left its own partial folder."""
+    out = tmp_path / "toy"
+    partial = toy.partial_dir(out)
+    for spec in (KILL_SPEC, replace(KILL_SPEC, seed=6, num_gta5=20)):
+        partial.mkdir()
+        (partial / toy.PARTIAL_FILE).write_text(json.dumps(spec.to_dict()))
+        for sub in ("gta5/images", "gta5/labels", "synthia/RGB", "synthia/GT/LABELS"):
+            (partial / sub).mkdir(parents=True)
+        scenes = list(toy.iter_scenes(spec))
+        for domain, index, name in scenes[:12]:
+            drawn = toy.make_scene(domain, index, spec.seed, spec.size, spec.gap)
+            toy.write_scene(partial, domain, name, *drawn)
+        last = toy.scene_paths(partial, *scenes[11][::2])[1]
+        last.write_bytes(last.read_bytes()[:40])  # killed while writing it
+        assert toy.generate(out, KILL_SPEC, progress=False) == out
+        assert _hashes(out) == kill_reference
+        assert not partial.exists()
+        toy.remove_toy(out)
+
+
+def test_a_toy_left_unfinished_in_place_is_named_and_replaced_with_force(
+    tmp_path, capsys, kill_reference
+):
+    """What the generator left at --out when it wrote there directly (before the partial
+    folder): the source folders, some scenes, no toy.json."""
+    out = tmp_path / "toy"
+    for sub in ("gta5/images", "gta5/labels", "synthia/RGB", "synthia/GT/LABELS"):
+        (out / sub).mkdir(parents=True)
+    for domain, index, name in list(toy.iter_scenes(KILL_SPEC))[:5]:
+        toy.write_scene(out, domain, name, *toy.make_scene(domain, index, 5, (32, 16)))
+    capsys.readouterr()
+    code = toy.main(_toy_args(out))
+    assert_user_error(code, capsys.readouterr().err, out, "unfinished toy benchmark", "--force")
+    assert len(list((out / "gta5" / "images").iterdir())) == 5  # left as it was
+    assert toy.main([*_toy_args(out), "--force"]) == 0
+    assert _hashes(out) == kill_reference
+
+
+def test_a_folder_that_is_not_a_toy_is_refused_even_with_force(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "gta5" / "images").mkdir(parents=True)
+    (out / "notes.txt").write_text("keep me")
+    for flags in ([], ["--force"]):
+        capsys.readouterr()
+        code = toy.main([*_toy_args(out), *flags])
+        err = capsys.readouterr().err
+        assert_user_error(code, err, out, "not a toy benchmark", "gta5, notes.txt", "--force")
+        assert len(err.strip().splitlines()) == 1
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert not toy.partial_dir(out).exists()
