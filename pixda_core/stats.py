@@ -6,10 +6,17 @@ gaps between methods, so a table of means alone ranks methods by noise. Every nu
 in IoU points (%), over the runs of one (source, method, shots) cell.
 
 Counting (one rule for cells, captions, tests and figures, :func:`observations`): a run is one
-observation per (source, method, shots, seed, split); runs repeating the same seed and split
-are averaged into one, and a run without a value (NaN: a class absent from val, a failed
-evaluation) is left out of that metric's n. Different sources never share a cell, and only
-runs with a recorded split pair (a missing split never pairs).
+observation per (source, method, shots, settings, seed, split); runs repeating the same seed
+and split with the same settings are averaged into one, and a run without a value (NaN: a
+class absent from val, a failed evaluation) is left out of that metric's n. Different sources
+never share a cell, and only runs with a recorded split pair (a missing split never pairs).
+
+Settings (:func:`pixda_core.analysis.run_settings`, read from each run's ``config.yaml``): runs
+whose ``fingerprint`` differs (sizes, schedule lengths, learning rates, the source-only model,
+the toy's gap, a method's own options, ...) never share a cell: each has its own row, named by
+the keys that differ (``setting_label``: "PixDA, 64x32, 75 it."). A method is paired with the
+reference, and bold decided, only within one ``setting`` (what every method of a comparison
+shares: the settings less each method's own options).
 
 * mean, standard deviation (ddof 1), n and the t-interval of the mean (``scipy.stats.t``);
   a single run has no interval (NaN, shown as "n=1" in tables, never as ± 0);
@@ -54,6 +61,9 @@ from .errors import DataError
 from .labels import CLASS_NAMES, PROTOCOLS
 from .methods import ORACLE, REFERENCES, SOURCE_ONLY, TITLES
 
+#: the fingerprint of a run without a config.yaml (:data:`pixda_core.analysis.UNKNOWN`)
+UNKNOWN = "-"
+
 #: the confidence level of every interval (tables, figures)
 CONFIDENCE = 0.95
 #: the significance level of the paired tests behind the marks and the bold
@@ -76,8 +86,10 @@ NO_SPLIT = "-"
 #: differences below this (points) are float noise, not a difference (0.4245 * 100 is not 42.45)
 _NOISE = 9
 
-_RUN_KEYS = ["source", "method", "shots", "seed", "split"]
-_KEYS = ["source", "method", "shots", "metric"]
+_RUN_KEYS = ["source", "method", "shots", "setting", "fingerprint", "seed", "split"]
+_KEYS = ["source", "method", "shots", "setting", "fingerprint", "metric"]
+#: a table's cell without its metric: one (source, method, shots, settings)
+_CELL = _KEYS[:-1]
 #: the columns of :func:`paired` after the keys
 _PAIRED = ["n_pairs", "diff", "diff_low", "diff_high", "p_ttest", "p_wilcoxon", "note"]
 #: sources whose ``miou`` is not over the 19 classes: their protocol
@@ -106,10 +118,13 @@ def metric_columns(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def _keyed(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with ``source`` ("-" where not recorded) and ``split`` (:data:`NO_SPLIT`)."""
+    """``runs`` with ``source`` ("-" where not recorded), ``split`` (:data:`NO_SPLIT`) and
+    the settings' columns (:func:`pixda_core.analysis.with_settings`)."""
+    from .analysis import with_settings
+
     source = runs["source"].fillna("-") if "source" in runs else "-"
     split = runs["split"].fillna(NO_SPLIT) if "split" in runs else NO_SPLIT
-    return runs.assign(source=source, split=split)
+    return with_settings(runs.assign(source=source, split=split))
 
 
 def run_values(runs: pd.DataFrame, metrics=("mIoU",)) -> pd.DataFrame:
@@ -131,7 +146,7 @@ def run_values(runs: pd.DataFrame, metrics=("mIoU",)) -> pd.DataFrame:
             wanted |= {"mIoU-16", "mIoU-13"}
     frame = _keyed(runs)
     long = frame.melt(
-        id_vars=_RUN_KEYS + ["run"], value_vars=list(names), var_name="column",
+        id_vars=_RUN_KEYS + ["run", "setting_label"], value_vars=list(names), var_name="column",
         value_name="value",
     )  # fmt: skip
     protocol = long["source"].map(_protocol_of)
@@ -158,15 +173,16 @@ def observations(runs: pd.DataFrame, metrics=("mIoU",)) -> pd.DataFrame:
     long = run_values(runs, metrics).dropna(subset=["value"])
     keys = [*_RUN_KEYS, "metric"]
     out = long.groupby(keys, sort=False).agg(
-        value=("value", "mean"), runs=("value", "size"), in_protocol=("in_protocol", "first")
-    )
+        value=("value", "mean"), runs=("value", "size"), in_protocol=("in_protocol", "first"),
+        setting_label=("setting_label", "first"),
+    )  # fmt: skip
     return out.reset_index()
 
 
 def one_per_key(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` (a :func:`pixda_core.analysis.load_runs` frame) with the runs that repeat a
-    (source, method, shots, seed, split) averaged into one row (numbers averaged, NaNs left
-    out; other columns from the first run): the figures count runs as the tables do."""
+    (source, method, shots, settings, seed, split) averaged into one row (numbers averaged,
+    NaNs left out; other columns from the first run): the figures count runs as the tables do."""
     keys = [k for k in _RUN_KEYS if k in runs]
     dup = runs.duplicated(subset=keys, keep=False)
     if not dup.any():
@@ -204,7 +220,8 @@ def describe(runs: pd.DataFrame, metrics=("mIoU",), confidence: float = CONFIDEN
     out), ``runs`` (the runs behind them) and ``in_protocol``. A cell without any value has
     n 0 and a NaN mean."""
     long = run_values(runs, metrics)
-    cells = long.groupby(_KEYS, sort=False)["in_protocol"].first().reset_index()
+    cells = long.groupby(_KEYS, sort=False)[["in_protocol", "setting_label"]].first()
+    cells = cells.reset_index()
     obs = observations(runs, metrics)
     agg = (
         obs.groupby(_KEYS, sort=False)
@@ -217,7 +234,8 @@ def describe(runs: pd.DataFrame, metrics=("mIoU",), confidence: float = CONFIDEN
     out["ci_half"] = ci_half_width(out["sd"], out["n"], confidence)
     out["ci_low"] = out["mean"] - out["ci_half"]
     out["ci_high"] = out["mean"] + out["ci_half"]
-    cols = [*_KEYS, "n", "mean", "sd", "ci_half", "ci_low", "ci_high", "runs", "in_protocol"]
+    cols = [*_KEYS, "n", "mean", "sd", "ci_half", "ci_low", "ci_high", "runs", "in_protocol",
+            "setting_label"]  # fmt: skip
     return out[cols]
 
 
@@ -225,14 +243,20 @@ def by_gap(runs: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """mIoU per (method, shots, gap) over the runs of a sweep over the toy's domain gap
     (``runs["gap"]``): :func:`describe`'s columns plus ``gap`` and ``label`` (the method, with
     the shots where it has them)."""
+    from .analysis import setting_labels
+
+    runs = runs.dropna(subset=["gap"])
+    labels = setting_labels(_keyed(runs), ignore=("toy.gap",))  # the gap is the columns
     frames = [
         describe(group, ("mIoU",), confidence).assign(gap=gap)
-        for gap, group in runs.dropna(subset=["gap"]).groupby("gap")
+        for gap, group in runs.assign(_label=labels).groupby("gap")
     ]
     if not frames:
         raise DataError("no run records a toy benchmark's gap")
     out = pd.concat(frames, ignore_index=True)
-    out.insert(0, "label", list(map(_cell_label, out["method"], out["shots"])))
+    label = pd.Series(labels.to_numpy(), index=_keyed(runs)["fingerprint"].to_numpy())
+    out["setting_label"] = out["fingerprint"].map(label[~label.index.duplicated()])
+    out.insert(0, "label", _labels(out.drop(columns="source")))
     return out
 
 
@@ -316,8 +340,11 @@ def paired(
     (repeats averaged, NaNs out); a run without a recorded split never pairs."""
     obs = observations(runs, metrics)
     obs = obs[~obs["method"].isin(REFERENCES) & obs["in_protocol"]].drop(columns="in_protocol")
-    keys = ["source", "shots", "seed", "split", "metric"]
-    ref = obs[obs["method"] == reference].drop(columns=["method", "runs"])
+    keys = ["source", "shots", "setting", "seed", "split", "metric"]
+    ref = obs[obs["method"] == reference].drop(columns=["method", "runs", "fingerprint",
+                                                        "setting_label"])  # fmt: skip
+    # a reference of several option sets in one setting has no one value to pair with
+    ref = ref[~ref.duplicated(keys, keep=False)]
     others = obs[obs["method"] != reference]
     cells = run_values(runs, metrics)
     cells = cells[~cells["method"].isin([*REFERENCES, reference]) & cells["in_protocol"]]
@@ -343,7 +370,7 @@ def _why_unpaired(runs, cells: pd.DataFrame, others: pd.DataFrame, reference: st
     """Why each of ``cells`` has no pair: no split recorded, the reference ran there but has no
     value for the metric, or the reference did not run with the same source, shots, seed and
     split."""
-    run_keys = ["source", "shots", "seed", "split"]
+    run_keys = ["source", "shots", "setting", "seed", "split"]
     frame = _keyed(runs)
     ref_runs = frame.loc[frame["method"] == reference, run_keys].drop_duplicates()
     own = cells[_KEYS].merge(others, on=_KEYS, how="left")
@@ -356,10 +383,10 @@ def _why_unpaired(runs, cells: pd.DataFrame, others: pd.DataFrame, reference: st
         [~flags["_split"].astype(bool), flags["_ran"].astype(bool)],
         [
             "split not recorded: a run without a split never pairs",
-            f"{reference} ran with the same source, shots, seed and split but has no value "
-            "for it (absent from val?)",
+            f"{reference} ran with the same source, shots, settings, seed and split but has no "
+            "value for it (absent from val?)",
         ],
-        f"no {reference} run with the same source, shots, seed and split",
+        f"no {reference} run with the same source, shots, settings, seed and split",
     ).tolist()
 
 
@@ -407,39 +434,49 @@ def _describe_group(g: pd.DataFrame) -> pd.Series:
     else:
         varies, text = "split", f"n = {n} splits ({split_text}); training seed {seed_text}"
     repeats = int(g["runs"].sum()) - n
-    if repeats:
+    if repeats and g["checked"].all():
+        text += (
+            f" ({repeats} more run{'s' * (repeats > 1)} repeating a seed and split with the "
+            "same settings, averaged with it)"
+        )
+    elif repeats:  # no config.yaml: nothing says the repeats ran the same settings
         text += (
             f" ({repeats} more run{'s' * (repeats > 1)} repeating a seed and split, averaged "
-            "with it)"
+            "with it; their settings are not recorded, so not checked to be the same)"
         )
     return pd.Series({"n": n, "seeds": seed_text, "splits": split_text, "varies": varies,
                       "variance": text})  # fmt: skip
 
 
 def variance_sources(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (source, method, shots): ``n, seeds, splits, varies`` ("seed", "split", "seed and
-    split" or "nothing") and ``variance``, a sentence for captions, e.g. "n = 3 training seeds
-    (0-2); split: published" or "n = 3 splits (drawn with seeds 0-2); training seed 0". Counted
-    as the cells are (:func:`observations` of the mIoU: repeats averaged, NaN runs left out).
-    An interval over training seeds and one over splits answer different questions; the
-    caption says which one a table shows."""
+    """Per (source, method, shots, settings): ``n, seeds, splits, varies`` ("seed", "split",
+    "seed and split" or "nothing") and ``variance``, a sentence for captions, e.g. "n = 3
+    training seeds (0-2); split: published" or "n = 3 splits (drawn with seeds 0-2); training
+    seed 0". Counted as the cells are (:func:`observations` of the mIoU: repeats averaged, NaN
+    runs left out). An interval over training seeds and one over splits answer different
+    questions; the caption says which one a table shows."""
     obs = observations(runs, ("mIoU",))
     obs = obs[obs["metric"].isin(["mIoU", "mIoU-16"])]
+    obs = obs.assign(checked=obs["fingerprint"].ne(UNKNOWN))
     return (
-        obs.groupby(["source", "method", "shots"], sort=False)[["seed", "split", "runs"]]
+        obs.groupby(_CELL, sort=False)[["seed", "split", "runs", "checked"]]
         .apply(_describe_group)
         .reset_index()
     )
 
 
-def _cell_label(method: str, shots: int) -> str:
+def _cell_label(method: str, shots: int, setting: str = "") -> str:
+    """ "PixDA 1-shot", "PixDA 1-shot, 64x32, 75 it." (its settings where several are there)."""
     title = TITLES.get(method, method)
-    return title if method in REFERENCES else f"{title} {shots}-shot"
+    label = title if method in REFERENCES else f"{title} {shots}-shot"
+    return f"{label}, {setting}" if isinstance(setting, str) and setting else label
 
 
 def _labels(cells: pd.DataFrame) -> list[str]:
-    """ "PixDA 1-shot", with " (SYNTHIA)" after it when the table holds several sources."""
-    labels = list(map(_cell_label, cells["method"], cells["shots"]))
+    """ "PixDA 1-shot" and its settings where several are there (``setting_label``), with
+    " (SYNTHIA)" after it when the table holds several sources."""
+    setting = cells["setting_label"] if "setting_label" in cells else [""] * len(cells)
+    labels = list(map(_cell_label, cells["method"], cells["shots"], setting))
     if "source" in cells and cells["source"].nunique() > 1:
         labels = [f"{x} ({source_title(s)})" for x, s in zip(labels, cells["source"], strict=True)]
     return labels
@@ -449,7 +486,7 @@ def variance_note(table: pd.DataFrame) -> str:
     """One line over the cells of ``table`` (:func:`variance_sources` or :func:`comparison`
     output): the shared description when the adapted cells share one, else each description
     with the cells it holds for; source-only's and the oracle's said apart."""
-    keys = [k for k in ("source", "method", "shots") if k in table]
+    keys = [k for k in _CELL if k in table]
     cells = table.drop_duplicates(keys).dropna(subset=["variance"])
     cells = cells.assign(label=_labels(cells))
     adapted = cells[~cells["method"].isin(REFERENCES)]
@@ -482,13 +519,15 @@ def _block_bold(block: pd.DataFrame, alpha: float) -> pd.DataFrame:
         index=["seed", "split"], columns="method", values="value", aggfunc="first"
     )
     methods = list(wide.columns)
-    shown = block.drop_duplicates("method").set_index("method")["shown"].reindex(methods)
+    firsts = block.drop_duplicates("method").set_index("method")
+    shown = firsts["shown"].reindex(methods)
+    names = firsts["name"] if "name" in firsts else pd.Series(methods, index=methods).map(TITLES)
     result = pd.DataFrame({"method": methods, "best": False, "why": ""})
     counts = wide.notna().sum()
     if len(methods) < 2:
         return result
     if counts.min() < 2:
-        one = [TITLES.get(m, m) for m in methods if counts[m] < 2]
+        one = [names.get(m, m) for m in methods if counts[m] < 2]
         result["why"] = f"{', '.join(one)}: a single run"
         return result
     if wide.isna().any().any():
@@ -515,22 +554,38 @@ def _block_bold(block: pd.DataFrame, alpha: float) -> pd.DataFrame:
 def _bold(obs: pd.DataFrame, out: pd.DataFrame, alpha: float, digits: int):
     """(bold flags for ``out``'s rows, {block label: why it has no bold})."""
     cand = out[~out["method"].isin(REFERENCES) & out["in_protocol"] & out["mean"].notna()]
-    blocks = ["source", "shots", "metric"]
+    # one block per (source, setting, shots, metric): methods are compared within a setting;
+    # a method's cells of different options of its own are columns of their own
+    blocks = ["source", "setting", "shots", "metric"]
     data = obs.merge(cand[[*_KEYS, "shown"]], on=_KEYS)
     if data.empty:
         return pd.Series(False, index=out.index), {}
+    cell = lambda f: f["method"] + "\x1f" + f["fingerprint"]  # noqa: E731
+    title = data["method"].map(TITLES).fillna(data["method"])
+    data = data.assign(
+        name=title.where(data["setting_label"].eq(""), title + " (" + data["setting_label"] + ")"),
+        method=cell(data),
+    )
     res = (
-        data.groupby(blocks, sort=False)[["method", "seed", "split", "value", "shown"]]
+        data.groupby(blocks, sort=False)[["method", "name", "seed", "split", "value", "shown"]]
         .apply(_block_bold, alpha=alpha)
         .reset_index(level=blocks)
         .reset_index(drop=True)
+        .rename(columns={"method": "cell"})
     )
-    flags = out[_KEYS].merge(res, on=["source", "method", "shots", "metric"], how="left")
+    flags = (
+        out[_KEYS]
+        .assign(cell=cell(out))
+        .merge(res, on=["source", "setting", "cell", "shots", "metric"], how="left")
+    )
     why = res[res["why"] != ""].drop_duplicates(blocks)
     many = out["source"].nunique() > 1
+    settings = out[~out["method"].isin(REFERENCES)].drop_duplicates("setting")
+    named = settings.set_index("setting")["setting_label"] if len(settings) > 1 else {}
     reasons: dict[str, list[str]] = {}
-    for source, shots, metric, text in why[[*blocks, "why"]].itertuples(index=False):
+    for source, setting, shots, metric, text in why[[*blocks, "why"]].itertuples(index=False):
         where = f"{shots}-shot" + (f" ({source_title(source)})" if many else "")
+        where += f" ({named[setting]})" if setting in named and named[setting] else ""
         reasons.setdefault(f"{where}: {text}", []).append(metric)
     return flags["best"].fillna(False).astype(bool).to_numpy(), reasons
 
@@ -563,21 +618,24 @@ def comparison(
         raise ValueError(f"correction {correction!r}: 'holm' or None")
     if runs.empty:
         raise DataError("no runs to compare: the run table is empty")
+    runs = _keyed(runs)
     out = describe(runs, metrics, confidence).merge(
         paired(runs, reference, metrics, confidence), on=_KEYS, how="left"
     )
-    variance = variance_sources(runs)[["source", "method", "shots", "variance"]]
-    out = out.merge(variance, on=["source", "method", "shots"], how="left")
+    variance = variance_sources(runs)[[*_CELL, "variance"]]
+    out = out.merge(variance, on=_CELL, how="left")
     order = {m: i for i, m in enumerate(TITLES)}
     metric_order = {m: i for i, m in enumerate(pd.unique(out["metric"]))}
+    setting_order = {m: i for i, m in enumerate(pd.unique(out["setting_label"]))}
     out = (
         out.assign(
-            _o=out["method"].map(order).fillna(len(order)), _m=out["metric"].map(metric_order)
+            _o=out["method"].map(order).fillna(len(order)), _m=out["metric"].map(metric_order),
+            _s=out["setting_label"].map(setting_order),
         )
-        .sort_values(["source", "shots", "_o", "_m"], kind="stable")
-        .drop(columns=["_o", "_m"])
+        .sort_values(["source", "shots", "_o", "_s", "_m"], kind="stable")
+        .drop(columns=["_o", "_m", "_s"])
         .reset_index(drop=True)
-    )
+    )  # fmt: skip
     few_shot = ~out["method"].isin(REFERENCES)
     tested = (out["method"] != reference) & few_shot & out["in_protocol"]
     out["n_pairs"] = out["n_pairs"].fillna(0).astype(int)
@@ -617,6 +675,8 @@ def comparison(
     out.attrs["no_bold"] = no_bold
     out.attrs["tests"] = int(finite.sum())
     out.attrs["layout"] = "shots" if set(out["metric"]) <= set(MIOU_NAMES) else "metrics"
+    # are repeats of a seed and split known to be of the same settings (every run's config)?
+    out.attrs["settings_checked"] = bool(runs["fingerprint"].ne(UNKNOWN).all())
     return out.drop(columns="shown")
 
 
@@ -697,14 +757,23 @@ def _notes(comp: pd.DataFrame, spread: str) -> list[str]:
         corr = f"p Holm-adjusted over the table's {tests} test{'s' * (tests != 1)}"
     else:
         corr = f"p not corrected for the table's {tests} test{'s' * (tests != 1)}"
+    if comp.attrs.get("settings_checked", False):
+        repeats = (
+            "runs repeating a seed and split with the same settings (their configs checked) "
+            "are averaged into one, runs of other settings have rows of their own"
+        )
+    else:
+        repeats = (
+            "runs repeating a seed and split are averaged into one (not all runs record "
+            "their settings: those that do not are not checked to be the same)"
+        )
     notes = [
         f"{what} on target val: mean ± {width} over the runs of each cell; {n}. A run is one "
-        "training seed and split: runs repeating a seed and split are averaged into one, "
-        "runs without a value are left out.",
+        f"training seed and split: {repeats}, runs without a value are left out.",
         _protocol_note(comp),
         variance_note(comp),
         f"Against {ref} at the same shots (paired t-test over the runs with the same source, "
-        f"seed and split; {corr}; α = {alpha:g}): {BETTER} significantly better, {WORSE} "
+        f"setting, seed and split; {corr}; α = {alpha:g}): {BETTER} significantly better, {WORSE} "
         f"significantly worse, {NOT_SIGNIFICANT} not significantly different, {NOT_TESTABLE} "
         f"not testable (fewer than {MIN_PAIRS} pairs, or every difference the same); {ref} is "
         f"the reference; {_untested(comp)} not tested.",
@@ -728,6 +797,9 @@ def _layout(comp: pd.DataFrame, cells: pd.Series) -> pd.DataFrame:
     the table holds several."""
     many = comp["source"].nunique() > 1
     suffix = (" (" + comp["source"].map(source_title) + ")") if many else ""
+    if "setting_label" in comp:  # several settings: a row each, named by what differs
+        label = comp["setting_label"].fillna("")
+        suffix = (", " + label).where(label.ne(""), "") + suffix
     if comp.attrs.get("layout", "shots") == "shots":
         rows = comp["title"] + suffix
         oracle = comp["method"] == ORACLE

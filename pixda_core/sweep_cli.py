@@ -25,6 +25,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="the sweep folder (results/<sweep>)")
     p.add_argument("--status", metavar="OUT", help="show the state of the sweep in OUT")
     p.add_argument("--collect", metavar="OUT", help="write OUT's summary.csv, run notebook 04")
+    p.add_argument(
+        "--setting",
+        metavar="HASH",
+        help="--collect: notebook 04's tables over the runs of this one setting (a hash its "
+        "settings table lists); default: every setting, each in rows of its own",
+    )
     g = p.add_argument_group("the grid")
     g.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     g.add_argument(
@@ -149,8 +155,10 @@ def main(argv=None) -> int:
         counts = table["state"].value_counts().to_dict() if len(table) else {}
         print("[sweep] " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         return 0
+    if args.setting is not None and not args.collect:
+        p.error("--setting goes with --collect OUT")
     if args.collect:
-        return _collect_command(args.collect, not args.no_analysis)
+        return _collect_command(args.collect, not args.no_analysis, args.setting)
     if not args.out:
         p.error("--out is required (or --status OUT / --collect OUT)")
     for flag, seeds in (("--seeds", args.seeds), ("--split-seeds", args.split_seeds)):
@@ -221,7 +229,7 @@ def _must_exist(out: str, flag: str) -> None:
         raise ConfigError(f"{flag} {out}: no such sweep folder")
 
 
-def _collect_command(out: str, analysis: bool) -> int:
+def _collect_command(out: str, analysis: bool, setting: str | None = None) -> int:
     from .workflow import resolve
 
     gaps = read_gap_grid_safe(out)
@@ -232,8 +240,30 @@ def _collect_command(out: str, analysis: bool) -> int:
             f"{len(busy)} run(s) of {resolve(out)} have not ended yet "
             f"({', '.join(busy['run'])}); collect once they have"
         )
-    result = collect_gaps(out, analysis) if gaps else collect(out, analysis)
+    if setting is not None:  # checked before anything is written; notebook 04 keeps it
+        from .analysis import choose_setting, load_runs
+
+        choose_setting(load_runs(resolve(out)), setting)
+        if gaps:
+            raise ConfigError("--setting: a sweep over gaps keeps each gap apart already")
+    result = collect_gaps(out, analysis) if gaps else collect(out, analysis and setting is None)
+    if analysis and setting is not None and result["summary"] is not None:
+        result["failed"] = [*result["failed"], *_analysis(resolve(out), setting)]
     return _report({**result, "ran": [], "skipped": list(table["run"])})
+
+
+def _analysis(out, setting: str) -> list[tuple]:
+    """Notebook 04 over the runs of one ``setting`` under ``out``, into ``out/analysis``
+    (:func:`pixda_core.sweep.run_analysis` with the setting); [] or the failure."""
+    from .notebook_run import NB_ANALYSIS, execute
+
+    params = {"runs": [str(out)], "out_dir": str(out / "analysis"), "interactive": False,
+              "setting": setting}  # fmt: skip
+    why = execute(NB_ANALYSIS, out / "notebooks" / NB_ANALYSIS, params)
+    if not why:
+        return []
+    print(f"[sweep] analysis notebook FAILED: {why}", flush=True)
+    return [("analysis", None, None, why)]
 
 
 def _report(result: dict) -> int:

@@ -232,12 +232,16 @@ def _method_label(method: str) -> str:
 
 def run_labels(frame: pd.DataFrame) -> list[str]:
     """Legend labels: the method's name, plus the shot count when the adapted runs have
-    several (source-only is always just "source only")."""
+    several (source-only is always just "source only"), plus the settings where the runs hold
+    several (``setting_label``: "PixDA, 64x32, 75 it."): runs of different settings are never
+    one bar or line."""
     adapted = frame.loc[~frame["method"].isin(REFERENCES), "shots"]
     several = adapted.nunique() > 1
+    setting = frame["setting_label"] if "setting_label" in frame else [""] * len(frame)
     return [
-        _method_label(m) if m in REFERENCES or not several else f"{_method_label(m)} {s}-shot"
-        for m, s in zip(frame["method"], frame["shots"], strict=True)
+        (_method_label(m) if m in REFERENCES or not several else f"{_method_label(m)} {s}-shot")
+        + (f", {x}" if isinstance(x, str) and x else "")
+        for m, s, x in zip(frame["method"], frame["shots"], setting, strict=True)
     ]
 
 
@@ -374,7 +378,8 @@ def ci_note(
 ) -> str:
     """Legend title of a figure with intervals: the mark is a mean over n runs, the interval
     the tables' t-interval (:func:`pixda_core.stats.t_interval`), none for a single run."""
-    n = frame.dropna(subset=[value]).groupby(["method", "shots", *by])[value].count()
+    keys = ["method", "shots", *(["fingerprint"] if "fingerprint" in frame else []), *by]
+    n = frame.dropna(subset=[value]).groupby(keys)[value].count()
     source_only = n.index.get_level_values("method") == SOURCE_ONLY
     # the oracle's runs count like an adapted method's (one per seed)
     ns = sorted(set(n[~source_only] if (~source_only).any() else n))
@@ -500,12 +505,17 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="scre
     as a band (:mod:`pixda_core.stats`; none for a single run); source-only (0 shots) and
     the oracle (every target image) as dashed and dotted lines, with their bands when they
     have several runs."""
+    from .analysis import with_settings
     from .stats import one_per_key
 
-    runs = one_per_key(runs)  # repeats of a seed and split count once, as in the tables
+    runs = one_per_key(with_settings(runs))  # repeats count once, as in the tables
     with styled(style):
         fig, ax = new_figure(style, (6.4, 4), 0.75)
-        data = runs.assign(miou=runs["miou"] * 100, label=runs["method"].map(_method_label))
+        # a line per method and setting (runs of different settings are never one line)
+        label = runs["method"].map(_method_label) + (", " + runs["setting_label"]).where(
+            runs["setting_label"].ne(""), ""
+        )
+        data = runs.assign(miou=runs["miou"] * 100, label=label)
         adapted = data[~data["method"].isin(REFERENCES)]
         if not adapted.empty:
             sns.lineplot(
@@ -515,20 +525,17 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="scre
                 hue="label",
                 marker="o",
                 errorbar=t_interval,
-                palette={k: METHOD_COLORS.get(k) for k in adapted["label"].unique()},
+                palette=label_palette(adapted.assign(shots=0)),
                 ax=ax,
             )
             ax.set_xticks(sorted(adapted["shots"].unique()))
         for method, ls in ((SOURCE_ONLY, "--"), ("oracle", ":")):
-            ref = data[data["method"] == method]
-            if ref.empty:
-                continue
-            name = _method_label(method)
-            colour = METHOD_COLORS[name]
-            ax.axhline(ref["miou"].mean(), ls=ls, color=colour, label=name)
-            low, high = t_interval(ref["miou"])
-            if np.isfinite(low):
-                ax.axhspan(low, high, color=colour, alpha=0.15, lw=0)
+            colour = METHOD_COLORS[_method_label(method)]
+            for name, ref in data[data["method"] == method].groupby("label", sort=False):
+                ax.axhline(ref["miou"].mean(), ls=ls, color=colour, label=name)
+                low, high = t_interval(ref["miou"])
+                if np.isfinite(low):
+                    ax.axhspan(low, high, color=colour, alpha=0.15, lw=0)
         ax.set_ylim(max(ax.get_ylim()[0], 0), None)  # an mIoU is not negative; a t-band may be
         ax.set_xlabel("labelled target images per city (shots)")
         ax.set_ylabel("mIoU (%)")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .config import Config, preset
-from .errors import ConfigError
+from .errors import ConfigError, DataError, PixdaError, user_message
 
 PACKAGE = Path(__file__).resolve().parent
 #: the checkout the package runs from (an editable install), None for an installed wheel
@@ -43,6 +43,47 @@ def resolve(path: str | os.PathLike) -> Path:
     """An absolute path; relative ones are taken from :func:`base_dir`."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else base_dir() / p
+
+
+def setup_notebook() -> None:
+    """Called by each notebook's setup cell: in IPython (JupyterLab, papermill), the kit's own
+    user errors (:class:`~pixda_core.errors.PixdaError`: a bad parameter, a missing folder, a
+    damaged file) show as the command line shows them, ``error: <message naming the fix>``,
+    without a traceback; any other exception (a bug) keeps its traceback. The cell still
+    fails: an error output with the error's name and message, so Run All stops there and
+    papermill (sweeps, the demo) reports the notebook as failed with that one line."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # a plain Python process: nothing to set up
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def one_line(shell, etype, value, tb, tb_offset=None):
+        stb = [f"\x1b[0;31merror: {user_message(value)}\x1b[0m"]
+        shell._showtraceback(etype, value, stb)  # the kernel sends it as the cell's error
+        return stb
+
+    shell.set_custom_exc((PixdaError,), one_line)
+
+
+def analysis_runs(runs, setting: str | None = None):
+    """Notebook 04's runs: :func:`pixda_core.analysis.load_runs` over ``runs`` (run folders or
+    folders of run folders, relative ones from :func:`base_dir`), one ``setting`` of them
+    when given (:func:`pixda_core.analysis.choose_setting`). Nothing there: an error naming
+    where it looked and the two ways to make runs."""
+    from .analysis import choose_setting, find_runs, load_runs
+
+    folders = [resolve(r) for r in runs]
+    missing = [f for f in folders if not f.is_dir()]
+    if missing or not find_runs(folders):
+        where = ", ".join(str(f) + (" (no such folder)" if f in missing else "") for f in folders)
+        raise DataError(
+            f"no finished runs under {where}: make one with notebook 03, or a grid with "
+            "`pixda sweep` (`make demo` runs a small one), or set runs to your run folders"
+        )
+    return choose_setting(load_runs(folders), setting)
 
 
 def notebooks_dir() -> Path:
@@ -321,10 +362,16 @@ def pick_runs(runs, shots: int | None = None, quiet: bool = False) -> dict[str, 
     ``quiet``). ``runs``: :func:`analysis.load_runs` frame."""
     import pandas as pd
 
-    from .analysis import seed_split
+    from .analysis import choose_setting, seed_split, settings_table
     from .methods import REFERENCES, TITLES
 
     notes = []
+    listed = settings_table(runs)
+    if len(listed) > 1:  # like for like: the setting with the most few-shot runs
+        top = listed.sort_values("runs", ascending=False, kind="stable").iloc[0]
+        runs = choose_setting(runs, top["setting"])
+        notes.append(f"runs of {len(listed)} settings: only those of {top['label']} "
+                     f"(setting {top['setting']})")  # fmt: skip
     runs = runs.reset_index(drop=True)  # one label per run: keys are looked up by it
     sources = runs["source"].value_counts() if "source" in runs else pd.Series(dtype=int)
     if len(sources) > 1:
