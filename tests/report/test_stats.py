@@ -167,7 +167,7 @@ def test_missing_reference_is_said_and_marked():
     comp = S.comparison(runs[runs["method"] != "finetune"])
     row = cell(comp, "pixda", 1)
     assert row["n_pairs"] == 0 and row["mark"] == "untested" and not row["not_significant"]
-    assert row["note"] == "no finetune run with the same source, shots, seed and split"
+    assert row["note"] == "no finetune run with the same source, shots, settings, seed and split"
 
 
 def test_markdown_and_latex_mark_best_and_not_significant():
@@ -515,7 +515,8 @@ def test_sources_never_share_a_cell_and_a_missing_split_never_pairs():
     syn_px = comp[(comp["source"] == "synthia") & (comp["method"] == "pixda")]
     assert gta_px["n"].item() == 3 and gta_px["n_pairs"].item() == 3
     assert set(syn_px["n_pairs"]) == {0} and set(syn_px["mark"]) == {"untested"}
-    assert set(syn_px["note"]) == {"no finetune run with the same source, shots, seed and split"}
+    said = "no finetune run with the same source, shots, settings, seed and split"
+    assert set(syn_px["note"]) == {said}
     md = markdown_cells(S.render(comp))
     assert "PixDA (GTA5)" in md and "PixDA (SYNTHIA)" in md
     assert "1-shot mIoU" in md[""] and "1-shot mIoU-16" in md[""]
@@ -559,8 +560,8 @@ def test_smaller_ones():
     runs.loc[runs["method"] == "finetune", "iou_road"] = np.nan
     comp = S.comparison(runs, metrics=None)
     assert cell(comp, "pixda", 1, "road")["note"] == (
-        "finetune ran with the same source, shots, seed and split but has no value for it "
-        "(absent from val?)"
+        "finetune ran with the same source, shots, settings, seed and split but has no value "
+        "for it (absent from val?)"
     )
     # a per-class cell with fewer runs says its n
     runs = three_seeds().assign(iou_road=lambda f: f["miou"])
