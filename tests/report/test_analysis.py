@@ -142,3 +142,71 @@ def test_a_damaged_metrics_json_is_named_and_never_counted_done(tmp_path, capsys
     printed = capsys.readouterr().out
     assert f"summary.csv not written: metrics file {path}" in printed
     assert "the previous" in printed and not (out / "summary.csv").exists()  # never left stale
+
+
+def settled_run(folder: Path, early_stop: int, miou: float, seed: int = 0, **metrics) -> Path:
+    """A finished FT run whose config.yaml says its length (the toy preset otherwise)."""
+    fake_run(folder, miou=miou, seed=seed, split=f"seed {seed}", **metrics)
+    (folder / "config.yaml").write_text(
+        f"preset: toy\nadapt:\n  early_stop: {early_stop}\nrun:\n  name: {folder.name}\n"
+    )
+    return folder
+
+
+@pytest.mark.unit
+def test_runs_of_different_lengths_are_never_pooled(tmp_path):
+    from pixda_core import stats as S
+
+    settled_run(tmp_path / "ft_short", 1, 0.10)
+    settled_run(tmp_path / "ft_long", 3, 0.30)
+    fake_run(tmp_path / "old", miou=0.5, seed=1)
+    (tmp_path / "old" / "config.yaml").unlink()  # a run from before config.yaml: unknown
+    runs = load_runs(tmp_path)
+    by = runs.set_index("run")
+    assert by.loc["ft_short", "fingerprint"] != by.loc["ft_long", "fingerprint"]
+    assert by.loc["old", "fingerprint"] == A.UNKNOWN
+    assert by.loc["ft_short", "setting_label"] == "1 it."
+    assert by.loc["ft_long", "setting_label"] == "3 it."
+    assert by.loc["old", "setting_label"] == "settings not recorded"
+    comp = S.comparison(runs)
+    assert sorted(comp["mean"].round(6)) == [10.0, 30.0, 50.0] and set(comp["n"]) == {1}
+    md = S.render(comp)
+    assert "| FT, 1 it. " in md and "| FT, 3 it. " in md
+    assert "record no settings (no config.yaml)" in md
+    assert "with the same settings (their configs checked)" not in md  # not all were checked
+    table = A.per_class_table(runs)
+    assert {"FT (1-shot), 1 it.", "FT (1-shot), 3 it."} <= set(table.index)
+    long = A.long_per_class(runs)
+    assert long["run"].nunique() == 3  # one_per_key kept the three apart
+    one = A.choose_setting(runs, by.loc["ft_long", "fingerprint"])
+    assert list(one["run"]) == ["ft_long"] and list(one["setting_label"]) == [""]
+    with pytest.raises(ConfigError, match="setting 'nope': no run has it"):
+        A.choose_setting(runs, "nope")
+
+
+@pytest.mark.unit
+def test_repeats_of_the_same_settings_are_averaged_and_said_so(tmp_path):
+    from pixda_core import stats as S
+
+    settled_run(tmp_path / "a", 3, 0.10)
+    settled_run(tmp_path / "b", 3, 0.30)
+    runs = load_runs(tmp_path)
+    assert runs["fingerprint"].nunique() == 1 and set(runs["setting_label"]) == {""}
+    md = S.render(S.comparison(runs))
+    assert "20.0 (n=1)" in md
+    assert "1 more run repeating a seed and split with the same settings" in md
+
+
+@pytest.mark.unit
+def test_a_source_only_model_of_other_settings_is_no_baseline(tmp_path):
+    settled_run(tmp_path / "ft", 3, 0.30)
+    fake_run(tmp_path / "so", method="source_only", shots=0, split=None)
+    (tmp_path / "so" / "config.yaml").write_text("preset: toy\npretrain:\n  early_stop: 7\n")
+    runs = load_runs(tmp_path)
+    assert not A.has_baseline(runs)  # FT started from the preset's 500-iteration model
+    with pytest.raises(DataError, match="no 'source_only' run of the settings"):
+        A.gain_over(runs)
+    [note] = [n for n in A.comparison_notes(runs) if "source only runs" in n]
+    assert "pretrain.early_stop" in note
+    (tmp_path / "so" / "config.yaml").write_text("preset: toy\n")
+    assert A.has_baseline(load_runs(tmp_path))
