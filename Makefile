@@ -29,9 +29,10 @@ lab: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
-# two workers (pytest-xdist); a test file on one worker, so its module fixtures are built once
+# two workers (pytest-xdist); a test file on one worker, so its module fixtures are built once;
+# the 15 slowest tests printed at the end, so that a regression shows
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 # the unit layer only (no dataset, no training): well under a minute
 test-fast: $(STAMP)

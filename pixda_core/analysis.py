@@ -463,14 +463,31 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
+#: what one run is: the runs that repeat all of these are averaged into one, everywhere
+RUN_KEYS = ["source", "method", "shots", "setting", "fingerprint", "seed", "split"]
+
+
+def one_per_key(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (a :func:`pixda_core.analysis.load_runs` frame) with the runs that repeat a
+    (source, method, shots, settings, seed, split) averaged into one row (numbers averaged,
+    NaNs left out; other columns from the first run): the figures count runs as the tables do."""
+    keys = [k for k in RUN_KEYS if k in runs]
+    dup = runs.duplicated(subset=keys, keep=False)
+    if not dup.any():
+        return runs
+    numeric = [c for c in runs.select_dtypes("number") if c not in keys]
+    grouped = runs.groupby(keys, sort=False, dropna=False)
+    first = grouped.first()
+    first[numeric] = grouped[numeric].mean()
+    return first.reset_index()[list(runs.columns)]
+
+
 def long_per_class(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-class IoU in long format: ``method, shots, seed, run, fingerprint, setting,
     origin, setting_label, class, iou`` (IoU in %), and ``source`` where the runs record it. Runs
     repeating a (source, method, shots, settings, seed, split) are averaged into one first
-    (:func:`pixda_core.stats.one_per_key`), so figures count runs as the tables do; runs of
+    (:func:`one_per_key`), so figures count runs as the tables do; runs of
     different settings stay apart (their labels tell them apart in a figure)."""
-    from .stats import one_per_key
-
     runs = one_per_key(with_settings(runs))
     cols = [f"iou_{c}" for c in CLASS_NAMES]
     ids = ["method", "shots", "seed", "run", "fingerprint", "setting", "origin", "setting_label",

@@ -57,6 +57,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from .analysis import RUN_KEYS as _RUN_KEYS
+from .analysis import one_per_key  # noqa: F401  (a run counts once: tables and figures)
 from .errors import DataError
 from .labels import CLASS_NAMES, PROTOCOLS
 from .methods import ORACLE, REFERENCES, SOURCE_ONLY, TITLES
@@ -86,7 +88,6 @@ NO_SPLIT = "-"
 #: differences below this (points) are float noise, not a difference (0.4245 * 100 is not 42.45)
 _NOISE = 9
 
-_RUN_KEYS = ["source", "method", "shots", "setting", "fingerprint", "seed", "split"]
 _KEYS = ["source", "method", "shots", "setting", "fingerprint", "metric"]
 #: a table's cell without its metric: one (source, method, shots, settings)
 _CELL = _KEYS[:-1]
@@ -177,21 +178,6 @@ def observations(runs: pd.DataFrame, metrics=("mIoU",)) -> pd.DataFrame:
         setting_label=("setting_label", "first"),
     )  # fmt: skip
     return out.reset_index()
-
-
-def one_per_key(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` (a :func:`pixda_core.analysis.load_runs` frame) with the runs that repeat a
-    (source, method, shots, settings, seed, split) averaged into one row (numbers averaged,
-    NaNs left out; other columns from the first run): the figures count runs as the tables do."""
-    keys = [k for k in _RUN_KEYS if k in runs]
-    dup = runs.duplicated(subset=keys, keep=False)
-    if not dup.any():
-        return runs
-    numeric = [c for c in runs.select_dtypes("number") if c not in keys]
-    grouped = runs.groupby(keys, sort=False, dropna=False)
-    first = grouped.first()
-    first[numeric] = grouped[numeric].mean()
-    return first.reset_index()[list(runs.columns)]
 
 
 def ci_half_width(sd, n, confidence: float = CONFIDENCE):

@@ -505,8 +505,7 @@ def plot_miou_vs_shots(runs: pd.DataFrame, title: str | None = None, style="scre
     as a band (:mod:`pixda_core.stats`; none for a single run); source-only (0 shots) and
     the oracle (every target image) as dashed and dotted lines, with their bands when they
     have several runs."""
-    from .analysis import with_settings
-    from .stats import one_per_key
+    from .analysis import one_per_key, with_settings
 
     runs = one_per_key(with_settings(runs))  # repeats count once, as in the tables
     with styled(style):

@@ -1,12 +1,16 @@
-"""Shared fixtures: one small toy benchmark per test session, copied where a test mutates it."""
+"""Shared fixtures: built once for the whole run (whichever worker asks first) and read-only;
+a test that changes one works on a copy (``toy_copy``, ``sweep_copy``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from pixda_core.data import toy
 
@@ -28,27 +32,85 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def pytest_collection_modifyitems(config, items):
     """Every test belongs to exactly one layer of the suite (pyproject.toml's markers). (``make
     test`` runs ``-n 2 --dist loadfile``: a test file on one worker, its module fixtures
-    built once.)"""
+    built once; the session's fixtures are built once for both, see :func:`shared`.)"""
+    heaviest: dict[str, int] = {}
     for item in items:
         layers = {m.name for m in item.iter_markers() if m.name in LAYERS}
         if len(layers) != 1:
             raise pytest.UsageError(
                 f"{item.nodeid} has layers {sorted(layers) or 'none'}; give it one of {LAYERS}"
             )
+        slow = item.get_closest_marker("slow") is not None
+        weight = LAYERS.index(layers.pop()) + 4 * slow
+        file = item.nodeid.partition("::")[0]
+        heaviest[file] = max(heaviest.get(file, 0), weight)
+    # the files with the longest tests first, so that no worker starts one at the end while
+    # the other waits (pytest-xdist hands out files in this order; a stable sort)
+    items.sort(key=lambda item: -heaviest[item.nodeid.partition("::")[0]])
+
+
+def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> tuple[Path, object]:
+    """``build(folder)`` once for the whole run, under a lock, in a folder every worker sees
+    (under pytest-xdist each worker has a base temp folder of its own, their parent is the
+    run's): (the folder, what ``build`` returned, as JSON). Later callers, on any worker,
+    wait for the first and read what it built. What is built here is read-only by
+    convention: a test that changes it copies it first."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / f"shared-{name}"
+    record = base / f"shared-{name}.json"
+    with FileLock(str(base / f"shared-{name}.lock")):
+        if not record.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            record.write_text(json.dumps(build(folder), default=str))
+    return folder, json.loads(record.read_text())
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """A private copy of a built folder; checkpoints (never changed in place: they are written
+    to a temporary file and renamed) are hard links, so the copy costs no disk."""
+
+    def copy(a, b):
+        return os.link(a, b) if a.endswith(".pt") else shutil.copy2(a, b)
+
+    return Path(shutil.copytree(src, dst, copy_function=copy, symlinks=True))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """With PIXDA_NO_SKIPS=1 (CI sets it), a skipped test fails the run: every test runs in CI,
+    none is skipped in silence. PIXDA_EXPECTED_SKIPS names, comma-separated, the node ids
+    (or their start) of skips that are expected on a machine."""
+    if os.environ.get("PIXDA_NO_SKIPS") != "1" or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    expected = [s for s in os.environ.get("PIXDA_EXPECTED_SKIPS", "").split(",") if s]
+    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else [])
+               if not any(r.nodeid.startswith(e) for e in expected)]  # fmt: skip
+    if skipped:
+        reporter.ensure_newline()
+        for r in skipped:
+            reason = r.longrepr[2] if isinstance(r.longrepr, tuple) else r.longrepr
+            reporter.write_line(f"error: skipped, and not expected: {r.nodeid}: {reason}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory) -> Path:
     """A read-only (by convention) toy benchmark in the three real layouts."""
-    return toy.generate(tmp_path_factory.mktemp("toy") / "toy", SPEC, progress=False)
+    folder, _ = shared(
+        tmp_path_factory, "toy", lambda f: str(toy.generate(f / "toy", SPEC, progress=False))
+    )
+    return folder / "toy"
 
 
 @pytest.fixture
 def toy_copy(toy_root, tmp_path) -> Path:
     """A private copy of the toy benchmark that a test may break."""
     dst = tmp_path / "toy"
-    shutil.copytree(toy_root, dst)
-    return dst
+    return copy_tree(toy_root, dst)
 
 
 # ----------------------------------------------------------------- command-line error tests
@@ -62,10 +124,12 @@ def weights(tmp_path_factory) -> Path:
 
     from pixda_core.models import deeplabv2
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "so.pth"
-    torch.save({"model": deeplabv2(19, "resnet18", multi_level=False).state_dict()}, path)
-    return path
+    def build(folder: Path) -> None:
+        torch.manual_seed(0)
+        model = deeplabv2(19, "resnet18", multi_level=False)
+        torch.save({"model": model.state_dict()}, folder / "so.pth")
+
+    return shared(tmp_path_factory, "weights", build)[0] / "so.pth"
 
 
 @pytest.fixture(scope="session")
@@ -76,18 +140,42 @@ def sweep(toy_root, tmp_path_factory):
 
     from .helpers import TINY
 
-    out = tmp_path_factory.mktemp("sweep") / "toy_sweep"
-    result = run_sweep(
-        out,
-        shots=(1, 2),
-        methods=("source_only", "finetune", "pixda"),
-        seeds=(0,),
-        data_root=str(toy_root),
-        iterations=4,
-        pretrain_iterations=6,
-        overrides=TINY,
-    )
-    return out, result
+    def build(folder: Path) -> dict:
+        return run_sweep(
+            folder / "toy_sweep",
+            shots=(1, 2),
+            methods=("source_only", "finetune", "pixda"),
+            seeds=(0,),
+            data_root=str(toy_root),
+            iterations=4,
+            pretrain_iterations=6,
+            overrides=TINY,
+        )
+
+    folder, result = shared(tmp_path_factory, "sweep", build)
+    return folder / "toy_sweep", result
+
+
+@pytest.fixture
+def sweep_copy(sweep, tmp_path):
+    """A private copy of the session's sweep, for a test that adds runs to it or re-runs it.
+    The copy is a sweep of its own folder: its source-only model goes under the name a sweep
+    there gives it (the name's hash covers the output folder), so a sweep on the copy finds
+    it done, as on the original."""
+    from pixda_core.config import Config
+    from pixda_core.train.start import source_only_run
+
+    out, result = sweep
+    copy = copy_tree(out, tmp_path / out.name)
+    for old in sorted(copy.glob("source_only_*")):
+        cfg = Config.from_yaml(old / "config.yaml").override(run={"out_dir": str(copy)})
+        new = source_only_run(cfg).run.name
+        old.rename(copy / new)
+        for log in (copy / "logs").glob(f"{old.name}.*"):
+            log.rename(log.with_name(new + log.suffix))
+        runs = copy / "runs.csv"
+        runs.write_text(runs.read_text().replace(old.name, new))
+    return copy, result
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +185,8 @@ def source_only(toy_root, tmp_path_factory) -> Path:
 
     from .helpers import tiny
 
-    out = tmp_path_factory.mktemp("so")
-    cfg = tiny(toy_root, out, run={"name": "so"})
-    train_source_only(cfg)
-    return out / "so" / "checkpoints" / "latest.pt"
+    folder, _ = shared(
+        tmp_path_factory, "source_only",
+        lambda out: train_source_only(tiny(toy_root, out, run={"name": "so"})) and None,
+    )  # fmt: skip
+    return folder / "so" / "checkpoints" / "latest.pt"

@@ -204,11 +204,12 @@ GRID = dict(shots=(1, 2), methods=("source_only", "finetune", "pixda"), seeds=(0
             iterations=4, pretrain_iterations=6)  # fmt: skip
 
 
-def grid_results(out: Path) -> pd.DataFrame:
-    """The grid's summary rows, from the run folders (other tests add runs to the session's
-    sweep folder)."""
+def grid_results(out: Path, shots=None) -> pd.DataFrame:
+    """A sweep folder's summary rows (the runs on disk, read back), sorted; with ``shots``, the
+    source-only model's row and the runs at those shot counts only."""
     runs = load_runs(out)
-    runs = runs[runs["shots"].isin([0, 1, 2]) & runs["method"].isin(GRID["methods"])]
+    if shots is not None:
+        runs = runs[runs["shots"].isin([0, *shots])]
     return summary_table(runs).sort_values(["method", "shots"]).reset_index(drop=True)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +24,22 @@ def run_py(*args, cwd=ROOT, check=True):
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def run_py_here(capsys, *args, check=True) -> SimpleNamespace:
+    """``run_py``'s result from run.py's entry point called in this process (what ``python
+    run.py`` calls), where the process boundary is not what is tested."""
+    from pixda_core.train.cli import run_main
+
+    capsys.readouterr()
+    try:
+        code = run_main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    if check:
+        assert code == 0, out.err[-3000:]
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 def release_flags(toy_root, out, name):
@@ -139,9 +156,9 @@ def test_a_config_file_that_would_run_code(toy_root, tmp_path, capsys):
 
 @pytest.mark.training
 @pytest.mark.slow
-def test_release_command_lines_train_then_test(toy_root, tmp_path):
+def test_release_command_lines_train_then_test(toy_root, tmp_path, capsys):
     flags = release_flags(toy_root, tmp_path, "toy_1shot")
-    train = run_py(*flags, "--is_train", "--num_shots", "1")
+    train = run_py(*flags, "--is_train", "--num_shots", "1")  # `python run.py`, as released
     assert "no --restore_from given: training a source-only model first" in train.stderr
     shared = [p for p in tmp_path.iterdir() if p.name.startswith("source_only_gta5_toy_")]
     assert len(shared) == 1 and (shared[0] / "metrics.json").exists()
@@ -149,7 +166,8 @@ def test_release_command_lines_train_then_test(toy_root, tmp_path):
     final = json.loads((folder / "metrics.json").read_text())
     assert final["step"] == 6  # 4 adversarial + 2 distillation
 
-    again = run_py(
+    again = run_py_here(
+        capsys,
         *release_flags(toy_root, tmp_path, "toy_1shot_b"),
         "--is_train",
         "--num_shots",
@@ -159,14 +177,14 @@ def test_release_command_lines_train_then_test(toy_root, tmp_path):
     )
     assert f"source-only model: reusing {shared[0]}" in again.stderr
 
-    test = run_py(*flags, "--which_iter", "4")
+    test = run_py_here(capsys, *flags, "--which_iter", "4")
     m = json.loads((folder / "metrics_step_4.json").read_text())
     assert m["step"] == 4 and (folder / "metrics_step_4_confusion.npy").exists()
     assert "mIoU-19" in test.stdout
-    latest = run_py(*flags)  # test mode without --which_iter: the latest checkpoint
+    latest = run_py_here(capsys, *flags)  # test mode without --which_iter: the latest checkpoint
     assert json.loads((folder / "metrics_step_6.json").read_text())["miou"] == final["miou"]
     assert "step 6" in latest.stdout
 
-    bad = run_py(*flags, "--which_iter", "5", check=False)
+    bad = run_py_here(capsys, *flags, "--which_iter", "5", check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--which_iter 5" in bad.stderr and "steps kept: 2, 4, 6" in bad.stderr

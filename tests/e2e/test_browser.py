@@ -16,6 +16,7 @@ from tests.e2e import browser_lab
 pytestmark = [
     pytest.mark.notebooks,
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(browser_lab.missing() is not None, reason=str(browser_lab.missing())),
 ]
 

@@ -24,10 +24,10 @@ from tests.helpers import CONTENT, FUZZ, ROOT, TINY, png_size, read_each
 
 
 @pytest.mark.notebooks
-def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
+def test_sweep_counts_a_failed_run_and_goes_on(sweep_copy, toy_root, capsys):
     from pixda_core.sweep_cli import main
 
-    out, _ = sweep
+    out, _ = sweep_copy
     sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
     flags = [
         "--out",
@@ -57,10 +57,10 @@ def test_sweep_counts_a_failed_run_and_goes_on(sweep, toy_root, capsys):
 
 
 @pytest.mark.notebooks
-def test_a_second_sweep_on_the_same_folder_waits_for_the_first(sweep, toy_root):
+def test_a_second_sweep_on_the_same_folder_waits_for_the_first(sweep_copy, toy_root):
     """While one sweep holds the folder's lock a second one says so and waits, writing
     nothing; once the lock is free it goes on (here: everything is done, so it skips)."""
-    out, _ = sweep
+    out, _ = sweep_copy
     summary = out / "summary.csv"
     before = summary.read_bytes()
     sets = [f"--set={s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()]
@@ -164,8 +164,8 @@ def test_sweep_analysis_figures_and_tables(sweep):
 
 
 @pytest.mark.notebooks
-def test_sweep_skips_what_is_done(sweep, toy_root):
-    out, _ = sweep
+def test_sweep_skips_what_is_done(sweep_copy, toy_root):
+    out, _ = sweep_copy
     before = (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns
     again = run_sweep(
         out,

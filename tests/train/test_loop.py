@@ -26,7 +26,7 @@ from pixda_core.errors import ConfigError
 from pixda_core.train import adapt, setup_runtime, train_source_only
 from tests.helpers import ROOT, assert_user_error, cli, corrupt, release_args, tiny
 
-FAULTS = [signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGTERM, signal.SIGTERM]
+FAULTS = [signal.SIGKILL, signal.SIGTERM, signal.SIGKILL]  # each kind, and a kill after a stop
 
 
 def _rows(path: Path) -> int:
@@ -40,7 +40,7 @@ def _run_py(*args, check=True):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     proc = subprocess.run([sys.executable, str(root / "run.py"), *map(str, args)], cwd=root,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     if check:
@@ -76,12 +76,13 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
     time resumed with --continue_train: the run ends as one never stopped."""
 
     # PixDA with every phase: selection after each 4-step source epoch (tau kept at 0.4, so
-    # rounds go on), validation after each, then distillation; 46 steps in all
+    # rounds go on), validation after each, then distillation; 24 steps at most (16 + 4 + 4:
+    # the main phase ends early where a round keeps fewer images than a batch)
     def flags(name):
         return release_args(toy_root, tmp_path, name) + [
-            "--is_train", "--restore_from", str(weights), "--early_stop", "40", "--max_iters",
-            "60", "--kd_steps", "6", "--set", "method.tau_step=0", "--set", "run.ckpt_every=3",
-            "--set", "run.log_every=2",
+            "--is_train", "--restore_from", str(weights), "--early_stop", "20", "--max_iters",
+            "60", "--kd_steps", "4", "--set", "method.tau_step=0", "--set", "run.ckpt_every=3",
+            "--set", "run.log_every=1",
         ]  # fmt: skip
 
     def start(name, *extra):
@@ -128,7 +129,9 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
 
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     b = json.loads((folder / "metrics.json").read_text())
-    assert a["step"] == 46 and {**a, "run": None} == {**b, "run": None}
+    assert {**a, "run": None} == {**b, "run": None}
+    phases = pd.read_csv(tmp_path / "straight" / "history.csv")["phase"]
+    assert set(phases) == {"main", "kd"} and a["step"] == len(phases) <= 24
     timing = ["step_s", "data_wait"]  # wall-clock measurements, not results
     for table in ("history", "validations", "selection"):
         ta = pd.read_csv(tmp_path / "straight" / f"{table}.csv")
@@ -136,7 +139,7 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
         if table == "history":
             ta, tb = ta.drop(columns=timing), tb.drop(columns=timing)
         pd.testing.assert_frame_equal(ta, tb)
-    assert len(pd.read_csv(folder / "selection.csv")) >= 10  # the rounds were replayed exactly
+    assert len(pd.read_csv(folder / "selection.csv")) >= 3  # the rounds were replayed exactly
 
 
 @pytest.mark.training
@@ -267,7 +270,7 @@ def test_an_fp16_run_with_its_scaler_resumes_exactly_after_sigkill(toy_root, tmp
     ck = load_checkpoint(tmp_path / "straight" / "checkpoints" / "latest.pt")
     assert ck["scaler"]["scale"] > 0 and "_growth_tracker" in ck["scaler"]
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     command = [sys.executable, str(root / "run.py"), *map(str, flags("killed"))]
     proc = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,16 +52,26 @@ def test_output_folder_under_a_file(toy_root, tmp_path, capsys):
 
 
 @pytest.mark.training
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
 def test_read_only_output_folder(toy_root, tmp_path, capsys):
+    """A folder the user cannot write: for a user, one without write permission; for root (CI),
+    who writes through permissions, a read-only file system mounted there (tmpfs)."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o555)
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+        try:
+            assert_user_error(*train(capsys, toy_root, ro), f"{ro} is not writable", "denied")
+        finally:
+            ro.chmod(0o755)
+        return
+    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    assert mounted.returncode == 0, f"root could not mount a read-only tmpfs: {mounted.stderr}"
     try:
         code, err = train(capsys, toy_root, ro)
-        assert_user_error(code, err, f"{ro} is not writable", "Permission denied")
     finally:
-        ro.chmod(0o755)
+        subprocess.run(["umount", str(ro)], check=True)
+    assert_user_error(code, err, f"{ro} is not writable", "Read-only file system")
 
 
 @pytest.mark.training
