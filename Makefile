@@ -29,14 +29,17 @@ lab: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
-# two workers (pytest-xdist); a test file on one worker, so its module fixtures are built once;
-# the 15 slowest tests printed at the end, so that a regression shows
+# three workers (pytest-xdist) on the 2-core machine: a good part of the suite waits on other
+# processes (notebook kernels, SLURM jobs, the browser, signals), and a third worker fills that
+# time; a test file on one worker, so its module fixtures are built once (the session's are
+# built once for all: tests/conftest.py); the 15 slowest tests printed, so a regression shows
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 3 --dist loadfile --durations=15
 
-# the unit layer only (no dataset, no training): well under a minute
+# the unit layer (no dataset, no training) without its slow renders and generated tables, on
+# two workers: under 30 s
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m unit
+	$(PY) -m pytest -q -n 2 -m "unit and not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pixda_core tests data_prep benchmarks run.py

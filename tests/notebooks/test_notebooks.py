@@ -100,7 +100,7 @@ def test_each_list_parameter_takes_one_value_from_papermills_command_line(sweep,
         assert not (tmp_path / "b").exists()  # stopped before writing anything
 
 
-@pytest.mark.unit
+@pytest.mark.tools
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_git_filter_strips_outputs_on_commit(tmp_path):
     """`make` installs nbstripout as the filter .gitattributes names: what `git add` stores

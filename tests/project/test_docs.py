@@ -13,9 +13,6 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.unit
-
-
 README = ROOT / "README.md"
 
 
@@ -52,6 +49,7 @@ def commands(markdown: str) -> list[str]:
     return [c for c in out if c and not c.startswith("#")]
 
 
+@pytest.mark.unit
 def test_the_readme_is_a_front_door():
     text = README.read_text()
     assert len(text.splitlines()) <= 160
@@ -64,6 +62,7 @@ def test_the_readme_is_a_front_door():
         assert (ROOT / picture).stat().st_size < 400_000, f"{picture}: keep the pictures small"
 
 
+@pytest.mark.unit
 def test_every_command_of_the_readme_is_in_the_docs():
     docs = "\n".join(p.read_text() for p in sorted(DOCS.glob("*.md")))
 
@@ -75,6 +74,7 @@ def test_every_command_of_the_readme_is_in_the_docs():
     assert not lost, f"commands in the README that no docs page shows: {lost}"
 
 
+@pytest.mark.tools
 def test_the_site_builds_strictly(tmp_path):
     done = build(ROOT / "mkdocs.yml", tmp_path / "site")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -83,6 +83,7 @@ def test_the_site_builds_strictly(tmp_path):
         assert f'id="{name}"' in api, f"the API page has no {name}"
 
 
+@pytest.mark.tools
 def test_a_broken_link_fails_the_build(tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(DOCS, copy / "docs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 
@@ -10,14 +11,13 @@ import yaml
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.unit
-
 
 def _norm(req: str) -> tuple[str, str]:
     m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", req)
     return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
 
 
+@pytest.mark.unit
 def test_environment_yml_matches_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = dict(map(_norm, meta["dependencies"] + meta["optional-dependencies"]["dev"]))
@@ -29,6 +29,7 @@ def test_environment_yml_matches_pyproject():
     assert "-e ." in pip
 
 
+@pytest.mark.unit
 def test_required_packages_are_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {_norm(r)[0] for r in meta["dependencies"]}
@@ -46,23 +47,37 @@ def test_required_packages_are_declared():
     } <= names
 
 
+@pytest.mark.tools
 def test_loadfile_keeps_a_test_file_on_one_worker(tmp_path):
-    """``make test`` runs ``-n 2 --dist loadfile``: each test file on one worker, so its module
+    """``make test`` runs ``-n 3 --dist loadfile``: each test file on one worker, so its module
     fixtures (a sweep over gaps: minutes) are built once. (``--dist loadgroup``, used before,
     stopped grouping under pytest 9.2 without a word: pytest-xdist issue 1386.)"""
     import subprocess
     import sys
 
+    # each file's tests use a fixture built by the suite's shared(): once for the whole run
+    built = tmp_path / "built.txt"
+    (tmp_path / "conftest.py").write_text(
+        "import os, time, pytest\nfrom tests.conftest import shared\n"
+        "def build(folder):\n"
+        f"    open({str(built)!r}, 'a').write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+        "    time.sleep(1)\n    return 42\n"
+        "@pytest.fixture(scope='session')\n"
+        "def thing(tmp_path_factory):\n    return shared(tmp_path_factory, 'thing', build)[1]\n"
+    )
     for name in ("a", "b"):
-        body = "".join(f"def test_{i}(): pass\n" for i in range(4))
+        body = "".join(f"def test_{i}(thing): assert thing == 42\n" for i in range(4))
         (tmp_path / f"test_{name}.py").write_text(body)
-    argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-v", "-p",
+    argv = [sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadfile", "-v", "-p",
             "no:cacheprovider", str(tmp_path)]  # fmt: skip
     make = (ROOT / "Makefile").read_text()
     assert f"-m pytest -q {' '.join(argv[3:7])} " in make  # what make test runs
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     ran = re.findall(r"\[(gw\d)\] .*PASSED (test_\w)\.py", proc.stdout)
     assert len(ran) == 8
     workers = {f: {w for w, g in ran if g == f} for f in ("test_a", "test_b")}
     assert all(len(w) == 1 for w in workers.values()), proc.stdout  # a file: one worker
+    assert len({w for w, _ in ran}) == 2  # two workers ran tests ...
+    assert len(built.read_text().splitlines()) == 1  # ... and the shared fixture was built once

@@ -3,7 +3,6 @@ marks of the tables, the line that says what varied, and the cases without a tes
 
 from __future__ import annotations
 
-import gc
 import warnings
 
 import matplotlib
@@ -619,12 +618,10 @@ def _significant_above(y, x) -> bool:
     return t.pvalue < 0.05 and t.statistic > 0
 
 
-@settings(FUZZ, max_examples=40)
+@pytest.mark.slow  # 25 generated run tables, each through the whole comparison
+@settings(FUZZ, max_examples=25)
 @given(run_tables())
-def test_bold_and_marks_never_contradict_the_paired_tests(monkeypatch, runs):
-    # statsmodels' Holm runs a full gc.collect() on every call: 0.2-0.4 s in a test process
-    # that holds torch and pandas; it changes nothing computed
-    monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
+def test_bold_and_marks_never_contradict_the_paired_tests(runs):
     comp = S.comparison(runs)
     values = runs.assign(v=runs["miou"] * 100).pivot_table(
         index="seed", columns=["shots", "method"], values="v"

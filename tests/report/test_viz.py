@@ -78,7 +78,8 @@ def class_weights() -> pd.DataFrame:
     return frame
 
 
-def all_figures(style):
+def figure_makers(style) -> dict:
+    """Every figure of the kit in ``style``, from hand-made data: name -> a function drawing it."""
     runs = runs_with_classes()
     cm = ConfusionMatrix(19)
     cm.mat[:5, :5] += 10  # classes 5-18 absent from the ground truth
@@ -92,18 +93,18 @@ def all_figures(style):
          "kept": [20, 12], "mean_score": [0.3, 0.2], "event": [None, None]}
     )  # fmt: skip
     validations = pd.DataFrame({"step": [70, 90], "phase": ["main", "final"], "miou": [0.3, 0.4]})
-    return {
-        "miou_vs_gap": viz.plot_miou_vs_gap(runs_over_gaps(), style=style),
-        "selection_truth": viz.plot_selection_truth(selection_rounds(), style=style),
-        "pixel_weights": viz.plot_pixel_weights(class_weights(), style=style),
-        "per_class_iou": viz.plot_per_class_iou(A.long_per_class(runs), style=style),
-        "miou_vs_shots": viz.plot_miou_vs_shots(runs, style=style),
-        "gain": viz.plot_gain(A.gain_over(runs, per_run=True), style=style),
-        "confusion": viz.plot_confusion(A.row_normalised(cm), style=style),
-        "training": viz.plot_training(history(), validations, style=style),
-        "selection": viz.plot_selection(selection, style=style),
-        "class_frequency": viz.plot_class_frequency(freq, style=style),
-        "error_maps": viz.plot_error_maps(
+    makers = {
+        "miou_vs_gap": lambda: viz.plot_miou_vs_gap(runs_over_gaps(), style=style),
+        "selection_truth": lambda: viz.plot_selection_truth(selection_rounds(), style=style),
+        "pixel_weights": lambda: viz.plot_pixel_weights(class_weights(), style=style),
+        "per_class_iou": lambda: viz.plot_per_class_iou(A.long_per_class(runs), style=style),
+        "miou_vs_shots": lambda: viz.plot_miou_vs_shots(runs, style=style),
+        "gain": lambda: viz.plot_gain(A.gain_over(runs, per_run=True), style=style),
+        "confusion": lambda: viz.plot_confusion(A.row_normalised(cm), style=style),
+        "training": lambda: viz.plot_training(history(), validations, style=style),
+        "selection": lambda: viz.plot_selection(selection, style=style),
+        "class_frequency": lambda: viz.plot_class_frequency(freq, style=style),
+        "error_maps": lambda: viz.plot_error_maps(
             [
                 (f"aachen #{i}", np.zeros((32, 64, 3), np.uint8), label, preds)
                 for i, preds in enumerate(
@@ -121,11 +122,23 @@ def all_figures(style):
             style=style,
         ),  # fmt: skip
     }
+    return makers
 
 
+FIGURES = ["miou_vs_gap", "selection_truth", "pixel_weights", "per_class_iou",
+           "miou_vs_shots", "gain", "confusion", "training", "selection", "class_frequency",
+           "error_maps"]  # fmt: skip
+
+
+def test_every_figure_is_checked():
+    assert list(figure_makers("one-column")) == FIGURES
+
+
+@pytest.mark.slow  # 22 figures drawn, laid out and saved as PDF: about 20 s in all
+@pytest.mark.parametrize("figure", FIGURES)
 @pytest.mark.parametrize("style,width", [("one-column", 3.5), ("two-column", 7.2)])
-def test_paper_figures_have_the_columns_width_and_7_to_9_pt_text(style, width, tmp_path):
-    for name, fig in all_figures(style).items():
+def test_paper_figures_have_the_columns_width_and_7_to_9_pt_text(style, width, figure, tmp_path):
+    for name, fig in [(figure, figure_makers(style)[figure]())]:
         assert fig.get_figwidth() == pytest.approx(width), name
         sizes = {round(t.get_fontsize(), 1) for t in texts(fig)}
         assert sizes and min(sizes) >= 7 and max(sizes) <= 9, (name, sizes)
@@ -155,7 +168,7 @@ def test_paper_figures_have_the_columns_width_and_7_to_9_pt_text(style, width, t
 
 
 def test_saved_pdfs_embed_truetype_fonts_never_type3(tmp_path):
-    fig = all_figures("one-column")["per_class_iou"]
+    fig = figure_makers("one-column")["per_class_iou"]()
     pdf = viz.save_figure(fig, tmp_path / "f", formats=("pdf",))[0]
     pdffonts = shutil.which("pdffonts")  # poppler-utils, what paper checkers use
     if pdffonts:

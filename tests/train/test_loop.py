@@ -76,11 +76,11 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
     time resumed with --continue_train: the run ends as one never stopped."""
 
     # PixDA with every phase: selection after each 4-step source epoch (tau kept at 0.4, so
-    # rounds go on), validation after each, then distillation; 24 steps at most (16 + 4 + 4:
-    # the main phase ends early where a round keeps fewer images than a batch)
+    # rounds go on), validation after each, then distillation; 16 steps at most (12 + 4: the
+    # main phase ends early where a round keeps fewer images than a batch)
     def flags(name):
         return release_args(toy_root, tmp_path, name) + [
-            "--is_train", "--restore_from", str(weights), "--early_stop", "20", "--max_iters",
+            "--is_train", "--restore_from", str(weights), "--early_stop", "12", "--max_iters",
             "60", "--kd_steps", "4", "--set", "method.tau_step=0", "--set", "run.ckpt_every=3",
             "--set", "run.log_every=1",
         ]  # fmt: skip
@@ -131,7 +131,7 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
     b = json.loads((folder / "metrics.json").read_text())
     assert {**a, "run": None} == {**b, "run": None}
     phases = pd.read_csv(tmp_path / "straight" / "history.csv")["phase"]
-    assert set(phases) == {"main", "kd"} and a["step"] == len(phases) <= 24
+    assert set(phases) == {"main", "kd"} and a["step"] == len(phases) <= 16
     timing = ["step_s", "data_wait"]  # wall-clock measurements, not results
     for table in ("history", "validations", "selection"):
         ta = pd.read_csv(tmp_path / "straight" / f"{table}.csv")
@@ -139,7 +139,7 @@ def test_random_sigkills_and_sigterms_then_resume_give_the_uninterrupted_results
         if table == "history":
             ta, tb = ta.drop(columns=timing), tb.drop(columns=timing)
         pd.testing.assert_frame_equal(ta, tb)
-    assert len(pd.read_csv(folder / "selection.csv")) >= 3  # the rounds were replayed exactly
+    assert len(pd.read_csv(folder / "selection.csv")) >= 2  # the rounds were replayed exactly
 
 
 @pytest.mark.training
