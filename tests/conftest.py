@@ -3,7 +3,6 @@ a test that changes one works on a copy (``toy_copy``, ``sweep_copy``)."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -27,17 +26,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
-
-
-def pytest_configure(config):
-    # what is imported by now (pytest, torch, pandas: millions of objects) is kept for the
-    # whole run: moved out of the garbage collector's sight, every later collection is cheap
-    # (they cost seconds where a library builds a big structure, or calls gc.collect())
-    gc.freeze()
-
-
-def pytest_collection_finish(session):
-    gc.freeze()  # and the test modules' imports (nbformat's, papermill's, selenium's)
 
 
 @pytest.hookimpl(tryfirst=True)
