@@ -3,24 +3,22 @@ a test that changes one works on a copy (``toy_copy``, ``sweep_copy``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from pixda_core.data import toy
 
-from .helpers import SPEC
+from .helpers import SPEC, take_source_only
+from .shared import copy_tree, shared
 
 LAYERS = ("unit", "tools", "data", "training", "notebooks")
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two workers (pytest-xdist) on a 2-core machine: one thread each, for
+    # `make test` runs three workers (pytest-xdist) on a 2-core machine: one thread each, for
     # the worker and the processes its tests start (run.py, torchrun, notebook kernels)
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -47,35 +45,6 @@ def pytest_collection_modifyitems(config, items):
     # the files with the longest tests first, so that no worker starts one at the end while
     # the other waits (pytest-xdist hands out files in this order; a stable sort)
     items.sort(key=lambda item: -heaviest[item.nodeid.partition("::")[0]])
-
-
-def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> tuple[Path, object]:
-    """``build(folder)`` once for the whole run, under a lock, in a folder every worker sees
-    (under pytest-xdist each worker has a base temp folder of its own, their parent is the
-    run's): (the folder, what ``build`` returned, as JSON). Later callers, on any worker,
-    wait for the first and read what it built. What is built here is read-only by
-    convention: a test that changes it copies it first."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    folder = base / f"shared-{name}"
-    record = base / f"shared-{name}.json"
-    with FileLock(str(base / f"shared-{name}.lock")):
-        if not record.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            record.write_text(json.dumps(build(folder), default=str))
-    return folder, json.loads(record.read_text())
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    """A private copy of a built folder; checkpoints (never changed in place: they are written
-    to a temporary file and renamed) are hard links, so the copy costs no disk."""
-
-    def copy(a, b):
-        return os.link(a, b) if a.endswith(".pt") else shutil.copy2(a, b)
-
-    return Path(shutil.copytree(src, dst, copy_function=copy, symlinks=True))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -162,19 +131,16 @@ def sweep_copy(sweep, tmp_path):
     The copy is a sweep of its own folder: its source-only model goes under the name a sweep
     there gives it (the name's hash covers the output folder), so a sweep on the copy finds
     it done, as on the original."""
-    from pixda_core.config import Config
-    from pixda_core.train.start import source_only_run
-
     out, result = sweep
-    copy = copy_tree(out, tmp_path / out.name)
-    for old in sorted(copy.glob("source_only_*")):
-        cfg = Config.from_yaml(old / "config.yaml").override(run={"out_dir": str(copy)})
-        new = source_only_run(cfg).run.name
-        old.rename(copy / new)
-        for log in (copy / "logs").glob(f"{old.name}.*"):
-            log.rename(log.with_name(new + log.suffix))
-        runs = copy / "runs.csv"
-        runs.write_text(runs.read_text().replace(old.name, new))
+    # (the source-only model's folder and log records are left out, then the model put back)
+    copy = copy_tree(out, tmp_path / out.name, ignore=shutil.ignore_patterns("source_only_*"))
+    take_source_only(out, copy)
+    runs = copy / "runs.csv"
+    runs.write_text(
+        runs.read_text().replace(
+            next(out.glob("source_only_*")).name, next(copy.glob("source_only_*")).name
+        )
+    )
     return copy, result
 
 

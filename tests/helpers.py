@@ -238,3 +238,22 @@ def tiny(toy_root: Path, out: Path, **sections) -> Config:
 SPEC = toy.ToySpec(
     seed=3, size=(96, 48), num_gta5=8, num_synthia=8, train_per_city=3, val_per_city=2
 )
+
+
+def take_source_only(sweep: Path, out: Path) -> None:
+    """Put the source-only models of the finished sweep ``sweep`` into the sweep folder ``out``
+    under the names a sweep in ``out`` gives them (the name's hash covers the output folder),
+    so that a sweep there with the same settings finds them trained. Checkpoints are hard
+    links (written by rename, never changed in place)."""
+    import os
+    import shutil
+
+    from pixda_core.train.start import source_only_run
+
+    def copy(a, b):
+        return os.link(a, b) if a.endswith(".pt") else shutil.copy2(a, b)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in sorted(Path(sweep).glob("source_only_*")):
+        cfg = Config.from_yaml(old / "config.yaml").override(run={"out_dir": str(out)})
+        shutil.copytree(old, out / source_only_run(cfg).run.name, copy_function=copy)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pixda_core import demo
-from tests.helpers import TINY, png_size
+from tests.helpers import TINY, png_size, take_source_only
 
 pytestmark = pytest.mark.notebooks
 
@@ -41,6 +41,7 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     # the sweep command reproduces a cell of the demo exactly (CPU, same seed)
     from pixda_core.sweep import run_sweep
 
+    take_source_only(out / "sweep", tmp_path / "again")  # the demo's, under the copy's name
     again = run_sweep(
         tmp_path / "again",
         shots=(1,),

@@ -58,7 +58,7 @@ def test_loadfile_keeps_a_test_file_on_one_worker(tmp_path):
     # each file's tests use a fixture built by the suite's shared(): once for the whole run
     built = tmp_path / "built.txt"
     (tmp_path / "conftest.py").write_text(
-        "import os, time, pytest\nfrom tests.conftest import shared\n"
+        "import os, time, pytest\nfrom tests.shared import shared\n"
         "def build(folder):\n"
         f"    open({str(built)!r}, 'a').write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
         "    time.sleep(1)\n    return 42\n"

@@ -10,7 +10,7 @@ import pytest
 from pixda_core import executors
 from pixda_core.executors import read_status
 from pixda_core.sweep import run_sweep
-from tests.helpers import GRID, TINY, grid_results
+from tests.helpers import GRID, TINY, grid_results, take_source_only
 
 
 def fake_tool(folder, monkeypatch, name: str, output: str, code: int = 0) -> None:
@@ -94,6 +94,7 @@ def test_two_notebooks_at_once_each_on_its_own_gpu_give_the_same_summary(
     monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])  # a machine with 2 GPUs
     out = tmp_path / "two"
     grid = {**GRID, "shots": (2,)}  # the session sweep's 2-shot runs: two notebooks at once
+    take_source_only(sweep[0], out)  # its source-only model: the two notebooks start at once
     run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, jobs=2, **grid)
     pd.testing.assert_frame_equal(grid_results(sweep[0], shots=(2,)), grid_results(out))
     runs = [f"{m}_2shot_seed0" for m in ("finetune", "pixda")]
