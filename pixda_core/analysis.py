@@ -58,7 +58,7 @@ _COMMON = ("preset", "data.source", "data.source_list", "data.target", "data.siz
            "data.val_size", "data.val_limit", "model.backbone", "model.multi_level",
            "model.init", "run.precision", "run.cpu_bf16", "run.concat_forward",
            "method.seg_loss")  # fmt: skip
-#: each method's own options (method.md), by what the method does (:data:`TABLE`)
+#: each method's own options (docs/method.md), by what the method does (:data:`TABLE`)
 _OWN = {
     "source": ("method.fda", "method.fda_beta"),
     "d1": ("method.lambda_adv", "method.pixel_weights", "method.release_gradient"),

@@ -7,7 +7,7 @@ nothing is rescaled while parsing). Derived values come from named functions bel
 
 Presets:
 
-- ``paper``: the published configuration (shared/docs/method.md) in iterations and learning
+- ``paper``: the published configuration (docs/method.md) in iterations and learning
   rates as used;
 - ``toy``: the embedded toy benchmark (``data/toy``) on a 2-core CPU: ResNet-18, 128x64,
   source-only in about 2 minutes and one adaptation run in about 2 minutes.
@@ -106,7 +106,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """The adaptation method and its switches (method.md); PixDA's ablations are flags."""
+    """The adaptation method and its switches (docs/method.md); PixDA's ablations are flags."""
 
     name: str = "pixda"
     seg_loss: str = "focal"
@@ -119,7 +119,7 @@ class MethodConfig:
     lambda_adv_image: float = 0.001
     #: off = a plain per-pixel adversarial loss (no CE and class-balance weights)
     pixel_weights: bool = True
-    #: the release's gradient through the CE weight (method.md; the paper detaches it)
+    #: the release's gradient through the CE weight (docs/method.md; the paper detaches it)
     release_gradient: bool = False
     selection: bool = True
     tau: float = 0.4
@@ -276,6 +276,35 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _yaml_value(value) -> str:
+    """A value as a config file writes it (``[1024, 512]``, ``null``, ``true``)."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
+
+
+def preset_table(*names: str) -> str:
+    """Every config value of the presets ``names`` (default: all) as a Markdown table, a row a
+    key (``section.key``); docs/method.md holds it for ``paper`` and ``toy``."""
+    names = names or tuple(PRESETS)
+    flat = [_flat(preset(n).to_dict()) for n in names]
+    lines = ["| key | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|" + "---|" * len(names)]  # fmt: skip
+    for key in flat[0]:
+        if key == "preset":
+            continue
+        lines.append(f"| `{key}` | " + " | ".join(_yaml_value(f[key]) for f in flat) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------- derived values

@@ -2,7 +2,7 @@
 
 Names, colours and the Cityscapes id -> trainId map come from ``cityscapesscripts`` (the
 official package), not from a hand-copied table. SYNTHIA's class ids have no official Python
-table, so that one is declared here, from the dataset's documentation (shared/docs/datasets.md).
+table, so that one is declared here, from the dataset's documentation (docs/real-benchmark.md).
 
 Every encoding is a single lookup-vector indexing operation (``lut[label]``): no loop over
 classes, on numpy arrays or torch tensors alike.
@@ -30,7 +30,7 @@ PALETTE = np.array([lab.color for lab in _TRAIN_LABELS], dtype=np.uint8)
 #: Largest Cityscapes label id with a meaning (license plate is -1, stored as nothing in PNGs).
 CITYSCAPES_MAX_ID = max(lab.id for lab in _CS_LABELS)  # 33
 
-#: SYNTHIA RAND-CITYSCAPES class id -> trainId (datasets.md). Ids not listed (0 void,
+#: SYNTHIA RAND-CITYSCAPES class id -> trainId (docs/real-benchmark.md). Ids not listed (0 void,
 #: 13 parking slot, 14 road work) are ignored.
 SYNTHIA_ID_TO_TRAINID: dict[int, int] = {
     1: 10,  # sky

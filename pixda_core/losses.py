@@ -1,4 +1,4 @@
-"""PixDA's losses (shared/docs/method.md): tensors in, tensor out, device taken from the inputs.
+"""PixDA's losses (docs/method.md): tensors in, tensor out, device taken from the inputs.
 
 Shapes: ``logits`` (B, C, H, W) at label resolution, ``labels`` (B, H, W) int64 trainIds with
 ``ignore_index`` for unlabelled pixels, discriminator outputs (B, 1, H', W'). Every loss is
@@ -96,7 +96,7 @@ def pixel_adversarial_loss(
     ignore_index: int = IGNORE_INDEX,
     detach_weights: bool = True,
 ) -> torch.Tensor:
-    """PixDA's pixel-by-pixel adversarial loss on target images (method.md, L_pix).
+    """PixDA's pixel-by-pixel adversarial loss on target images (docs/method.md, L_pix).
 
     ``mean_p BCE(D1(s(P_t))_p, SOURCE) * CE(P_t, y_t)_p * w_p`` over all pixels (ignored ones
     contribute 0 but stay in the denominator), with ``w`` from :func:`class_balance_weights`.

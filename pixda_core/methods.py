@@ -1,4 +1,4 @@
-"""The one table of what each method trains on and with (method.md).
+"""The one table of what each method trains on and with (docs/method.md).
 
 Every other place reads it: the config's choices, the training loop (which datasets, which
 discriminators, selection, distillation), the loss columns of ``history.csv``, the sweep's

@@ -133,7 +133,7 @@ def parse_size(size) -> tuple[int, int] | None:
 
 
 def release_normalize(images: torch.Tensor) -> torch.Tensor:
-    """0-255 RGB -> BGR minus the release's mean (method.md): what G takes. ``images`` is
+    """0-255 RGB -> BGR minus the release's mean (docs/method.md): what G takes. ``images`` is
     (3, H, W) or (B, 3, H, W), on any device; the training loop applies it on the device."""
     mean = torch.tensor(MEAN_BGR, device=images.device, dtype=images.dtype).view(3, 1, 1)
     return images.flip(-3) - mean

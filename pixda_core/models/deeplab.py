@@ -1,4 +1,4 @@
-"""DeepLab-v2 with a dilated ResNet backbone, as in the PixDA release (method.md).
+"""DeepLab-v2 with a dilated ResNet backbone, as in the PixDA release (docs/method.md).
 
 Caffe-style ResNet: the stride sits on the first 1x1 convolution of a bottleneck, the stem's
 max-pool rounds up (``ceil_mode``), layer3 and layer4 keep stride 1 with dilation 2 and 4
@@ -140,7 +140,7 @@ class DeepLabV2(nn.Module):
 
 
 def deeplabv2(num_classes: int = 19, backbone: str = "resnet101", multi_level: bool = True):
-    """DeepLab-v2 as in method.md; heads initialised N(0, 0.01), BatchNorm affine frozen."""
+    """DeepLab-v2 as in docs/method.md; heads initialised N(0, 0.01), BatchNorm affine frozen."""
     return DeepLabV2(num_classes, backbone, multi_level)
 
 

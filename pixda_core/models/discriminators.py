@@ -1,4 +1,4 @@
-"""PixDA's two discriminators (method.md)."""
+"""PixDA's two discriminators (docs/method.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PixDA's last phase: distillation on the target shots (method.md).
+"""PixDA's last phase: distillation on the target shots (docs/method.md).
 
 After the adversarial phase, G goes on for ``method.kd_steps`` steps on the target shots
 alone, its segmentation loss plus ``lambda_kd`` times the distillation loss towards a frozen

@@ -114,7 +114,7 @@ FLAGS = (
     Flag("--continue_train", "resume the run NAME from its latest checkpoint", (), True,
          {"action": "store_true"}),
     # the kit's options
-    Flag("--preset", "defaults for everything not given: 'paper' (method.md) or 'toy' (the "
+    Flag("--preset", "defaults for everything not given: 'paper' (docs/method.md) or 'toy' (the "
          "embedded toy benchmark on a CPU)", parse={"choices": sorted(PRESETS),
                                                       "default": "paper"}),
     Flag("--config", "a YAML config file (overrides the preset; flags override it)"),

@@ -1,5 +1,5 @@
 """Training, read top to bottom: source-only pretraining, and adaptation by PixDA or a
-baseline (method.md; what each method uses is in :mod:`pixda_core.methods`).
+baseline (docs/method.md; what each method uses is in :mod:`pixda_core.methods`).
 
 :func:`adapt` (and, without the first two steps, :func:`train_source_only`):
 

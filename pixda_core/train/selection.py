@@ -1,4 +1,4 @@
-"""PixDA's sample selection (method.md): after each pass over the kept source images, D2
+"""PixDA's sample selection (docs/method.md): after each pass over the kept source images, D2
 scores every one of them and only those it finds target-like enough stay.
 
 The score of a source image is the per-image BCE of D2's output against the *source* label

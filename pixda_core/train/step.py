@@ -1,4 +1,4 @@
-"""One training step of the main phase, in the method's order (method.md).
+"""One training step of the main phase, in the method's order (docs/method.md).
 
 :func:`build_nets` makes what a method trains (:class:`Nets`: G, the discriminators of the
 methods table, their optimisers and poly schedules); :func:`main_step` runs one step on a
@@ -239,7 +239,7 @@ def main_step(
         main = main_trg if together else g_logits(nets, trg_img)
         logits, loss = seg_logits_and_loss(cfg, main, trg_lab)
         losses.add("loss_seg_trg", loss)
-        if method.adversarial == "pixel":  # PixDA: D1 per pixel, weighted (method.md)
+        if method.adversarial == "pixel":  # PixDA: D1 per pixel, weighted (docs/method.md)
             d_out = _judged_by(nets.d1, nets.d1_on_g, logits, rt)
             if mc.pixel_weights:
                 adv = L.pixel_adversarial_loss(

@@ -94,3 +94,36 @@ def test_a_broken_link_fails_the_build(tmp_path):
     done = build(copy / "mkdocs.yml", tmp_path / "site")
     assert done.returncode != 0
     assert "missing.md" in done.stdout + done.stderr
+
+
+@pytest.mark.unit
+def test_the_method_page_holds_the_presets_table():
+    from pixda_core.config import preset_table
+
+    table = preset_table("paper", "toy")
+    assert table in (DOCS / "method.md").read_text(), (
+        "docs/method.md's presets table differs from the presets; put this one in:\n" + table
+    )
+    assert "| `adapt.early_stop` | 30000 | 150 |" in table  # the published 30,000 iterations
+
+
+@pytest.mark.unit
+def test_references_to_pages_name_pages_of_the_checkout():
+    """Code, --help, notebooks and docs point to pages a user has: method.md is docs/method.md
+    (docs' own pages link it as method.md), and nothing names the team's notes outside it."""
+    files = [ROOT / "run.py", *ROOT.glob("pixda_core/**/*.py"),
+             *ROOT.glob("pixda_core/**/*.ipynb"), *ROOT.glob("notebooks/*.ipynb"),
+             *ROOT.glob("benchmarks/*"), README, *DOCS.glob("*.md")]  # fmt: skip
+    wrong = []
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for match in re.finditer(r"([\w./-]*)\b(method|datasets|performance|style)\.md", text):
+            name = match[0]
+            here = [ROOT / name] + ([DOCS / name] if path.parent == DOCS else [])
+            if not any(page.is_file() for page in here):
+                wrong.append(f"{path.relative_to(ROOT)}: {match[0]}")
+        if "shared/docs" in text or "shared/data" in text:
+            wrong.append(f"{path.relative_to(ROOT)}: names shared/docs or shared/data")
+    assert not wrong, "references to pages that are not in the checkout:\n" + "\n".join(wrong)
