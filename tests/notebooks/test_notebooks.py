@@ -117,10 +117,12 @@ def test_the_git_filter_strips_outputs_on_commit(tmp_path):
 
     git("init", "-q")
     shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")
-    nbstripout = Path(sys.executable).with_name("nbstripout")
-    subprocess.run(
-        [str(nbstripout), "--install", "--attributes", ".gitattributes"], cwd=repo, check=True
+    subprocess.run(  # as make runs it: through python, not the script (whose #! may be stale)
+        [sys.executable, "-m", "nbstripout", "--install", "--attributes", ".gitattributes"],
+        cwd=repo,
+        check=True,
     )
+    assert git("config", "filter.nbstripout.clean").strip() == f'"{sys.executable}" -m nbstripout'
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
     nb.cells[0].execution_count = 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import tomllib
 
 import pytest
@@ -81,3 +83,33 @@ def test_loadfile_keeps_a_test_file_on_one_worker(tmp_path):
     assert all(len(w) == 1 for w in workers.values()), proc.stdout  # a file: one worker
     assert len({w for w, _ in ran}) == 2  # two workers ran tests ...
     assert len(built.read_text().splitlines()) == 1  # ... and the shared fixture was built once
+
+
+@pytest.mark.tools
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_installs_again_after_the_checkout_moved(tmp_path):
+    """The venv's stamp holds the checkout's path: `make` in the same place does nothing,
+    `make` after a move installs again (editable install, git filter through `python -m`,
+    since a moved venv's scripts name the old path). Dry runs: nothing is installed."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    stamp = tmp_path / "venv" / ".installed"
+    stamp.parent.mkdir()
+    os.utime(tmp_path / "pyproject.toml", (1_000_000_000, 1_000_000_000))
+
+    def dry(*targets: str) -> str:
+        proc = subprocess.run(["make", "-n", "VENV=venv", *targets], cwd=tmp_path,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return proc.stdout
+
+    stamp.write_text(f"{tmp_path}\n")
+    assert "pip install" not in dry()  # installed here: nothing to do
+    assert "pip install" not in dry("lab")
+    stamp.write_text("/where/the/checkout/was\n")
+    moved = dry()
+    assert 'pip install --quiet -e ".[dev]"' in moved
+    assert "venv/bin/python -m nbstripout --install --attributes .gitattributes" in moved
+    assert f'echo "{tmp_path}" > venv/.installed' in moved
+    lab, docs = dry("lab"), dry("docs")
+    assert "pip install" in lab and "venv/bin/python -m jupyterlab" in lab
+    assert "venv/bin/python -m mkdocs serve" in docs
