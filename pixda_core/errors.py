@@ -27,6 +27,11 @@ class ConfigError(PixdaError):
     """A configuration value, key or command-line flag that is not acceptable."""
 
 
+class SlurmError(PixdaError):
+    """A SLURM command (sinfo, sbatch) that could not reach the cluster or that it refused:
+    SLURM's own message, what to check, and what of the sweep was written or submitted."""
+
+
 class Stopped(Exception):
     """A run stopped by a signal (SIGTERM, SIGINT) at a step boundary, its checkpoint
     written; the exit status is 128 + the signal's number, as a shell reports it, which

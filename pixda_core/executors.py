@@ -11,19 +11,23 @@ requeued (submitit's checkpointing) and the notebook resumes its run from the la
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import submitit
 
-from .errors import ConfigError
+from .errors import ConfigError, SlurmError
 
 #: states of a task in squeue that mean it will still run
 QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
@@ -254,7 +258,8 @@ def submit_to_slurm(
     executor = slurm_executor(folder, options, name)
     if after:
         executor.update_parameters(dependency="afterok:" + _ids(after))
-    with executor.batch():
+    what = f"the array of {len(tasks)} runs" if len(tasks) > 1 else f"the job of {tasks[0].name}"
+    with sbatch_refusal(folder, what, options), executor.batch():
         jobs = [executor.submit(NotebookJob(), task) for task in tasks]
     for task, job in zip(tasks, jobs, strict=True):
         write_status(task.status, state="pending", executor="slurm", job_id=job.job_id, error=None)
@@ -268,7 +273,28 @@ def submit_collect(
     executor = slurm_executor(folder, without_gpus(options), "pixda-collect")
     if after:
         executor.update_parameters(dependency="afterany:" + _ids(after))
-    return executor.submit(function, *args).job_id
+    with sbatch_refusal(folder, "the collecting job", without_gpus(options)):
+        return executor.submit(function, *args).job_id
+
+
+@contextmanager
+def sbatch_refusal(folder: Path, what: str, options: SlurmOptions):
+    """sbatch refusing ``what`` (submitit's FailedJobError, after it printed sbatch's
+    stderr) as a :class:`SlurmError`: SLURM's message and what to check, in one line; the
+    submission file and pickles submitit left in ``folder`` for it are removed."""
+    printed, said = io.StringIO(), None
+    try:
+        with redirect_stderr(printed):
+            yield
+    except submitit.core.utils.FailedJobError as exc:
+        said = slurm_says(str(exc) or printed.getvalue())
+    finally:
+        if said is None:  # anything else submitit printed is the user's to see
+            sys.stderr.write(printed.getvalue())
+    if said is not None:
+        for left in [*folder.glob(".submission_file_*.sh"), *folder.glob("*.pkl")]:
+            left.unlink(missing_ok=True)  # (a submitted job's are in its own folder)
+        raise SlurmError(f"sbatch refused {what}: {said}; {what_to_check(said, options)}")
 
 
 def _ids(job_ids) -> str:
@@ -360,13 +386,19 @@ def slurm_ended(job_ids: list[str]) -> dict[str, str]:
 
 def slurm_partitions() -> tuple[dict[str, list[dict]], str | None] | None:
     """Each partition's nodes as ``sinfo`` shows them (``cpus``, ``mem_mb``, ``gpus`` each)
-    and the default partition; None when sinfo cannot say."""
+    and the default partition; None when this machine has no sinfo. A sinfo that fails
+    (the controller unreachable, no configuration, munge refusing) is a :class:`SlurmError`
+    with SLURM's message and what to check."""
     if shutil.which("sinfo") is None:
         return None
     argv = ["sinfo", "-h", "-N", "-o", "%P|%c|%m|%G"]
     out = subprocess.run(argv, capture_output=True, text=True)
     if out.returncode != 0:
-        return None
+        said = slurm_says(out.stderr or out.stdout)
+        raise SlurmError(
+            f"--executor slurm: sinfo could not list the cluster's partitions: {said}; "
+            f"{what_to_check(said)}; refused before anything was written or submitted"
+        )
     partitions, default = {}, None
     for line in out.stdout.splitlines():
         part, cpus, mem, gres = (line.strip().split("|") + ["", "", ""])[:4]
@@ -388,14 +420,23 @@ def _number(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
+def check_slurm(options: SlurmOptions) -> None:
+    """What ``sweep --executor slurm`` checks before it writes or submits anything: the
+    cluster answers (sinfo), some node can meet the request (:func:`check_slurm_request`),
+    and sbatch takes a job of these options (:func:`check_sbatch_accepts`)."""
+    check_slurm_request(options)
+    check_sbatch_accepts(options)
+
+
 def check_slurm_request(options: SlurmOptions) -> None:
     """Refuse, before anything is submitted, a request that no node of the partition can
     meet (it would wait in the queue for ever, PENDING with reason PartitionConfig or
     Resources): CPUs, memory or GPUs per job above the largest node's, naming the flag, the
-    value and that largest; a partition that does not exist."""
+    value and that largest; a partition that does not exist; a cluster sinfo cannot reach
+    (:func:`slurm_partitions`)."""
     found = slurm_partitions()
     if found is None:
-        return  # sinfo cannot say: SLURM itself judges the request
+        return  # no sinfo here: sbatch judges the request (check_sbatch_accepts)
     partitions, default = found
     name = options.partition or default
     if name not in partitions:
@@ -423,6 +464,88 @@ def check_slurm_request(options: SlurmOptions) -> None:
             f"{flag} {asked}{default}: no node of partition {name} has {asked} {unit} (the "
             f"largest has {has}); {fix} another --partition"
         )
+
+
+def check_sbatch_accepts(options: SlurmOptions) -> None:
+    """Ask sbatch whether the cluster takes a job of these options, as submitit writes
+    them, without submitting it (``sbatch --test-only``): a generic resource or feature no
+    node has, an account, QoS or time limit the cluster refuses is said before anything is
+    written, with SLURM's message and what to check."""
+    with tempfile.TemporaryDirectory(prefix="pixda-sbatch-") as folder:
+        executor = slurm_executor(Path(folder), options, "pixda-check")
+        script = executor._make_submission_file_text("true", "check")  # as submit writes it
+    out = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True)
+    if out.returncode != 0:
+        said = slurm_says(out.stderr or out.stdout)
+        raise SlurmError(
+            f"--executor slurm: sbatch refuses the jobs ({slurm_request(options)}): {said}; "
+            f"{what_to_check(said, options)}; refused before anything was written or submitted"
+        )
+
+
+def slurm_says(printed: str) -> str:
+    """SLURM's own message in what a command printed: its last line, without the
+    command's ``sbatch: error:`` prefix."""
+    lines = [line.strip() for line in printed.splitlines() if line.strip()]
+    if not lines:
+        return "(it printed nothing)"
+    return re.sub(r"^[a-z]+: (error|fatal): ", "", lines[-1])
+
+
+def slurm_request(options: SlurmOptions) -> str:
+    """What a job asks for, as the sweep's flags: ``--partition debug, --cpus-per-job 4,
+    ..., --sbatch constraint=a100``."""
+    flags = [f"--partition {options.partition}" if options.partition else "default partition"]
+    flags.append(f"--cpus-per-job {options.cpus_per_job}")
+    flags += [f"--mem-gb {options.mem_gb}"] if options.mem_gb else []
+    flags += [f"--gpus-per-job {options.gpus_per_job}"] if options.gpus_per_job else []
+    flags.append(f"--time-limit {options.time_min}")
+    flags += [f"--account {options.account}"] if options.account else []
+    flags += [f"--qos {options.qos}"] if options.qos else []
+    flags += [f"--sbatch {key}={value}" for key, value in options.extra.items()]
+    return ", ".join(flags)
+
+
+#: what to check, by words of SLURM's message (lower case); the first that matches
+SLURM_CHECKS = (
+    (("contact slurm controller", "connect failure", "configuration source", "slurm.conf"),
+     "check that slurmctld is running and reachable from this machine (scontrol ping) and "
+     "that {conf} is this cluster's configuration"),
+    (("munge", "credential", "authentication", "zero bytes"),
+     "check that munged runs on this machine with the cluster's key (munge -n | unmunge)"),
+    (("generic resource", "gres"),
+     "check --gpus-per-job and any --sbatch gres=...: the generic resources (GPUs) the "
+     "partition's nodes have are what sinfo -o '%P %G' lists ((null): none configured)"),
+    (("feature",),
+     "check --sbatch constraint=...: the features of the partition's nodes are what "
+     "sinfo -o '%P %f' lists"),
+    (("policy",),
+     "check --account, --qos, --time-limit and the job's size against your account's limits "
+     "(sacctmgr show assoc)"),
+    (("account",), "check --account: one you may use on this partition (sacctmgr show assoc)"),
+    (("qos",), "check --qos: one your account may use (sacctmgr show assoc)"),
+    (("time limit",), "check --time-limit: at most the partition's (sinfo -o '%P %l')"),
+    (("partition",), "check --partition: one that sinfo lists"),
+    (("memory",), "check --mem-gb: at most the nodes' memory (sinfo -N -o '%P %m')"),
+    (("node configuration",),
+     "check --cpus-per-job, --mem-gb, --gpus-per-job and the --sbatch options against the "
+     "partition's nodes (sinfo -N -o '%P %c %m %G %f')"),
+)  # fmt: skip
+
+
+def what_to_check(said: str, options: SlurmOptions | None = None) -> str:
+    """What the user should check, for SLURM's message ``said``."""
+    conf = os.environ.get("SLURM_CONF")
+    conf = f"SLURM_CONF ({conf})" if conf else "SLURM_CONF (not set: SLURM's default one)"
+    for words, check in SLURM_CHECKS:
+        if any(word in said.lower() for word in words):
+            return check.format(conf=conf)
+    if options is None:
+        return SLURM_CHECKS[0][1].format(conf=conf)
+    return (
+        f"check the request ({slurm_request(options)}) against what the partition allows "
+        "(scontrol show partition)"
+    )
 
 
 def slurm_cancel(job_id: str) -> None:

@@ -42,11 +42,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, SlurmError
 from .executors import (
     SlurmOptions,
     Task,
-    check_slurm_request,
+    check_slurm,
     read_status,
     run_here,
     slurm_ended,
@@ -342,6 +342,11 @@ def run_sweep(
         raise ConfigError(f"--executor {executor!r} is not one of local, slurm")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: expected at least 1")
+    slurm = slurm or SlurmOptions()
+    if time_limit:
+        slurm = replace(slurm, time_min=time_limit)
+    if executor == "slurm":  # the cluster answers and takes such jobs: before anything is written
+        check_slurm(slurm)
     with _lock(out):
         _remember(out, grid)
         so, tasks = plan(grid, out)
@@ -356,18 +361,7 @@ def run_sweep(
         so_todo = [t for t in so if states[t.name] in ("failed", "missing")]
         if executor == "local":
             return _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
-        result = _submit(
-            out,
-            so,
-            so_todo,
-            todo,
-            jobs_of,
-            states,
-            slurm or SlurmOptions(),
-            time_limit,
-            skipped,
-            analysis,
-        )
+        result = _submit(out, so, so_todo, todo, jobs_of, states, slurm, skipped, analysis)
     if wait:  # outside the lock: another sweep command may add runs meanwhile
         follow(out, result["submitted"])
         result.update(collect_result(out))
@@ -509,36 +503,52 @@ def _row(task: Task, executor: str, job_id: str | None) -> dict:
     }
 
 
-def _submit(
-    out, so, so_todo, todo, jobs_of, states, options, time_limit, skipped, analysis
-) -> dict:
+def _submit(out, so, so_todo, todo, jobs_of, states, options, skipped, analysis) -> dict:
     """SLURM: the source-only job (when needed), the runs as one array after it, and a last
-    job that collects the results when they have all ended."""
-    if time_limit:
-        options = replace(options, time_min=time_limit)
-    check_slurm_request(options)  # (sweep --executor slurm checked it before writing anything)
+    job that collects the results when they have all ended. sbatch refusing one of them
+    (the controller gone since the check) is one line saying what was submitted before it:
+    each job is in runs.csv as soon as it is queued, so the same command submits the rest."""
     folder = out / ".submitit"
-    after, new = [], []
-    if so_todo:
-        new = submit_to_slurm(so_todo, folder, options, name="pixda-source-only")
-        record_runs(out, [_row(t, "slurm", i) for t, i in zip(so_todo, new, strict=True)])
-        after = list(new)
-        for t, i in zip(so_todo, new, strict=True):
-            print(f"[sweep] source-only model {t.name}: job {i}", flush=True)
-    # those still queued from an earlier command
-    after += [jobs_of[t.name] for t in so if states[t.name] in ("pending", "running")]
-    ids = submit_to_slurm(todo, folder, options, after, name="pixda-runs")
-    record_runs(out, [_row(t, "slurm", i) for t, i in zip(todo, ids, strict=True)])
-    for t, i in zip(todo, ids, strict=True):
-        print(f"[sweep] {t.name}: job {i}", flush=True)
-    queued = [jobs_of[n] for n in skipped if states[n] in ("pending", "running")]
-    submitted = new + ids
-    if submitted or queued:
-        collector = submit_collect(collect, (out, analysis), folder, options, submitted + queued)
-        print(f"[sweep] collecting job {collector} runs when they have ended", flush=True)
-        submitted.append(collector)
+    after, new, ids = [], [], []
+    try:
+        if so_todo:
+            new = submit_to_slurm(so_todo, folder, options, name="pixda-source-only")
+            record_runs(out, [_row(t, "slurm", i) for t, i in zip(so_todo, new, strict=True)])
+            after = list(new)
+            for t, i in zip(so_todo, new, strict=True):
+                print(f"[sweep] source-only model {t.name}: job {i}", flush=True)
+        # those still queued from an earlier command
+        after += [jobs_of[t.name] for t in so if states[t.name] in ("pending", "running")]
+        ids = submit_to_slurm(todo, folder, options, after, name="pixda-runs")
+        record_runs(out, [_row(t, "slurm", i) for t, i in zip(todo, ids, strict=True)])
+        for t, i in zip(todo, ids, strict=True):
+            print(f"[sweep] {t.name}: job {i}", flush=True)
+        queued = [jobs_of[n] for n in skipped if states[n] in ("pending", "running")]
+        submitted = new + ids
+        if submitted or queued:
+            collector = submit_collect(
+                collect, (out, analysis), folder, options, submitted + queued
+            )
+            print(f"[sweep] collecting job {collector} runs when they have ended", flush=True)
+            submitted.append(collector)
+    except SlurmError as exc:
+        raise SlurmError(f"--executor slurm: {exc}; {_kept(out, new + ids)}") from None
     print(f"[sweep] submitted {len(submitted)} job(s); follow with: pixda sweep --status {out}")
     return {"summary": None, "failed": [], "ran": [], "skipped": skipped, "submitted": submitted}
+
+
+def _kept(out: Path, submitted: list[str]) -> str:
+    """What a sweep whose submission sbatch refused half-way keeps, and how it resumes."""
+    if not submitted:
+        return (
+            f"nothing was submitted; the sweep's record in {out} is kept, and the same "
+            "command submits the sweep once SLURM takes jobs again"
+        )
+    return (
+        f"submitted before it: job(s) {', '.join(submitted)}, recorded in {out / 'runs.csv'}; "
+        "the same command, once SLURM takes jobs again, submits the rest (queued jobs are "
+        "left alone, those SLURM lost are resubmitted)"
+    )
 
 
 def follow(out: Path, job_ids: list[str], every: float = 2.0) -> None:

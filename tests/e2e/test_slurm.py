@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pixda_core import sweep as sweep_module
 from pixda_core.executors import read_status, slurm_queue
-from pixda_core.sweep import status_table
+from pixda_core.sweep import read_runs, status_table
 from pixda_core.sweep_cli import main
 from tests.helpers import ROOT, TINY, grid_results
 
@@ -30,9 +31,19 @@ FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    """A one-node SLURM cluster for this module; its daemons stopped after it."""
+CLUSTER = ROOT / "tests" / "e2e" / "slurm" / "cluster.sh"
+
+
+def cluster(command: str, folder: Path) -> str:
+    """``cluster.sh start|stop folder``; start returns the cluster's SLURM_CONF."""
+    proc = subprocess.run(["bash", str(CLUSTER), command, str(folder)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().partition("=")[2]
+
+
+def cluster_folder() -> Path:
+    """A folder for a cluster (the test skipped where none can start)."""
     tools = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
     if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
         pytest.skip("the SLURM tests start a cluster as root from Debian's slurm-wlm and munge "
@@ -40,21 +51,37 @@ def slurm():
     # munged runs as the munge user: its folder must be reachable, unlike pytest's (0700)
     folder = Path(tempfile.mkdtemp(prefix="pixda-slurm-"))
     folder.chmod(0o755)
-    script = ROOT / "tests" / "e2e" / "slurm" / "cluster.sh"
-    proc = subprocess.run(["bash", str(script), "start", str(folder)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A one-node SLURM cluster for this module; its daemons stopped after it."""
+    folder = cluster_folder()
     before = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = proc.stdout.strip().partition("=")[2]
     try:
+        os.environ["SLURM_CONF"] = cluster("start", folder)
         yield folder
     finally:
-        subprocess.run(["bash", str(script), "stop", str(folder)], timeout=60)
+        cluster("stop", folder)
         shutil.rmtree(folder, ignore_errors=True)
         if before is None:
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = before
+
+
+@pytest.fixture
+def own_slurm(monkeypatch):
+    """A one-node cluster of the test's own, to stop and start again (the module's stays
+    up); the daemons it started stopped after it, whatever the test left running."""
+    folder = cluster_folder()
+    try:
+        monkeypatch.setenv("SLURM_CONF", cluster("start", folder))
+        yield folder
+    finally:
+        cluster("stop", folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
@@ -137,3 +164,89 @@ def test_a_request_no_node_can_meet_is_refused_before_any_job_is_queued(
         assert not out.exists()  # nothing written
         queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, check=True)
         assert queue.stdout.strip() == ""  # nothing queued
+
+
+def test_a_job_sbatch_refuses_is_refused_before_anything_is_written(
+    slurm, toy_root, tmp_path, capsys
+):
+    """A generic resource or a feature no node has passes sinfo's check (the test cluster
+    has no GPU configured): sbatch --test-only refuses it before anything is written, in one
+    line with SLURM's own message and what to check."""
+    out = tmp_path / "never"
+    command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--executor", "slurm",
+               "--cpus-per-job", "1"]  # fmt: skip
+    request = "default partition, --cpus-per-job 1, --time-limit 1440"
+    for flags, said in [
+        (["--sbatch", "gres=gpu:1"],
+         f"sbatch refuses the jobs ({request}, --sbatch gres=gpu:1): Invalid generic resource "
+         "(gres) specification; check --gpus-per-job and any --sbatch gres=...: the generic "
+         "resources (GPUs) the partition's nodes have are what sinfo -o '%P %G' lists ((null): "
+         "none configured); refused before anything was written or submitted"),
+        (["--sbatch", "constraint=a100"],
+         f"sbatch refuses the jobs ({request}, --sbatch constraint=a100): allocation failure: "
+         "Invalid feature specification; check --sbatch constraint=...: the features of the "
+         "partition's nodes are what sinfo -o '%P %f' lists"),
+    ]:  # fmt: skip
+        assert main([*command, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --executor slurm: {said}") and err.count("\n") == 1
+        assert not out.exists()  # nothing written
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, check=True)
+        assert queue.stdout.strip() == ""  # nothing queued
+
+
+def test_a_stopped_cluster_is_said_in_one_line_and_the_same_command_resumes(
+    own_slurm, toy_root, tmp_path, capsys, monkeypatch
+):
+    """The cluster stopped after the source-only job was queued: sbatch's refusal of the
+    array is one line naming SLURM's message, what to check and what was submitted, runs.csv
+    holds that job, submitit's leftovers are gone; with the cluster stopped, a new sweep is
+    refused by sinfo before anything is written; the cluster started again, the same
+    command submits what is missing. (The jobs begin in an hour: no notebook runs.)"""
+    conf = os.environ["SLURM_CONF"]
+    check = ("check that slurmctld is running and reachable from this machine (scontrol ping) "
+             f"and that SLURM_CONF ({conf}) is this cluster's configuration")  # fmt: skip
+    out = tmp_path / "half"
+    command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--executor", "slurm",
+               "--cpus-per-job", "1", "--sbatch", "begin=now+1hour"]  # fmt: skip
+    submit = sweep_module.submit_to_slurm
+
+    def then_stop(tasks, *args, **kwargs):
+        ids = submit(tasks, *args, **kwargs)
+        cluster("stop", own_slurm)  # (its scancel cancels the job just queued)
+        return ids
+
+    monkeypatch.setattr(sweep_module, "submit_to_slurm", then_stop)
+    assert main(command) == 2
+    monkeypatch.setattr(sweep_module, "submit_to_slurm", submit)
+    captured = capsys.readouterr()
+    runs = read_runs(out)
+    [source_only] = runs["name"]
+    job = runs["job_id"][0]
+    assert captured.err == (
+        "error: --executor slurm: sbatch refused the array of 2 runs: Batch job submission "
+        f"failed: Unable to contact slurm controller (connect failure); {check}; submitted "
+        f"before it: job(s) {job}, recorded in {out / 'runs.csv'}; the same command, once SLURM "
+        "takes jobs again, submits the rest (queued jobs are left alone, those SLURM lost are "
+        "resubmitted)\n"
+    )
+    assert f"[sweep] source-only model {source_only}: job {job}" in captured.out
+    assert sorted(p.name for p in (out / ".submitit").iterdir()) == [job]  # no leftovers
+
+    never = tmp_path / "never"
+    assert main([*command[:1], str(never), *command[2:]]) == 2
+    assert capsys.readouterr().err == (
+        "error: --executor slurm: sinfo could not list the cluster's partitions: "
+        f"slurm_load_partitions: Unable to contact slurm controller (connect failure); {check}; "
+        "refused before anything was written or submitted\n"
+    )
+    assert not never.exists()
+
+    assert cluster("start", own_slurm) == conf
+    assert main(command) == 0
+    said = capsys.readouterr().out
+    runs = read_runs(out).set_index("name")["job_id"]
+    assert len(runs) == 3 and runs[source_only] != job  # cancelled by the stop: resubmitted
+    assert "[sweep] submitted 4 job(s)" in said  # the source-only job, an array of 2, collect
+    queue = slurm_queue(list(runs))
+    assert sorted(queue) == sorted(runs) and set(queue.values()) == {"PENDING"}
