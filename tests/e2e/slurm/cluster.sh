@@ -95,7 +95,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 MinJobAge=600
 InactiveLimit=0
-KillWait=10
+KillWait=60
 NodeName=$host CPUs=$cpus RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
