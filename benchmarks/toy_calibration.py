@@ -3,10 +3,12 @@ calibration figures, each with its 95% CI over training seeds (pixda_core.stats)
 
 - source-only / oracle at the toy's default gap (real benchmark, DeepLab-v2 ResNet-101:
   about 36.6 / 65.1 = 0.56; target 0.45-0.65);
-- FT 1-shot / oracle (target 0.40-0.75), and oracle - FT 5-shot in points (clearly above 0:
+- FT 1-shot / oracle (target 0.40-0.75), and oracle - FT 5-shot in points (target above 1:
   five images per city must not cover the target);
-- oracle - source-only in points at gap 0 (a few points: the gap is the look, not the
+- oracle - source-only in points at gap 0 (target below 5: the gap is the look, not the
   content).
+
+The targets are :data:`TARGETS` (the docs' tables quote them; a test keeps them equal).
 
 Each ratio is taken seed by seed (source-only, FT and the oracle of seed S: a sweep with
 ``--source-only-per-seed`` trains a source-only model per seed; with one shared model its

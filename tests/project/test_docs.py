@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -35,18 +36,10 @@ def build(config: Path, site: Path) -> subprocess.CompletedProcess:
     )
 
 
-def commands(markdown: str) -> list[str]:
-    """The shell commands a page shows: its indented code lines, continuation lines joined,
-    comments left out."""
-    out, current = [], ""
-    for line in markdown.splitlines():
-        if line.startswith("    "):
-            text = line.split(" #")[0].strip()
-            current = f"{current} {text}" if current else text
-            if not text.endswith("\\"):
-                out.append(current)
-                current = ""
-    return [c for c in out if c and not c.startswith("#")]
+def home_page(readme: str) -> str:
+    """docs/index.md, the site's home page: the README with its links into docs/ made relative
+    to docs/ (``python -m tests.project.test_docs`` writes it)."""
+    return readme.replace("](docs/", "](")
 
 
 @pytest.mark.unit
@@ -63,15 +56,73 @@ def test_the_readme_is_a_front_door():
 
 
 @pytest.mark.unit
-def test_every_command_of_the_readme_is_in_the_docs():
-    docs = "\n".join(p.read_text() for p in sorted(DOCS.glob("*.md")))
+def test_the_home_page_is_the_readme():
+    assert (DOCS / "index.md").read_text() == home_page(README.read_text()), (
+        "docs/index.md differs from the README: write it with .venv/bin/python -m "
+        "tests.project.test_docs"
+    )
 
-    def words(command: str) -> str:  # continuation lines may wrap differently
-        return " ".join(command.replace("\\", " ").split())
 
-    shown = {words(c) for c in commands(docs)}
-    lost = [c for c in commands(README.read_text()) if words(c) not in shown]
-    assert not lost, f"commands in the README that no docs page shows: {lost}"
+@pytest.mark.unit
+def test_no_page_states_the_suites_size():
+    """The number of tests changes with every commit: no page states it as a fact."""
+    found = [f"{p.name}: {m[0]}" for p in [README, *DOCS.glob("*.md")]
+             for m in re.finditer(r"\b\d[\d,]* (tests|passed)\b", p.read_text())]  # fmt: skip
+    assert not found, found
+
+
+@pytest.mark.unit
+def test_the_calibration_ranges_are_the_scripts():
+    """The README's and toy.md's calibration tables quote benchmarks/toy_calibration.py's
+    ranges (TARGETS), as the script prints them."""
+    spec = importlib.util.spec_from_file_location(
+        "toy_calibration", ROOT / "benchmarks" / "toy_calibration.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for page in (README, DOCS / "toy.md"):
+        rows = {}
+        for line in page.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("|") and len(cells) > 2:
+                rows[cells[0]] = cells[1:]
+        for what, (low, high) in script.TARGETS.values():
+            row = next((cells for name, cells in rows.items() if name.startswith(what)), None)
+            assert row is not None, f"{page.name}: no calibration row {what!r}"
+            assert script._range(low, high) in row, (
+                f"{page.name}: {what!r} says {row}, the script {script._range(low, high)!r}"
+            )
+
+
+def layout_paths() -> set[str]:
+    """The paths docs/layout.md's tree names: a line's names (comma-separated, before two
+    spaces) under the folders it is indented below."""
+    text = (DOCS / "layout.md").read_text()
+    paths, parents = set(), []
+    for line in text.splitlines():
+        if not line.startswith("    ") or len(line) - len(line.lstrip()) > 12:
+            continue  # prose, or a description's continuation line
+        depth = (len(line) - len(line.lstrip()) - 4) // 2
+        names = line.strip().split("  ")[0]
+        parents = parents[:depth]
+        for name in (n.strip() for n in names.split(",")):
+            paths.add("/".join([*parents, name.rstrip("/")]))
+        if names.endswith("/"):
+            parents.append(names.rstrip("/"))
+    return paths
+
+
+@pytest.mark.unit
+def test_the_layout_names_every_module():
+    """Every module of the package is on docs/layout.md, where it lies (a subpackage's
+    ``__init__.py`` is its folder); every .py the page names exists."""
+    named = layout_paths()
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pixda_core").rglob("*.py")
+               if p.name != "__init__.py" or p.parent.name == "pixda_core"}  # fmt: skip
+    missing = sorted(modules - named)
+    assert not missing, f"modules docs/layout.md does not name: {missing}"
+    stale = sorted(n for n in named if n.endswith(".py") and not (ROOT / n).is_file())
+    assert not stale, f"docs/layout.md names modules that do not exist: {stale}"
 
 
 @pytest.mark.tools
@@ -127,3 +178,8 @@ def test_references_to_pages_name_pages_of_the_checkout():
         if "shared/docs" in text or "shared/data" in text:
             wrong.append(f"{path.relative_to(ROOT)}: names shared/docs or shared/data")
     assert not wrong, "references to pages that are not in the checkout:\n" + "\n".join(wrong)
+
+
+if __name__ == "__main__":  # write the home page from the README
+    (DOCS / "index.md").write_text(home_page(README.read_text()))
+    print(f"wrote {DOCS / 'index.md'}")
