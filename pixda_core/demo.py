@@ -7,12 +7,19 @@
 
 Executed notebooks, figures and ``summary.csv`` land in ``results/demo``. To stay under 5
 minutes on 2 cores the demo trains at a quarter of the toy preset's pixels (64x32 instead of
-128x64: :data:`DEMO_OVERRIDES`), shortens source-only training to 120 iterations and
-distillation to 10 steps (adaptation keeps 75 iterations, one source epoch, so PixDA makes
-one selection round), runs notebook 01 beside the source-only notebook and the four
-adaptation notebooks two at once, a core each. It prints the
-``sweep`` command that reproduces any of its cells exactly; the same command without
-``--iterations``, ``--pretrain-iterations`` and ``--set`` runs the toy preset's full length.
+128x64: :data:`DEMO_OVERRIDES`), shortens source-only training to 120 iterations,
+adaptation to :data:`ITERATIONS` and distillation to 10 steps, runs notebook 01 beside the
+source-only notebook and the four adaptation notebooks two at once, a core each.
+
+PixDA is run whole: one pass over the toy's 300 source images is 75 steps at batch 4, and
+PixDA selects at the end of a pass only while iterations remain in the budget (a budget
+ending exactly on a pass's end gets no round there: docs/training.md). So the demo's 80
+iterations are 75 steps, the selection round at step 75, 5 steps on the source images it
+kept (a round that keeps fewer than a batch ends the main phase there), then distillation.
+After the per-class table the demo prints each PixDA run's rounds and distillation, read
+from its ``selection.csv`` and ``metrics.json``. It prints the ``sweep`` command that
+reproduces any of its cells exactly; the same command without ``--iterations``,
+``--pretrain-iterations`` and ``--set`` runs the toy preset's full length.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 
@@ -33,7 +41,9 @@ METHODS = ("source_only", "finetune", "pixda")
 #: input; the metric stays at the labels' full size), 10 distillation steps instead of 20
 DEMO_OVERRIDES = {"data": {"size": [64, 32], "val_size": [64, 32]}, "method": {"kd_steps": 10}}
 PRETRAIN_ITERATIONS = 120
-ITERATIONS = 75  # one source epoch at batch 4: PixDA's selection round happens
+#: adaptation iterations: one pass over the toy's 300 source images at batch 4 is 75 steps;
+#: PixDA selects at a pass's end only with iterations left, so 75 would never select
+ITERATIONS = 80
 JOBS = 2
 
 
@@ -52,6 +62,39 @@ def set_flags(overrides: dict) -> str:
         for section, values in overrides.items()
         for key, v in values.items()
     )
+
+
+def selection_lines(runs: pd.DataFrame) -> list[str]:
+    """One line for each PixDA run of ``runs`` (:func:`~pixda_core.analysis.load_runs`): its
+    selection rounds and its distillation, as the run wrote them: ``selection.csv`` holds a
+    row per round and one where the main phase ended, ``metrics.json`` the final step (the
+    distillation's steps are those after the main phase's end)."""
+    from .analysis import METHOD_NAMES
+    from .train.rundir import read_metrics, read_table
+
+    lines = []
+    for _, run in runs[runs["method"] == "pixda"].iterrows():
+        folder = Path(run["path"])
+        name = f"{METHOD_NAMES['pixda']} ({run['shots']}-shot, seed {run['seed']})"
+        if not (folder / "selection.csv").is_file():  # method.selection off
+            lines.append(f"{name}: no selection (method.selection is off)")
+            continue
+        table = read_table(folder / "selection.csv")
+        event = table["event"].fillna("").astype(str)
+        rounds = [
+            f"selection round {int(r['round'])} at step {int(r['step'])} kept {int(r['kept'])} "
+            f"of {int(r['candidates'])} source images (tau {float(r['tau']):.2f})"
+            for _, r in table[event == ""].iterrows()
+        ]
+        end = table[event.str.startswith("main phase over")].iloc[-1]
+        why = str(end["event"]).removeprefix("main phase over: ")
+        kd = read_metrics(folder / "metrics.json")["step"] - int(end["step"])
+        kd_said = f"distillation {kd} steps" if kd else "no distillation"
+        lines.append(
+            f"{name}: {'; '.join(rounds) or 'no selection round'}; main phase over at step "
+            f"{int(end['step'])} ({why}); {kd_said}"
+        )
+    return lines
 
 
 def run(
@@ -120,6 +163,9 @@ def run(
     table = per_class_table(runs)
     print("\nper-class IoU on the toy target val set (%):")
     print(table.round(1).to_markdown())
+    print("\nPixDA's selection (each run's selection.csv) and distillation:")
+    for line in selection_lines(runs):
+        print(f"  {line}")
     analysis = out / "sweep" / "analysis"
     print(f"\n[demo] done in {time.time() - t0:.0f} s")
     print(f"  data figures:       {out / 'data'} (class_frequency, samples, fda_preview)")

@@ -8,8 +8,8 @@ baseline (docs/method.md; what each method uses is in :mod:`pixda_core.methods`)
 3. build the job (nets, data, streams; :class:`~pixda_core.train.job.Job`) and resume it
    from its newest checkpoint when asked;
 4. the main phase (:func:`main_phase`): one step after another until the iteration budget
-   is spent; at the end of each pass over the source images, validation and (PixDA)
-   selection, which may end the phase early;
+   is spent; at the end of each pass over the source images, validation and (PixDA, while
+   iterations remain in the budget) selection, which may end the phase early;
 5. the distillation phase (:func:`distillation_phase`, PixDA);
 6. the final evaluation, written to ``metrics.json`` (:func:`finish`).
 
@@ -150,7 +150,14 @@ def main_phase(job: Job) -> None:
     selection keeps fewer source images than one batch)."""
     cfg, s = job.cfg, job.state
     budget = job.optim.early_stop
-    while s.step < budget:
+    # PixDA selects at a pass's end only with iterations left (nothing would train on the
+    # images kept). A run whose budget ended on a pass's end, resumed with a larger one, owes
+    # that round now, as a run started with that budget makes it (at a pass's end, any other
+    # checkpoint of the main phase follows its round: its stream starts over at 0)
+    if job.method.selects and job.src is not None and job.src.at_epoch_end and s.step < budget:
+        selection_round(job)
+        job.checkpoint()
+    while s.step < budget and not s.end_reason:
         src, trg = job.next_batches()
         main_step(job.nets, src, trg, cfg, job.losses)
         job.step_done()  # counts the step; a loss line every run.log_every steps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -11,6 +13,11 @@ from tests.helpers import TINY, png_size, take_source_only
 pytestmark = pytest.mark.notebooks
 
 
+#: the test benchmark's pass over its 8 source images is 4 steps at TINY's batch 2: PixDA
+#: selects at step 4, then trains one step more (as the demo: 75 steps, a round, 5 more)
+ITERATIONS = 5
+
+
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     out = tmp_path / "demo"
@@ -18,7 +25,7 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
         toy_root,
         out,
         pretrain_iterations=4,
-        iterations=2,
+        iterations=ITERATIONS,
         overrides=TINY,
         progress=False,
         shots=(1,),
@@ -37,6 +44,15 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "per-class IoU on the toy target val set" in printed and "| PixDA (1-shot)" in printed
     assert str(result["summary"]) in printed and "python -m pixda_core sweep --shots 5" in printed
+    # PixDA ran whole: its selection round and its distillation, as its selection.csv says
+    rounds = pd.read_csv(out / "sweep" / "pixda_1shot_seed0" / "selection.csv")
+    kept = rounds.loc[rounds["round"].eq(1) & rounds["event"].isna(), "kept"].item()
+    said = re.search(
+        rf"PixDA \(1-shot, seed 0\): selection round 1 at step 4 kept {kept} of 8 source images "
+        r"\(tau 0\.40\); main phase over at step (\d) \(.+\); distillation 2 steps\n",
+        printed,
+    )
+    assert said and int(said[1]) == (5 if kept >= 2 else 4), printed  # (fewer than a batch: 4)
 
     # the sweep command reproduces a cell of the demo exactly (CPU, same seed)
     from pixda_core.sweep import run_sweep
@@ -49,7 +65,7 @@ def test_demo_runs_the_whole_pipeline(toy_root, tmp_path, capsys):
         seeds=(0,),
         data_root=str(toy_root),
         pretrain_iterations=4,
-        iterations=2,
+        iterations=ITERATIONS,
         overrides=TINY,
         analysis=False,
         jobs=demo.JOBS,  # as printed: the threads per notebook decide the last bits

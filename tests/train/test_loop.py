@@ -451,3 +451,64 @@ def test_resume_in_distillation_after_selection_kept_too_few(toy_root, tmp_path,
             pd.read_csv(folder / "history.csv").drop(columns=["step_s", "data_wait"]),
             history.drop(columns=["step_s", "data_wait"]),
         )
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("budget", [4, 5])
+def test_pixda_selects_at_a_pass_end_only_with_iterations_left(
+    toy_root, tmp_path, source_only, budget
+):
+    """The toy's 8 source images at batch 2: a pass is 4 steps. A budget of 4 ends on the pass's
+    end: no round there (nothing would train on the images kept), distillation follows; a
+    budget of 5 gets the round at step 4 (tau 0 keeps every image), a step on the kept images,
+    then distillation. The demo's line for the run says the same, read from its files."""
+    from pixda_core.demo import selection_lines
+
+    cfg = tiny(toy_root, tmp_path, method={"tau": 0.0}, adapt={"early_stop": budget},
+               run={"name": "r", "restore_from": str(source_only)})  # fmt: skip
+    final = adapt(cfg)
+    folder = tmp_path / "r"
+    assert final["step"] == budget + 3  # kd_steps 3
+    rows = pd.read_csv(folder / "selection.csv")
+    end = f"main phase over: iteration budget ({budget}) spent"
+    rounds = [[4, 1, 8, 8, ""]] if budget == 5 else []  # step, round, candidates, kept
+    assert rows[["step", "round", "candidates", "kept", "event"]].fillna("").values.tolist() == [
+        *rounds,
+        [budget, len(rounds), 8, 8, end],
+    ]
+    assert (folder / "selection" / "round_1.csv").exists() == (budget == 5)
+    assert 4 in pd.read_csv(folder / "validations.csv")["step"].values  # the pass's end
+    hist = pd.read_csv(folder / "history.csv")
+    assert hist.loc[hist["phase"] == "kd", "step"].min() > budget
+    said = "selection round 1 at step 4 kept 8 of 8 source images (tau 0.00)"
+    run = pd.DataFrame([{"method": "pixda", "path": folder, "shots": 1, "seed": 5}])
+    assert selection_lines(run) == [
+        f"PixDA (1-shot, seed 5): {said if rounds else 'no selection round'}; main phase over"
+        f" at step {budget} (iteration budget ({budget}) spent); distillation 3 steps"
+    ]
+
+
+@pytest.mark.training
+def test_a_pixda_run_extended_past_a_pass_end_makes_the_round_it_was_owed(
+    toy_root, tmp_path, source_only
+):
+    """Selection without distillation (so a finished run may be extended): a budget of 4 ends
+    on the pass's end without a round; resumed with a budget of 5 the run makes that round
+    first and ends with the weights, metrics and rounds of a run started with 5."""
+
+    def cfg(name, budget):
+        return tiny(toy_root, tmp_path, method={"tau": 0.0, "distillation": False},
+                    adapt={"early_stop": budget},
+                    run={"name": name, "restore_from": str(source_only)})  # fmt: skip
+
+    straight = adapt(cfg("five", 5))
+    assert adapt(cfg("e", 4))["step"] == 4
+    assert adapt(cfg("e", 5), resume=True) == {**straight, "run": "e"}
+    ck = [load_checkpoint(tmp_path / n / "checkpoints" / "latest.pt") for n in ("e", "five")]
+    assert all(torch.equal(ck[0]["model"][k], v) for k, v in ck[1]["model"].items())
+    rows = [pd.read_csv(tmp_path / n / "selection.csv") for n in ("e", "five")]
+    # (e's also says where its budget of 4 ended; that row, its first, fixed its columns: the
+    # toy's truth columns of the round are not there)
+    rounds = [r.loc[r["event"].isna(), rows[0].columns] for r in rows]
+    pd.testing.assert_frame_equal(rounds[0].reset_index(drop=True), rounds[1])
+    assert len(rounds[1]) == 1 and rows[0]["event"].dropna().str.contains(r"\(4\) spent").any()
