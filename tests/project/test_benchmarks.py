@@ -137,3 +137,28 @@ def test_ddp_benchmark_keeps_the_replicas_identical(tmp_path):
     assert "processes 2 x 1 threads (cpu)" in proc.stdout
     assert "max weight difference between processes 0\n" in proc.stdout, proc.stdout
     assert "stop vote (async): median " in proc.stdout  # the loop's agreement, timed apart
+
+
+@pytest.mark.unit
+def test_the_witness_tells_tensors_bytes_and_metrics_apart(tmp_path):
+    """benchmarks/witness.py's digest and comparison: equal records are the same; a changed
+    weight, a changed metric, a missing method and bytes that differ with equal tensors are
+    each said."""
+    witness = _load_script("witness")
+    saved = {"state": {"step": 3}, "model": {"w": torch.ones(2, 2)}, "config": {"lr": 0.1},
+             "optimizers": {"g": {"state": {0: {"momentum_buffer": torch.zeros(2)}}}}}  # fmt: skip
+    tensors = witness._tensors(witness._digest(saved))
+    assert set(tensors) == {"model", "optimizers"}  # numbers and strings left to the metrics
+    rec = {"step": 3, "tensors": tensors, "file": "aa", "miou": 0.5, "per_class_iou": {}}
+    assert witness.compare({"ft": rec}, {"ft": dict(rec)}) == []
+    changed = {**saved, "model": {"w": torch.ones(2, 2).add_(1e-7)}}
+    other = {**rec, "tensors": witness._tensors(witness._digest(changed)), "file": "bb"}
+    assert witness.compare({"ft": rec}, {"ft": other}) == [
+        "ft: tensors not the same",
+        "ft: checkpoint bytes differ (tensors differ)",
+    ]
+    assert witness.compare({"ft": rec}, {"ft": {**rec, "file": "cc"}}) == [
+        "ft: checkpoint bytes differ (tensors agree)"
+    ]
+    assert witness.compare({"ft": rec}, {"ft": {**rec, "miou": 0.51}}) == ["ft: miou not the same"]
+    assert witness.compare({"ft": rec, "pixda": rec}, {"ft": rec}) == ["pixda: only in the first"]
