@@ -210,3 +210,168 @@ def test_a_source_only_model_of_other_settings_is_no_baseline(tmp_path):
     assert "pretrain.early_stop" in note
     (tmp_path / "so" / "config.yaml").write_text("preset: toy\n")
     assert A.has_baseline(load_runs(tmp_path))
+
+
+def configured_run(folder: Path, config: str | None, **metrics) -> Path:
+    """A finished run (an FT 1-shot one unless ``metrics`` say otherwise) whose config.yaml
+    is ``config`` (None: none, as an old run)."""
+    fake_run(folder, **metrics)
+    if config is None:
+        (folder / "config.yaml").unlink()
+    else:
+        (folder / "config.yaml").write_text(config)
+    return folder
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ("run: [1, 2\n", "is damaged (not valid YAML)"),
+        ("- preset\n- toy\n", "is damaged (not a YAML mapping)"),
+        ("", "is damaged (not a YAML mapping)"),
+    ],
+)
+def test_a_damaged_config_yaml_is_named_with_what_to_do(tmp_path, config, said):
+    run = configured_run(tmp_path / "ft", config)
+    with pytest.raises(DataError) as raised:
+        load_runs(tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"config file {run / 'config.yaml'} {said}; ")
+    assert message.endswith(
+        "restore it from the run's copy, or move the run folder out of the analysis"
+    )
+
+
+@pytest.mark.unit
+def test_missing_run_folders_and_confusion_files_are_named(tmp_path):
+    fake_run(tmp_path / "ft")
+    with pytest.raises(DataError, match=f"^run folder {tmp_path / 'gone'} does not exist$"):
+        load_runs([tmp_path / "ft", tmp_path / "gone"])
+    with pytest.raises(DataError) as raised:
+        A.confusion(tmp_path / "ft")
+    assert str(raised.value) == (
+        f"{tmp_path / 'ft' / 'metrics_confusion.npy'} does not exist "
+        f"(is {tmp_path / 'ft'} a finished run folder?)"
+    )
+
+
+@pytest.mark.unit
+def test_labels_say_sizes_switches_numbers_and_the_source_only_model(tmp_path):
+    sizes = tmp_path / "sizes"
+    size = "preset: toy\ndata:\n  size: [{}]\n  val_size: [{}]\n"
+    configured_run(sizes / "small", size.format("64, 32", "64, 32"))
+    configured_run(sizes / "large", size.format("96, 48", "96, 48"))
+    configured_run(sizes / "mixed", size.format("64, 32", "96, 48"))
+    by = load_runs(sizes).set_index("run")["setting_label"]
+    # "64x32" says the val size too where it is the same; "val ..." where it is not
+    assert by.to_dict() == {"small": "64x32", "large": "96x48", "mixed": "64x32, val 96x48"}
+
+    other = tmp_path / "other"
+    configured_run(
+        other / "a", "preset: toy\nrun:\n  cpu_bf16: true\n  own_source_only: true\n"
+        "adapt:\n  lr: 0.0025\n",
+    )  # fmt: skip
+    configured_run(other / "b", "preset: toy\nrun:\n  cpu_bf16: false\nadapt:\n  lr: 0.001\n")
+    by = load_runs(other).set_index("run")["setting_label"]
+    assert by["a"] == "cpu bf16 on, lr 0.0025, a source-only model per seed"
+    assert by["b"] == "cpu bf16 off, lr 0.001, one source-only model"
+
+
+@pytest.mark.unit
+def test_model_files_are_named_by_what_stays_when_copied(tmp_path):
+    init = "preset: toy\nmodel:\n  init: {}\n"
+    configured_run(tmp_path / "here", init.format("/data/one/weights/r18.pth"))
+    configured_run(tmp_path / "copied", init.format("/elsewhere/weights/r18.pth"))
+    configured_run(tmp_path / "bare", init.format("r18.pth"))
+    configured_run(tmp_path / "ours", init.format("/x/so_run/checkpoints/latest.pt"))
+    by = load_runs(tmp_path).set_index("run")
+    # the same file in a folder of the same name, wherever it lies: one setting
+    assert by.loc["here", "fingerprint"] == by.loc["copied", "fingerprint"]
+    assert by["fingerprint"].nunique() == 3
+    assert by["setting_label"].to_dict() == {
+        "here": "init weights/r18.pth",
+        "copied": "init weights/r18.pth",
+        "bare": "init r18.pth",
+        "ours": "init so_run/latest.pt",  # a run's checkpoint: the run and the file
+    }
+
+
+@pytest.mark.unit
+def test_a_run_adapted_from_a_given_model_knows_where_it_started(tmp_path):
+    so = configured_run(tmp_path / "so", "preset: toy\n", method="source_only", shots=0,
+                        split=None)  # fmt: skip
+    restore = "preset: toy\nrun:\n  restore_from: {}\n"
+    configured_run(tmp_path / "ft", restore.format(so / "checkpoints" / "latest.pt"))
+    configured_run(tmp_path / "plain", "preset: toy\n")  # adapted from the one it trained
+    configured_run(tmp_path / "v1", restore.format("/downloads/v1/so.pth"))
+    configured_run(tmp_path / "v1_copy", restore.format("/mnt/v1/so.pth"))
+    configured_run(tmp_path / "v2", restore.format("/downloads/v2/so.pth"))
+    configured_run(tmp_path / "away", restore.format("/cluster/so_run/checkpoints/latest.pt"))
+    runs = load_runs(tmp_path)
+    by = runs.set_index("run")
+    # the kit's own source-only run given as a file: its settings, as if trained for the run
+    assert by.loc["ft", "origin"] == by.loc["so", "origin"] == by.loc["plain", "origin"]
+    assert by.loc["ft", "fingerprint"] == by.loc["plain", "fingerprint"]
+    # any other file (or a run folder not here): named by its folder and name
+    assert by.loc["v1", "fingerprint"] == by.loc["v1_copy", "fingerprint"]
+    assert by.loc["v1", "origin"] not in (by.loc["v2", "origin"], by.loc["so", "origin"])
+    assert by.loc["v1", "setting_label"] == "source-only from v1/so.pth"
+    assert by.loc["v2", "setting_label"] == "source-only from v2/so.pth"
+    assert by.loc["away", "setting_label"] == "source-only from so_run/latest.pt"
+    assert by.loc["ft", "setting_label"] == ""
+    # the source-only run's metrics.json damaged: its config.yaml still says what it was
+    (so / "metrics.json").write_text("{")
+    again = load_runs(tmp_path / "ft").set_index("run")
+    assert again.loc["ft", "origin"] == by.loc["so", "origin"]
+    assert again.loc["ft", "fingerprint"] == by.loc["ft", "fingerprint"]
+
+
+@pytest.mark.unit
+def test_a_source_only_setting_chosen_keeps_the_runs_adapted_from_it(tmp_path):
+    configured_run(tmp_path / "so", "preset: toy\n", method="source_only", shots=0, split=None)
+    configured_run(tmp_path / "ft", "preset: toy\n")
+    configured_run(tmp_path / "so7", "preset: toy\npretrain:\n  early_stop: 7\n",
+                   method="source_only", shots=0, split=None)  # fmt: skip
+    configured_run(tmp_path / "ft7", "preset: toy\npretrain:\n  early_stop: 7\n")
+    runs = load_runs(tmp_path)
+    by = runs.set_index("run")
+    chosen = A.choose_setting(runs, by.loc["so", "fingerprint"])
+    assert list(chosen["run"]) == ["so", "ft"]
+    assert list(chosen["setting_label"]) == ["", ""]  # nothing differs among them
+    chosen = A.choose_setting(runs, by.loc["ft7", "setting"][:4])  # a hash's start will do
+    assert list(chosen["run"]) == ["so7", "ft7"]
+
+
+@pytest.mark.unit
+def test_a_method_run_with_other_options_of_its_own_gets_a_row_for_each(tmp_path):
+    configured_run(tmp_path / "so", "preset: toy\n", method="source_only", shots=0, split=None)
+    configured_run(tmp_path / "ft", "preset: toy\n")
+    configured_run(tmp_path / "px_a", "preset: toy\nmethod:\n  tau: 0.1\n", method="pixda")
+    configured_run(tmp_path / "px_b", "preset: toy\nmethod:\n  tau: 0.2\n", method="pixda")
+    runs = load_runs(tmp_path)
+    assert runs["setting"].nunique() == 2 and runs["fingerprint"].nunique() == 4
+    assert A.comparison_notes(runs) == [
+        "PixDA ran with different options of its own (method.tau): a row for each, each "
+        "compared with the reference"
+    ]
+    table = A.per_class_table(runs)
+    assert list(table.index) == ["source only", "FT (1-shot)", "PixDA (1-shot), tau 0.1",
+                                 "PixDA (1-shot), tau 0.2"]  # fmt: skip
+
+
+@pytest.mark.unit
+def test_per_class_table_at_one_shot_count_and_gains_without_a_baseline():
+    runs = runs_with_classes()
+    two = pd.concat([runs, runs.iloc[[1]].assign(shots=2, run="ft2", miou=0.9)])
+    table = A.per_class_table(two, shots=1)
+    assert list(table.index) == ["source only", "FT (1-shot)", "PixDA (1-shot)"]
+    assert table.loc["FT (1-shot)", "mIoU"] == pytest.approx(43.0)  # the 2-shot run left out
+    adapted = runs[runs["method"] != "source_only"]
+    with pytest.raises(DataError) as raised:
+        A.gain_over(adapted)
+    assert str(raised.value) == (
+        "no 'source_only' run among the runs; cannot compute gains over it"
+    )
+    with pytest.raises(DataError, match="^no 'oracle' run among the runs"):
+        A.gain_over(runs, baseline="oracle")
