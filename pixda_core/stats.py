@@ -739,7 +739,9 @@ def _notes(comp: pd.DataFrame, spread: str) -> list[str]:
     else:
         n = "n given in each cell (n=1: a single run, no interval)"
     tests = comp.attrs.get("tests", int(comp["p_adjusted"].notna().sum()))
-    if comp["correction"].iloc[0] == "holm":
+    if tests == 0:  # nothing testable: no family to correct over
+        corr = "no pair of runs could be tested"
+    elif comp["correction"].iloc[0] == "holm":
         corr = f"p Holm-adjusted over the table's {tests} test{'s' * (tests != 1)}"
     else:
         corr = f"p not corrected for the table's {tests} test{'s' * (tests != 1)}"

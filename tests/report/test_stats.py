@@ -132,6 +132,8 @@ def test_one_run_has_no_interval_and_no_test():
     assert "No bold at 1-shot: FT, PixDA: a single run." in md
     assert "±" not in "".join(sum(cells.values(), [])) and "nan" not in md
     assert "n given in each cell (n=1: a single run, no interval)" in md
+    # nothing was tested, so no family to correct over is claimed
+    assert "no pair of runs could be tested; α = 0.05" in md and "Holm" not in md
 
 
 def test_all_equal_differences_give_nan_with_a_reason():
