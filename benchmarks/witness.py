@@ -68,7 +68,7 @@ def _tensors(value) -> dict:
 
 def record(checkout: Path, work: Path) -> dict:
     """Run every method in ``work`` with the code of ``checkout``; their fingerprints."""
-    import torch
+    from pixda_core.checkpoint import load_checkpoint  # weights_only, the kit's format
 
     if work.exists():
         shutil.rmtree(work)
@@ -90,7 +90,7 @@ def record(checkout: Path, work: Path) -> dict:
     runs = sorted(p for p in (work / "runs").iterdir() if (p / "metrics.json").is_file())
     for run in runs:
         latest = run / "checkpoints" / "latest.pt"
-        saved = torch.load(latest, map_location="cpu", weights_only=False)
+        saved = load_checkpoint(latest)
         metrics = json.loads((run / "metrics.json").read_text())
         out[run.name if not run.name.startswith("source_only") else "source_only"] = {
             "step": saved["state"]["step"] if "state" in saved else None,
