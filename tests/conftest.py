@@ -107,19 +107,10 @@ def sweep(toy_root, tmp_path_factory):
     notebook tests and the notebook error tests."""
     from pixda_core.sweep import run_sweep
 
-    from .helpers import TINY
+    from .helpers import GRID, TINY
 
     def build(folder: Path) -> dict:
-        return run_sweep(
-            folder / "toy_sweep",
-            shots=(1, 2),
-            methods=("source_only", "finetune", "pixda"),
-            seeds=(0,),
-            data_root=str(toy_root),
-            iterations=4,
-            pretrain_iterations=6,
-            overrides=TINY,
-        )
+        return run_sweep(folder / "toy_sweep", data_root=str(toy_root), overrides=TINY, **GRID)
 
     folder, result = shared(tmp_path_factory, "sweep", build)
     return folder / "toy_sweep", result

@@ -20,7 +20,7 @@ from pixda_core.errors import DataError
 from pixda_core.sweep import read_grid, read_runs, run_sweep
 from pixda_core.sweep_cli import main as sweep_main
 from pixda_core.workflow import notebooks_dir
-from tests.helpers import CONTENT, FUZZ, ROOT, TINY, png_size, read_each
+from tests.helpers import CONTENT, FUZZ, GRID, ROOT, TINY, png_size, read_each
 
 
 @pytest.mark.notebooks
@@ -167,17 +167,7 @@ def test_sweep_analysis_figures_and_tables(sweep):
 def test_sweep_skips_what_is_done(sweep_copy, toy_root):
     out, _ = sweep_copy
     before = (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns
-    again = run_sweep(
-        out,
-        shots=(1, 2),
-        methods=("source_only", "finetune", "pixda"),
-        seeds=(0,),
-        data_root=str(toy_root),
-        iterations=4,
-        pretrain_iterations=6,
-        overrides=TINY,
-        analysis=False,
-    )
+    again = run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, **GRID)
     assert again["ran"] == [] and again["failed"] == [] and len(again["skipped"]) == 5
     assert (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns == before
 
