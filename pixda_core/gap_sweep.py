@@ -78,10 +78,13 @@ def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True,
     """The grid of :func:`pixda_core.sweep.run_sweep` (``grid``: its keyword arguments) once
     per gap, each in ``<out>/gap<G>``; then the summary over the gaps and notebook 04.
     Returns run_sweep's dict, merged over the gaps."""
-    from .sweep import _lock, run_sweep
+    from .executors import check_slurm
+    from .sweep import _lock, run_sweep, slurm_options
     from .workflow import resolve
 
     gaps = check_gaps(gaps, grid.get("source_root"), grid.get("target_root"))
+    if grid.get("executor") == "slurm":  # before the toys and sweep.json are written
+        check_slurm(slurm_options(grid.get("slurm"), grid.get("time_limit")))
     out, root = resolve(out), resolve(data_root)
     with _lock(out):
         _remember(out, gaps, root, grid)

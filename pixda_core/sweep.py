@@ -292,6 +292,13 @@ def local_sweep_running(out: Path) -> bool:
 # ------------------------------------------------------------------------------ the sweep
 
 
+def slurm_options(slurm: SlurmOptions | None, time_limit: int | None) -> SlurmOptions:
+    """The SLURM options a sweep submits with: ``slurm`` (or the defaults), with the
+    ``--time-limit`` minutes when given."""
+    slurm = slurm or SlurmOptions()
+    return replace(slurm, time_min=time_limit) if time_limit else slurm
+
+
 def run_sweep(
     out: str | os.PathLike,
     shots=(1, 5),
@@ -342,9 +349,7 @@ def run_sweep(
         raise ConfigError(f"--executor {executor!r} is not one of local, slurm")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: expected at least 1")
-    slurm = slurm or SlurmOptions()
-    if time_limit:
-        slurm = replace(slurm, time_min=time_limit)
+    slurm = slurm_options(slurm, time_limit)
     if executor == "slurm":  # the cluster answers and takes such jobs: before anything is written
         check_slurm(slurm)
     with _lock(out):

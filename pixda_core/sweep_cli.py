@@ -8,7 +8,7 @@ import sys
 
 from .config import PRESETS, SOURCES
 from .errors import ConfigError, run_cli
-from .executors import SlurmOptions, check_slurm
+from .executors import SlurmOptions
 from .gap_sweep import collect_gaps, gap_status, read_gap_grid, run_gap_sweep
 from .methods import SOURCE_ONLY
 from .sweep import SWEEP_METHODS, collect, run_sweep, status_table
@@ -182,8 +182,6 @@ def main(argv=None) -> int:
         extra,
         args.parallel,
     )
-    if args.executor == "slurm":  # an unreachable cluster, a request no node can meet or
-        check_slurm(slurm)  # that sbatch refuses: said now, before anything is written
     grid = dict(
         shots=args.shots,
         methods=args.methods,
