@@ -39,9 +39,10 @@ docs: $(STAMP)
 # three workers (pytest-xdist) on the 2-core machine: a good part of the suite waits on other
 # processes (notebook kernels, SLURM jobs, the browser, signals), and a third worker fills that
 # time; a test file on one worker, so its module fixtures are built once (the session's are
-# built once for all: tests/conftest.py); the 15 slowest tests printed, so a regression shows
+# built once for all: tests/conftest.py), the longest files first in the order tests/conftest.py
+# gives; the 15 slowest tests printed, so a regression shows
 test: $(STAMP)
-	$(PY) -m pytest -q -n 3 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 # the unit layer (no dataset, no training) without its slow renders and generated tables, on
 # two workers: under 30 s

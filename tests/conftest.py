@@ -16,6 +16,21 @@ from .shared import copy_tree, shared
 
 LAYERS = ("unit", "tools", "data", "training", "notebooks")
 
+#: the files that take longest (wall time on the 2-core machine, `--durations` and per-file sums
+#: of a full run), started first in this order so that none of them starts last while the other
+#: workers are idle; every other file follows, heaviest layer first. (`make test` passes
+#: --no-loadscope-reorder: pytest-xdist would otherwise hand out files by their number of tests.)
+SLOWEST = (
+    "tests/e2e/test_slurm.py",  # ~170 s, mostly waiting on its cluster's jobs
+    "tests/train/test_loop.py",  # ~210 s over 23 tests
+    "tests/e2e/test_demo.py",  # ~150 s
+    "tests/sweep/test_sweep.py",  # ~120 s, builds the session sweep
+    "tests/notebooks/test_notebooks.py",  # ~150 s, waits for the session sweep first
+    "tests/sweep/test_gap_sweep.py",  # ~110 s
+    "tests/e2e/test_install.py",  # ~100 s
+    "tests/e2e/test_torchrun.py",  # ~70 s
+)
+
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs three workers (pytest-xdist) on a 2-core machine: one thread each, for
@@ -29,8 +44,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Every test belongs to exactly one layer of the suite (pyproject.toml's markers). (``make
-    test`` runs ``-n 2 --dist loadfile``: a test file on one worker, its module fixtures
-    built once; the session's fixtures are built once for both, see :func:`shared`.)"""
+    test`` runs ``-n 3 --dist loadfile``: a test file on one worker, its module fixtures
+    built once; the session's fixtures are built once for all, see :func:`shared`.)"""
     heaviest: dict[str, int] = {}
     for item in items:
         layers = {m.name for m in item.iter_markers() if m.name in LAYERS}
@@ -42,9 +57,14 @@ def pytest_collection_modifyitems(config, items):
         weight = LAYERS.index(layers.pop()) + 4 * slow
         file = item.nodeid.partition("::")[0]
         heaviest[file] = max(heaviest.get(file, 0), weight)
-    # the files with the longest tests first, so that no worker starts one at the end while
-    # the other waits (pytest-xdist hands out files in this order; a stable sort)
-    items.sort(key=lambda item: -heaviest[item.nodeid.partition("::")[0]])
+
+    # the longest files first, so that no worker starts one at the end while the others wait
+    # (pytest-xdist hands out files in this order; a stable sort)
+    def order(item):
+        file = item.nodeid.partition("::")[0]
+        return (SLOWEST.index(file) if file in SLOWEST else len(SLOWEST), -heaviest[file])
+
+    items.sort(key=order)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -66,7 +66,9 @@ def paper_flags(root: Path, out: Path, *extra) -> list:
         "--source_dataset", "gta5", "--source_dataroot", root / "gta5",
         "--target_dataset", "cityscapes", "--target_dataroot", root / "cityscapes",
         "--name", "paper", "--checkpoints_dir", out, "--crop_size", "64,32", "--batch_size", "1",
-        "--early_stop", "1", "--kd_steps", "1", "--num_workers", "0", "--quiet", *extra,
+        "--early_stop", "1", "--kd_steps", "1", "--num_workers", "0", "--quiet",
+        # (validation at a small size: the weights are what is tested here)
+        "--set", "data.val_size=[128,64]", *extra,
     ]  # fmt: skip
 
 
