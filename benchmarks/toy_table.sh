@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's toy numbers, as one sweep folder over the toy's domain gap (sweep --gaps):
-# 1. the table, at the toy's own gap (1): source-only, FT, joint, AdaptSegNet-style, PixDA and
-#    the oracle (FT on every target train image), 1 and 5 shots, training seeds 0-4, each
+# 1. the table, at the toy's own gap (1): source-only, FT, joint, AdaptSegNet-style, AdvEnt,
+#    PixDA and the oracle (FT on every target train image), 1 and 5 shots, training seeds 0-4, each
 #    seed with its own source-only model (its split drawn with its seed);
 # 2. the gap figure: source-only, FT and PixDA at 1 shot and the oracle at gaps 0, 0.5, 1.5
 #    (GAP_SEEDS, default 0-2);
@@ -18,7 +18,7 @@ sweep() {
     "$PY" -m pixda_core sweep --preset toy --data-root "$DATA" --out "$OUT" --jobs "${JOBS:-1}" \
         --source-only-per-seed "$@"
 }
-sweep --gaps 1 --methods source_only oracle finetune pixda joint adaptsegnet --shots 1 5 \
+sweep --gaps 1 --methods source_only oracle finetune pixda joint adaptsegnet advent --shots 1 5 \
     --seeds $SEEDS --no-analysis
 sweep --gaps 0 0.5 1.5 --methods source_only oracle finetune pixda --shots 1 \
     --seeds ${GAP_SEEDS:-0 1 2} --no-analysis

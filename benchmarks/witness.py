@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
-METHODS = ("finetune", "joint", "adaptsegnet", "pixda", "oracle")
+METHODS = ("finetune", "joint", "adaptsegnet", "advent", "pixda", "oracle")
 SIZE = ["--set", "data.size=[64,32]", "--set", "data.val_size=[64,32]"]
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, PixdaError
 from .labels import CLASS_NAMES
-from .methods import REFERENCES, SOURCE_ONLY, TABLE, TITLES, schedule
+from .methods import REFERENCES, SOURCE_ONLY, TITLES, known
 from .metrics import ConfusionMatrix
 from .train.rundir import read_metrics
 
@@ -58,14 +58,6 @@ _COMMON = ("preset", "data.source", "data.source_list", "data.target", "data.siz
            "data.val_size", "data.val_limit", "model.backbone", "model.multi_level",
            "model.init", "run.precision", "run.cpu_bf16", "run.concat_forward",
            "method.seg_loss")  # fmt: skip
-#: each method's own options (docs/method.md), by what the method does (:data:`TABLE`)
-_OWN = {
-    "source": ("method.fda", "method.fda_beta"),
-    "d1": ("method.lambda_adv", "method.pixel_weights", "method.release_gradient"),
-    "image": ("method.lambda_adv_image",),
-    "selects": ("method.selection", "method.tau", "method.tau_step"),
-    "distils": ("method.distillation", "method.kd_steps", "method.kd_alpha", "method.lambda_kd"),
-}
 
 
 def _flat(config: dict) -> dict:
@@ -156,24 +148,39 @@ def run_settings(folder: Path, metrics: dict) -> tuple[dict, dict] | None:
     c = _read_config(folder)
     if c is None:
         return None
-    method = TABLE.get(metrics["method"])
-    if method is None or method.name == SOURCE_ONLY:  # its schedule named as the others name it
+    if metrics["method"] == SOURCE_ONLY:  # its schedule named as the others name it
         own = _source_only_settings(c, metrics)
         named = {f"source_only.{k}" if k.startswith("pretrain.") else k: v for k, v in own.items()}
         return named, own
     restore = c.get("run.restore_from")
     origin = _source_only_settings(c, metrics) if restore is None else _given_model(Path(restore))
     settings = _common(c, metrics)
-    section = schedule(method)
+    method = known(metrics["method"]) or _plugin(c.get("method.name"))
+    section = method.schedule if method is not None else "adapt"
     settings |= {f"{section}.{k}": c.get(f"{section}.{k}") for k in _SCHEDULE}
     # the source-only model it started from, where it is not told by the keys above
     missing = object()
     settings |= {f"source_only.{k}": v for k, v in origin.items()
                  if settings.get(k, missing) != v}  # fmt: skip
     settings["run.own_source_only"] = bool(c.get("run.own_source_only")) and restore is None
-    own = [k for flag, keys in _OWN.items() for k in keys
-           if getattr(method, flag, None) is True or method.adversarial == flag]  # fmt: skip
+    # (a method not loaded here: every method.* key counts as its own, so that runs of other
+    # settings are never pooled)
+    own = method.options if method is not None else [k for k in c if k.startswith("method.")]
     return settings | {f"own.{k}": c.get(k) for k in own}, origin
+
+
+def _plugin(spec):
+    """A plug-in method named by a run's config (an entry point's name, a file or module
+    spec), loaded so that its title and options are known here; None where it cannot be
+    (then the run is read by its name, and every ``method.*`` key counts as its own)."""
+    from .methods import method_class
+
+    if not isinstance(spec, str):
+        return None
+    try:
+        return method_class(spec)
+    except PixdaError:
+        return None
 
 
 def _hash(settings: dict) -> str:

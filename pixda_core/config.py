@@ -333,6 +333,23 @@ def _check(cond: bool, key: str, value, expected: str) -> None:
         raise ConfigError(f"config {key} = {value!r}: expected {expected}")
 
 
+def _check_method(name: str) -> None:
+    """``method.name``: an adaptation method the registry finds (a name, or a class named as
+    ``module:Class`` / ``path/to/file.py:Class``, imported here)."""
+    from .methods import method_class
+
+    _check(
+        isinstance(name, str) and name != "source_only",
+        "method.name",
+        name,
+        f"an adaptation method: one of {', '.join(METHODS)}, or 'module:Class'",
+    )
+    try:
+        method_class(name)
+    except ConfigError as exc:
+        raise ConfigError(f"config method.name = {name!r}: {exc}") from None
+
+
 def validate(cfg: Config) -> None:
     """Range and choice checks; each message names the key, the value and what is expected."""
     d, m, me, r = cfg.data, cfg.model, cfg.method, cfg.run
@@ -365,7 +382,7 @@ def validate(cfg: Config) -> None:
             o.early_stop,
             f"between 1 and {sec}.max_iters ({o.max_iters})",
         )
-    _check(me.name in METHODS, "method.name", me.name, f"one of {', '.join(METHODS)}")
+    _check_method(me.name)
     _check(me.seg_loss in SEG_LOSSES, "method.seg_loss", me.seg_loss, "focal or ce")
     _check(0 <= me.fda_beta < 0.5, "method.fda_beta", me.fda_beta, "in [0, 0.5)")
     for key in ("lambda_adv", "lambda_adv_image", "lambda_kd", "tau", "tau_step", "kd_alpha"):

@@ -7,6 +7,8 @@ computed in float32 whatever the input precision, and none loops in Python over 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -140,6 +142,15 @@ def distillation_loss(
     batch, classes and pixels (as the release does). The teacher gets no gradient."""
     soft = (alpha * teacher_logits.detach().float()).softmax(1)
     return -(student_logits.float().log_softmax(1) * soft).mean()
+
+
+def self_information(probs: torch.Tensor) -> torch.Tensor:
+    """AdvEnt's weighted self-information maps (Vu et al., CVPR 2019, eq. 2): per pixel and
+    class ``-p log2(p) / log2(C)``, so that the maps of a pixel sum to its entropy normalised to
+    [0, 1]. ``probs``: (B, C, H, W) softmax maps; returns the same shape, in fp32. (The 1e-30
+    keeps log2 finite at p = 0, as AdvEnt's code does.)"""
+    p = probs.float()
+    return -p * torch.log2(p + 1e-30) / math.log2(p.shape[1])
 
 
 def domain_bce(d_logits: torch.Tensor, domain: int) -> torch.Tensor:

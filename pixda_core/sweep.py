@@ -56,7 +56,7 @@ from .executors import (
     submit_to_slurm,
 )
 from .locks import held
-from .methods import ADAPTATION, SOURCE_ONLY, TABLE, run_name
+from .methods import ADAPTATION, SOURCE_ONLY, method_class, portable, run_name
 from .notebook_run import NB_ADAPT, NB_ANALYSIS, NB_SOURCE_ONLY, execute
 from .train.rundir import finished
 
@@ -100,9 +100,15 @@ class Grid:
     source_only_per_seed: bool = False
 
     def check(self) -> None:
-        unknown = [m for m in self.methods if m not in SWEEP_METHODS]
-        if unknown:
-            raise ConfigError(f"--methods {unknown[0]!r} is not one of {', '.join(SWEEP_METHODS)}")
+        for m in self.methods:
+            if m == SOURCE_ONLY:
+                continue
+            try:
+                method_class(m)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"--methods {m!r}: {exc} (the kit's: {', '.join(SWEEP_METHODS)})"
+                ) from None
         bad = [s for s in self.shots if s < 1]
         if bad:
             raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
@@ -132,7 +138,7 @@ class Grid:
         for m in self.methods:
             if m == SOURCE_ONLY:
                 continue
-            if TABLE[m].all_target:
+            if method_class(m).all_target:
                 out += [(m, 0, seed, None) for seed in self.seeds]
             else:
                 out += itertools.product([m], self.shots, self.seeds, splits)
@@ -329,7 +335,7 @@ def run_sweep(
 
     out = resolve(out)
     grid = Grid(
-        tuple(methods),
+        tuple(portable(m) for m in methods),
         tuple(shots),
         tuple(seeds),
         tuple(split_seeds),
@@ -471,13 +477,13 @@ def _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
 
 def _key(task: Task) -> tuple:
     p = task.params
-    return (p["method"], _shots(p), p["seed"])
+    return (_method_name(p["method"]), _shots(p), p["seed"])
 
 
 def _shots(params: dict):
     """A task's shots as reports give them: "all" for the oracle."""
     method = params.get("method", SOURCE_ONLY)
-    return "all" if TABLE[method].all_target else params.get("num_shots", 0)
+    return "all" if method_class(method).all_target else params.get("num_shots", 0)
 
 
 def _so_seed(task: Task) -> int | None:
@@ -703,7 +709,8 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
             said += f"; the previous {path} was removed"
         print(said, flush=True)
         return None
-    every = [m for m in methods if m in TABLE and TABLE[m].all_target]  # the oracle: any shots
+    methods = [_method_name(m) for m in methods]  # (a plug-in's spec -> its name)
+    every = [m for m in methods if _all_target(m)]  # the oracle: any shots
     wanted = (
         runs["method"].isin(methods)
         & (runs["shots"].isin(shots) | runs["method"].isin(every))
@@ -719,3 +726,19 @@ def _write_summary(out: Path, methods, shots, seeds, source, preset) -> Path | N
     table = summary_table(runs[wanted])
     table.to_csv(path, index=False)
     return path
+
+
+def _method_name(spec: str) -> str:
+    """A method's name as its runs record it (a spec's class's name; the spec itself where it
+    no longer imports: then no run of it is found)."""
+    try:
+        return method_class(spec).name
+    except ConfigError:
+        return spec
+
+
+def _all_target(name: str) -> bool:
+    try:
+        return method_class(name).all_target
+    except ConfigError:
+        return False

@@ -37,7 +37,8 @@ def main(argv=None) -> int:
         "--methods",
         nargs="+",
         default=[SOURCE_ONLY, "finetune", "pixda"],
-        help=f"any of {', '.join(SWEEP_METHODS)}",
+        help=f"any of {', '.join(SWEEP_METHODS)}, a plug-in package's method, or a class named "
+        "as module:Class or path/to/file.py:Class (imported in every job; docs/add-a-method.md)",
     )
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     g.add_argument(

@@ -187,7 +187,7 @@ def make_config(
     source: str = "gta5",
     source_root: str | None = None,
     target_root: str | None = None,
-    method: str = "pixda",
+    method="pixda",
     num_shots: int = 1,
     seed: int | None = None,
     iterations: int | None = None,
@@ -202,8 +202,13 @@ def make_config(
     ConfigError naming it). ``iterations`` / ``pretrain_iterations`` set ``early_stop`` of the
     adaptation / source-only training (and stretch the poly horizon when it is shorter);
     ``init``: the source-only model's initial weights (a file, relative ones from
-    :func:`base_dir`; "none"; None: the preset's); ``overrides`` is a nested dict
+    :func:`base_dir`; "none"; None: the preset's); ``method``: a name, a spec
+    (``module:Class``, ``path/to/file.py:Class``) or a method class itself (one defined in a
+    notebook cell: registered here, known in this kernel); ``overrides`` is a nested dict
     (``{"adapt": {"lr": 0.01}}``) merged last."""
+    from .methods import portable
+
+    method = portable(method)
     roots = data_roots(data_root, source, source_root, target_root)
     base = preset(preset_name)
     data: dict = {
@@ -313,10 +318,11 @@ def default_run_name(cfg: Config) -> str:
 
 def run_title(cfg: Config) -> str:
     """A run in words: "PixDA, 1-shot, seed 0"; "oracle, every target image, seed 0"."""
-    from .methods import TITLES, method_of
+    from .methods import method_class
 
-    shots = "every target image" if method_of(cfg).all_target else f"{cfg.data.num_shots}-shot"
-    return f"{TITLES[cfg.method.name]}, {shots}, seed {cfg.run.seed}"
+    method = method_class(cfg.method.name)
+    shots = "every target image" if method.all_target else f"{cfg.data.num_shots}-shot"
+    return f"{method.title}, {shots}, seed {cfg.run.seed}"
 
 
 def at_gap(runs, gap: float | None = None):

@@ -12,6 +12,9 @@ class PixelDiscriminator(nn.Module):
     Shape: (B, C, H, W) softmax maps -> (B, 1, H, W).
     """
 
+    #: how messages name it
+    description = "the pixel discriminator"
+
     def __init__(self, num_classes: int = 19, ndf: int = 64):
         super().__init__()
         self.net = nn.Sequential(
@@ -30,6 +33,8 @@ class FCDiscriminator(nn.Module):
     """D2, the AdaptSegNet/ADVENT image discriminator: five conv4x4 stride 2 pad 1,
     channels C->ndf->2ndf->4ndf->8ndf->1, LeakyReLU(0.2) between them.
     Shape: (B, C, H, W) -> (B, 1, ~H/32, ~W/32)."""
+
+    description = "the image discriminator"
 
     def __init__(self, num_classes: int = 19, ndf: int = 64):
         super().__init__()

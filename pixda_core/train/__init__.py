@@ -1,9 +1,10 @@
 """Training and evaluation: source-only pretraining, PixDA and the baselines.
 
 Where things are: :mod:`~pixda_core.train.loop` (the loops, read top to bottom),
-:mod:`~pixda_core.train.step` (G, the discriminators, their optimisers and poly
-schedules; one step of the main phase), :mod:`~pixda_core.train.selection`
-(PixDA's selection), :mod:`~pixda_core.train.distillation` (its last phase),
+:mod:`~pixda_core.train.step` (G, the method's networks, their optimisers and poly
+schedules; one step of the main phase, calling the method's hooks: the methods are in
+:mod:`pixda_core.methods`), :mod:`~pixda_core.train.selection` (scoring the kept source
+images, for a method that selects among them),
 :mod:`~pixda_core.train.evaluate`, :mod:`~pixda_core.train.job` (a run's parts, checkpoints),
 :mod:`~pixda_core.train.start` (checks before a run), :mod:`~pixda_core.train.inputs`
 (its data), :mod:`~pixda_core.train.rundir` (run

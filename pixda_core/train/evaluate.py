@@ -26,7 +26,7 @@ from ..data.common import release_normalize, skipping
 from ..data.splits import city_images, split_source
 from ..errors import ConfigError
 from ..labels import CLASS_NAMES, TRAINID_TO_CITYSCAPES_ID, colorize
-from ..methods import SOURCE_ONLY, TABLE
+from ..methods import SOURCE_ONLY, known
 from ..metrics import ConfusionMatrix
 from .runtime import Runtime, worker_ignores_stops
 from .step import build_segmenter
@@ -108,7 +108,8 @@ def write_predictions(folder: Path, names, preds: np.ndarray) -> None:
 
 
 def _every(method: str) -> bool:
-    return method in TABLE and TABLE[method].all_target
+    cls = known(method)
+    return cls is not None and cls.all_target
 
 
 def shots_of(cfg: Config, method: str) -> int:

@@ -118,8 +118,9 @@ FLAGS = (
          "embedded toy benchmark on a CPU)", parse={"choices": sorted(PRESETS),
                                                       "default": "paper"}),
     Flag("--config", "a YAML config file (overrides the preset; flags override it)"),
-    Flag("--method", "adaptation method (default: pixda)", ("method.name",),
-         parse={"choices": METHODS}),
+    Flag("--method", f"adaptation method: {', '.join(METHODS)} (default: pixda), a method of an "
+         "installed plug-in package, or a class named as module:Class or path/to/file.py:Class "
+         "(docs/add-a-method.md)", ("method.name",)),
     Flag("--backbone", None, ("model.backbone",), parse={"choices": BACKBONES}),
     Flag("--crop_size", "W,H that training and val images are resized to, e.g. 1024,512",
          ("data.size", "data.val_size"), parse={"type": parse_size_flag}),

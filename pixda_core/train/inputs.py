@@ -9,7 +9,7 @@ from ..config import Config
 from ..data import GTA5, Synthia, write_split
 from ..data.splits import ChosenSplit, choose_split, split_source
 from ..errors import ConfigError
-from ..methods import Method, method_of
+from ..methods import Method, method_class
 from .rundir import RunFolder
 from .runtime import Runtime
 from .streams import per_rank
@@ -28,7 +28,7 @@ def target_split(cfg: Config, folder: RunFolder, rt: Runtime, chosen: ChosenSpli
     if rt.is_main and not path.exists():
         if chosen is None:
             d = cfg.data
-            every = method_of(cfg).all_target
+            every = method_class(cfg.method.name).all_target
             chosen = choose_split(
                 d.target_root, d.num_shots, d.split_file, d.split_seed, cfg.run.seed, every
             )

@@ -30,17 +30,21 @@ from ..config import Config
 from ..data import Cityscapes, toy
 from ..data.splits import ChosenSplit
 from ..errors import ConfigError, PixdaError, Stopped
-from ..methods import Method, schedule
+from ..methods import Method
 from .evaluate import checkpoint_method, evaluate, metrics_dict, val_loader
 from .inputs import require_batches, shots_source, source_dataset, target_split
 from .rundir import RunFolder, config_differences
 from .runtime import Runtime, StopVote, log_stream
 from .step import LossSums, build_nets
-from .streams import SOURCE_STREAM, TARGET_STREAM, Stream
+from .streams import SOURCE_STREAM, TARGET_STREAM, Stream, per_rank
 from .tensorboard import Board
 
 #: the run folder's tables that a resumed run rewrites from its checkpoint's step on
 TABLES = ("history", "validations", "selection")
+#: a checkpoint's own entries; every other one is a module of the method's (its networks, the
+#: modules of its phases)
+KIT_ENTRIES = ("method", "state", "config", "model", "optimizers", "schedulers", "rng",
+               "loss_sums", "loss_count", "scaler")  # fmt: skip
 
 
 class TrainingError(PixdaError):
@@ -52,16 +56,18 @@ class State:
     """Everything besides weights and optimisers that a checkpoint restores."""
 
     step: int = 0
-    #: "main" (the method's steps), then "kd" (PixDA's distillation), then "done"
+    #: "main" (the method's steps), then "kd" (the method's last phase: PixDA's
+    #: distillation), then "done"
     phase: str = "main"
     #: samples taken from the source / target stream (their position, see streams.py)
     src_position: int = 0
     trg_position: int = 0
-    #: PixDA's selection: rounds done, the next threshold, the source images still kept
+    #: a selecting method's rounds done and its next threshold (PixDA's); the source images
+    #: still kept (all, for a method that does not select)
     selection_round: int = 0
     tau: float = 0.0
     kept: list[int] = field(default_factory=list)
-    #: the step at which distillation ends (set when it begins)
+    #: the step at which the last phase ends (set when it begins)
     kd_end: int = 0
     #: why the main phase ended (the budget, or selection keeping too few images)
     end_reason: str = ""
@@ -85,7 +91,7 @@ class Job:
         chosen: ChosenSplit | None = None,
     ):
         self.cfg, self.method, self.folder, self.rt = cfg, method, folder, rt
-        self.optim = getattr(cfg, schedule(method))
+        self.optim = getattr(cfg, method.schedule)
         self.nets = build_nets(cfg, method, self.optim, rt, init)
         self.source = source_dataset(cfg) if method.source else None
         self.target = None
@@ -104,15 +110,17 @@ class Job:
         #: where the target shots came from (metrics.json's ``split``), known once
         self.split_source = shots_source(cfg, method, chosen)
         kept = list(range(len(self.source))) if self.source is not None else []
-        #: a toy source's true distances to the target look (None on real data): what
-        #: PixDA's selection rounds are checked against (selection.csv)
-        self.look_distances = toy.look_distances(cfg.data.source_root) if method.selects else None
+        #: a toy source's true distances to the target look (None on real data): what a
+        #: method's selection rounds are checked against (selection.csv)
+        self.look_distances = (
+            toy.look_distances(cfg.data.source_root) if method.acts_at_pass_end else None
+        )
         self.state = State(tau=cfg.method.tau, kept=kept)
         self.losses = LossSums()
         self.src: Stream | None = None  # the batch streams, while open_streams() holds them
         self.trg: Stream | None = None
-        self.teacher = None  # PixDA's distillation teacher, while the phase runs
-        self.resumed_teacher: dict | None = None  # its weights, when resumed in the phase
+        #: the modules of the method's phases as the checkpoint resumed from held them
+        self.resumed_modules: dict[str, dict] | None = None
         self.last_val: tuple[int, object] | None = None  # (step, confusion matrix)
         self.bar = None  # the progress bar, while the loop runs
         self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
@@ -139,6 +147,22 @@ class Job:
             for stream in (self.src, self.trg):
                 if stream is not None:
                     stream.close()
+
+    def keep_source(self, kept: list[int]) -> None:
+        """Train on the source images ``kept`` from here (a selection round's outcome): the
+        source stream starts over on them, or the main phase ends when they are fewer than
+        one batch."""
+        s, batch = self.state, self.optim.batch_size
+        s.kept = kept
+        if per_rank(len(kept), batch, self.rt.world) == 0:
+            s.end_reason = (
+                f"selection kept {len(kept)} source images, fewer than one batch of {batch} "
+                "per process"
+            )
+        else:
+            s.src_position = 0
+            self.src.close()
+            self.src = self.source_stream(0)
 
     def source_stream(self, start: int) -> Stream:
         """The stream over the source images kept so far (all, before any selection)."""
@@ -264,9 +288,10 @@ class Job:
         checkpoints and before the final evaluation only, never per step."""
         nets, s = self.nets, self.state
         parts = {"G's weights and buffers": floating_tensors(nets.g.state_dict())}
-        for name, m in (("D1", nets.d1), ("D2", nets.d2), ("the teacher", self.teacher)):
-            if m is not None:
-                parts[name] = floating_tensors(m.state_dict())
+        for name, m in nets.networks.items():
+            parts[name.upper()] = floating_tensors(m.state_dict())
+        for name, m in self.method.saved_modules().items():
+            parts[f"the {name}"] = floating_tensors(m.state_dict())
         parts["the optimiser states"] = floating_tensors(
             [o.state_dict()["state"] for o in nets.optimizers.values()]
         )
@@ -342,9 +367,8 @@ class Job:
             # losses summed since the last history row, so a resumed run writes the same rows
             **self.losses.state_dict(),
         }
-        for name, m in (("d1", nets.d1), ("d2", nets.d2), ("teacher", self.teacher)):
-            if m is not None:
-                saved[name] = m.state_dict()
+        for name, m in [*nets.networks.items(), *self.method.saved_modules().items()]:
+            saved[name] = m.state_dict()
         if nets.scaler is not None:  # fp16: the loss scale it has reached
             saved["scaler"] = nets.scaler.state_dict()
         save_step_checkpoint(saved, self.folder.checkpoints, s.step, self.cfg.run.keep_checkpoints)
@@ -372,9 +396,10 @@ class Job:
             raise ConfigError(f"{path} is a checkpoint of a {trained} run, not {self.method.name}")
         nets = self.nets
         load_model_state(nets.g, ck["model"], path)
-        for name, m in (("d1", nets.d1), ("d2", nets.d2)):
-            if m is not None:
-                load_model_state(m, ck[name], path)
+        for name, m in nets.networks.items():
+            if name not in ck:
+                raise ConfigError(f"{path} holds no network {name!r} of {self.method.name}")
+            load_model_state(m, ck[name], path)
         for k, o in nets.optimizers.items():
             o.load_state_dict(ck["optimizers"][k])
         for k, sch in nets.schedulers.items():
@@ -382,7 +407,9 @@ class Job:
         if nets.scaler is not None and "scaler" in ck:
             nets.scaler.load_state_dict(ck["scaler"])
         self.state = State.from_dict(ck["state"])
-        self.resumed_teacher = ck.get("teacher")
+        self.resumed_modules = {
+            k: v for k, v in ck.items() if k not in KIT_ENTRIES and k not in nets.networks
+        }
         set_rng_state(ck["rng"])
         self.losses.load_state_dict(ck, self.rt.device)
         changed = self.settings_changed(path, Config.from_dict(ck["config"], base=self.cfg))
@@ -399,26 +426,24 @@ class Job:
         was checked against it before: :meth:`RunFolder.check`). A larger ``early_stop``
         extends the main phase: a run whose main phase ran out its budget and whose method
         has no distillation is reopened (its metrics.json moved to ``metrics_step_N.json``);
-        one whose distillation has begun, or whose selection ended it, cannot be extended."""
-        from .distillation import kd_length
-
+        one whose last phase has begun, or whose selection ended it, cannot be extended."""
         refused, changed = config_differences(before, self.cfg)
-        s, section = self.state, schedule(self.method)
+        s, section = self.state, self.method.schedule
         old = getattr(before, section).early_stop
         if refused:
             raise ConfigError(f"cannot resume from {path}: its config differs in {refused[0]}")
         if self.optim.early_stop == old or s.phase == "main":
             return changed
         budget = s.end_reason.startswith("iteration budget")
-        if s.phase == "done" and budget and not kd_length(self.cfg, self.method):
+        if s.phase == "done" and budget and not self.method.last_phase_steps():
             s.phase, s.end_reason = "main", ""  # (s.step is the old early_stop: below the new)
             for stem in ("metrics.json", "metrics_confusion.npy"):
                 done = self.folder.path / stem
                 if self.rt.is_main and done.exists():
                     done.replace(done.with_name(stem.replace("metrics", f"metrics_step_{s.step}")))
             return changed
-        why = "its distillation has begun" if s.kd_end else s.end_reason
-        ended = s.kd_end - kd_length(self.cfg, self.method) if s.kd_end else s.step
+        why = f"its {self.method.last_phase} has begun" if s.kd_end else s.end_reason
+        ended = s.kd_end - self.method.last_phase_steps() if s.kd_end else s.step
         raise ConfigError(
             f"cannot extend {self.folder.path} to {section}.early_stop {self.optim.early_stop}: "
             f"its main phase ended at step {ended} ({why}); start a new run under another --name"

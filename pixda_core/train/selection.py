@@ -1,56 +1,77 @@
-"""PixDA's sample selection (docs/method.md): after each pass over the kept source images, D2
-scores every one of them and only those it finds target-like enough stay.
+"""Scoring the kept source images, for a method that selects among them (PixDA's selection
+rounds, :meth:`pixda_core.methods.PixDA.source_pass_end`), and how a round did against what a
+synthetic benchmark knows.
 
-The score of a source image is the per-image BCE of D2's output against the *source* label
-(:func:`pixda_core.losses.domain_bce_per_image`), the image styled towards a target shot
-with FDA first: a high score means D2 takes it for a target image. The rule keeps the
-images scoring above tau; tau then grows by ``tau_step`` for the next round. The loop
-(:func:`pixda_core.train.loop.selection_round`) feeds the batches, splits the work between
-processes, skips unreadable files and writes the rounds down.
+:func:`score_kept_source` feeds the batches (each kept source image with a target shot to
+pair it with), splits the work between processes, skips unreadable files and gathers the
+scores; the method's function scores a batch, the method's rule keeps or drops.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch import nn
+from torch.utils.data import DataLoader, Subset
 
-from .. import losses as L
-from ..data.common import release_normalize
-from ..data.fda import fda_source_to_target
-from .runtime import Runtime
-from .step import upsample
+from ..data.common import skipping
+from .runtime import worker_ignores_stops
+from .streams import SkipReport
 
 
-@torch.no_grad()
-def score_images(
-    g: nn.Module,
-    d2: nn.Module,
-    images: torch.Tensor,
-    label_size,
-    rt: Runtime,
-    paired: torch.Tensor | None = None,
-    fda_beta: float = 0.01,
-) -> torch.Tensor:
-    """Selection scores of a batch of source ``images`` (B, 3, H, W) RGB 0-255 on the device,
-    shape (B,): G (in eval mode: call it so) then D2 on G's softmax at ``label_size``; with
-    ``paired`` target images, each source image is first FDA-styled towards its pair."""
-    if paired is not None:
-        images = fda_source_to_target(images, paired, fda_beta)
-    with rt.autocast():
-        _, main = g(release_normalize(images))
-        d_out = d2(upsample(main, label_size).softmax(1))
-    return L.domain_bce_per_image(d_out, L.SOURCE)
-
-
-def keep(scores: torch.Tensor, tau: float) -> torch.Tensor:
-    """The rule: a source image stays when its score is above tau (NaN, an unreadable file,
-    never stays)."""
-    return scores > tau
-
-
-def next_tau(tau: float, tau_step: float) -> float:
-    """Each round is stricter than the last (the paper: 0.4, then +0.4 per round)."""
-    return tau + tau_step
+def score_kept_source(job, score: Callable, paired: bool) -> torch.Tensor:
+    """Score every kept source image (``job.state.kept``): ``score(images, paired_images,
+    label_size)`` on batches of ``data.select_batch_size`` on the device, source image ``i``
+    paired with target shot ``i mod N`` (``paired_images`` None unless ``paired``). Each
+    process scores every world-th image; an unreadable file (``data.on_error: skip``) gets
+    NaN. Returns the scores in the order of ``kept``, on the host, the same in every
+    process. G is in eval mode meanwhile."""
+    cfg, rt, s = job.cfg, job.rt, job.state
+    n = len(s.kept)
+    mine = list(range(rt.rank, n, rt.world))
+    slot = {i: k for k, i in enumerate(mine)}  # kept position -> place in this rank's order
+    where = {k: i for i, k in enumerate(s.kept)}  # dataset index -> kept position
+    bs, workers = cfg.data.select_batch_size, cfg.data.num_workers
+    skips = SkipReport("source set", rt.warn, job.unreadable)
+    src, collate = skipping(job.source, cfg.data.on_error, replace=False)
+    trg, _ = skipping(job.target, cfg.data.on_error, replace=True)
+    pin = rt.device.type == "cuda"
+    loaders = [
+        DataLoader(
+            Subset(ds, idx),
+            batch_size=bs,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=pin,
+            worker_init_fn=worker_ignores_stops,
+        )
+        for ds, idx in (
+            (src, [s.kept[i] for i in mine]),
+            (trg, [i % len(job.target) for i in mine]),
+        )
+    ]
+    scores = torch.zeros(n, device=rt.device)
+    unread = torch.zeros(n, device=rt.device)
+    g = job.nets.g
+    g.eval()
+    for b, (sb, tb) in enumerate(zip(*loaders, strict=True)):
+        tb.pop("skipped", None)
+        skipped = sb.pop("skipped", [])
+        if skipped:
+            skips.add(skipped)
+            unread[[where[int(e.partition("\t")[0])] for e in skipped]] = 1
+        if "image" not in sb:
+            continue
+        pos = [where[int(k)] for k in sb["index"]]
+        pairs = rt.images(tb["image"][[slot[i] - b * bs for i in pos]]) if paired else None
+        scores[torch.tensor(pos, device=rt.device)] = score(
+            rt.images(sb["image"]), pairs, sb["label"].shape[-2:]
+        )
+    g.train()
+    skips.report(f"selection round {s.selection_round + 1}")
+    rt.all_reduce_(scores)
+    rt.all_reduce_(unread)
+    return scores.cpu().masked_fill(unread.cpu() > 0, float("nan"))
 
 
 #: the columns :func:`against_truth` adds to a round's row of ``selection.csv``

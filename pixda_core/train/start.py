@@ -20,8 +20,7 @@ from ..config import Config, preset
 from ..data import Cityscapes, toy
 from ..data.splits import ChosenSplit, choose_split, read_split, split_shots
 from ..errors import ConfigError, say_once
-from ..methods import SOURCE_ONLY, TITLES, Method
-from ..models import FCDiscriminator, PixelDiscriminator
+from ..methods import SOURCE_ONLY, Method
 from ..models.discriminators import output_size
 from ..models.pretrained import load_pretrained
 from ..textfiles import require_file
@@ -92,8 +91,11 @@ def check_sizes(cfg: Config, method: Method) -> None:
     it accepts is searched for. (The segmenter takes every size the config accepts, 8 pixels
     a side and up: tested.)"""
     with torch.device("meta"):  # the layers' shapes only: no memory, no initialisation
-        judges = [("the pixel discriminator (D1)", PixelDiscriminator())] * method.d1
-        judges += [("the image discriminator (D2)", FCDiscriminator())] * method.d2
+        nets = method.networks(19)
+    judges = [
+        (f"{getattr(net, 'description', 'the network')} ({name.upper()})", net)
+        for name, net in nets.items()
+    ]
     w, h = cfg.data.size
     for what, net in judges:
         if output_size(net, w, 1) >= 1 and output_size(net, h, 0) >= 1:
@@ -102,7 +104,7 @@ def check_sizes(cfg: Config, method: Method) -> None:
         least_h = _smallest(lambda x, net=net: output_size(net, x, 0) >= 1)
         raise ConfigError(
             f"--crop_size {w},{h} (config data.size) is too small for {what} of "
-            f"{TITLES.get(method.name, method.name)}: it needs at least {least_w} pixels wide "
+            f"{method.title}: it needs at least {least_w} pixels wide "
             f"and {least_h} high"
         )
 

@@ -1,11 +1,10 @@
-"""One training step of the main phase, in the method's order (docs/method.md).
+"""One training step of the main phase, in the kit's order, with the method's hooks
+(:mod:`pixda_core.methods.base`).
 
-:func:`build_nets` makes what a method trains (:class:`Nets`: G, the discriminators of the
-methods table, their optimisers and poly schedules); :func:`main_step` runs one step on a
-source and a target batch. Losses are summed on the device (:class:`LossSums`) and read back
-only when the loop writes a log row, so a step never makes the host wait for the device.
-The distillation step is in :mod:`pixda_core.train.distillation`, the selection pass in
-:mod:`pixda_core.train.selection`.
+:func:`build_nets` makes what a method trains (:class:`Nets`: G, the method's networks, their
+optimisers and poly schedules); :func:`main_step` runs one step on a source and a target batch.
+Losses are summed on the device (:class:`LossSums`) and read back only when the loop writes a
+log row, so a step never makes the host wait for the device.
 """
 
 from __future__ import annotations
@@ -15,17 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .. import losses as L
 from ..config import Config, OptimConfig, num_classes
-from ..data.common import release_normalize
 from ..data.fda import fda_source_to_target
-from ..methods import Method
-from ..models import FCDiscriminator, PixelDiscriminator, deeplabv2, load_pretrained, param_groups
+from ..methods import Method, Step
+from ..methods.base import upsample
+from ..models import deeplabv2, load_pretrained, param_groups
 from .runtime import Runtime, seed_everything
+
+__all__ = ["build_segmenter", "build_nets", "main_step", "poly", "upsample", "LossSums", "Nets"]
 
 
 def build_segmenter(cfg: Config) -> nn.Module:
@@ -36,17 +35,6 @@ def build_segmenter(cfg: Config) -> nn.Module:
 def poly(max_iters: int, power: float) -> Callable[[int], float]:
     """The poly learning-rate factor: ``(1 - step / max_iters) ** power``, 0 past the horizon."""
     return lambda step: (1 - min(step, max_iters) / max_iters) ** power
-
-
-def upsample(logits: torch.Tensor, size) -> torch.Tensor:
-    """Logits to the label's size, bilinear with aligned corners (as the release)."""
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
-
-
-def seg_loss(cfg: Config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The segmentation loss of the run (``method.seg_loss``: focal or plain CE)."""
-    fn = L.focal_loss if cfg.method.seg_loss == "focal" else L.cross_entropy
-    return fn(logits, labels)
 
 
 class LossSums:
@@ -95,17 +83,17 @@ class Nets:
     method: Method
     rt: Runtime
     g: nn.Module
-    d1: nn.Module | None
-    d2: nn.Module | None
-    #: SGD for "g", Adam for "d1" / "d2"; each with its poly schedule
+    #: the method's networks by name (its discriminators), in the order it made them
+    networks: dict[str, nn.Module]
+    #: SGD for "g", the method's optimiser for each network; each with its poly schedule
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     #: the modules as the step calls them: wrapped for torchrun (DDP) and/or compiled
     g_train: Callable
-    d_train: dict[str, Callable]
-    #: D1 judging G's target output (D1's own parameters out of the graph): D1 itself or its
+    train_forward: dict[str, Callable]
+    #: each network judging G's output (its own parameters out of the graph): itself or its
     #: compiled version, without DDP's wrapper (it takes no gradient)
-    d1_on_g: Callable | None
+    on_g: dict[str, Callable]
     #: fp16's gradient scaler (None in bf16 and fp32)
     scaler: torch.amp.GradScaler | None = None
 
@@ -129,17 +117,16 @@ class Nets:
 def build_nets(
     cfg: Config, method: Method, optim: OptimConfig, rt: Runtime, init: str | None = None
 ) -> Nets:
-    """G (from the weights file ``init``; None or "none": random) and the discriminators
-    ``method`` uses, placed on the device, with their optimisers and poly schedules. Seeds
-    everything with ``run.seed`` first, so the random initialisations are those of the seed."""
+    """G (from the weights file ``init``; None or "none": random) and the networks ``method``
+    makes, placed on the device, with their optimisers and poly schedules. Seeds everything
+    with ``run.seed`` first, so the random initialisations are those of the seed."""
     seed_everything(cfg.run.seed)
     g = build_segmenter(cfg)
     if init is not None and init != "none":
         report = load_pretrained(g, init)
         rt.log(f"initial weights {init}: {report}")
     g = _place(g, rt)
-    d1 = _place(PixelDiscriminator(num_classes(cfg)), rt) if method.d1 else None
-    d2 = _place(FCDiscriminator(num_classes(cfg)), rt) if method.d2 else None
+    networks = {name: _place(m, rt) for name, m in method.networks(num_classes(cfg)).items()}
 
     with warnings.catch_warnings():  # release_sgd lists parameters twice on purpose
         warnings.filterwarnings("ignore", "optimizer contains a parameter group with duplicate")
@@ -150,22 +137,21 @@ def build_nets(
             weight_decay=optim.weight_decay,
         )
     optimizers: dict[str, torch.optim.Optimizer] = {"g": opt_g}
-    for name, d in (("d1", d1), ("d2", d2)):
-        if d is not None:
-            optimizers[name] = torch.optim.Adam(d.parameters(), lr=optim.lr_d, betas=optim.betas)
+    for name, m in networks.items():
+        optimizers[name] = method.optimizer(name, m, optim)
     factor = poly(optim.max_iters, optim.power)
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
 
     g_train = _ddp(g, rt, find_unused=cfg.model.multi_level)  # the aux head gets no loss
-    d_train = {name: _ddp(d, rt) for name, d in (("d1", d1), ("d2", d2)) if d is not None}
-    d1_on_g = d1
+    train_forward = {name: _ddp(m, rt) for name, m in networks.items()}
+    on_g: dict[str, Callable] = dict(networks)
     if cfg.run.compile:
         g_train = torch.compile(g_train)
-        if d1 is not None:
-            d_train["d1"] = torch.compile(d_train["d1"])
-            d1_on_g = torch.compile(d1)
+        train_forward = {name: torch.compile(f) for name, f in train_forward.items()}
+        on_g = {name: torch.compile(m) for name, m in networks.items()}
     scaler = rt.grad_scaler()
-    return Nets(method, rt, g, d1, d2, optimizers, schedulers, g_train, d_train, d1_on_g, scaler)
+    return Nets(method, rt, g, networks, optimizers, schedulers, g_train, train_forward, on_g,
+                scaler)  # fmt: skip
 
 
 def _place(m: nn.Module, rt: Runtime) -> nn.Module:
@@ -185,19 +171,6 @@ def _ddp(m: nn.Module, rt: Runtime, find_unused: bool = False):
 # --------------------------------------------------------------------------------- the step
 
 
-def g_logits(nets: Nets, images: torch.Tensor) -> torch.Tensor:
-    """G's main-head logits for 0-255 RGB images on the device (at G's output size)."""
-    with nets.rt.autocast():
-        _, main = nets.g_train(release_normalize(images))
-    return main
-
-
-def seg_logits_and_loss(cfg: Config, main: torch.Tensor, labels: torch.Tensor):
-    """(logits at the label's size in fp32, the segmentation loss)."""
-    logits = upsample(main.float(), labels.shape[-2:])
-    return logits, seg_loss(cfg, logits, labels)
-
-
 def main_step(
     nets: Nets, src: dict | None, trg: dict | None, cfg: Config, losses: LossSums
 ) -> None:
@@ -206,9 +179,12 @@ def main_step(
     that domain.
 
     G sees the source batch, then the target batch, each followed by its backward pass
-    (BatchNorm statistics per domain, as the method does); with ``run.concat_forward`` both
-    go through G in one forward and one backward pass."""
+    (BatchNorm statistics per domain, as the method does), each loss with the method's term
+    added (:meth:`~pixda_core.methods.Method.source_loss`, ``target_loss``); G's optimiser;
+    then each of the method's networks on G's detached predictions (``network_loss``). With
+    ``run.concat_forward`` both batches go through G in one forward and one backward pass."""
     rt, mc, method = nets.rt, cfg.method, nets.method
+    step = Step(nets, cfg, losses)
     opt_g = nets.optimizers["g"]
     opt_g.zero_grad(set_to_none=True)
     trg_img = rt.images(trg["image"]) if trg is not None else None
@@ -221,73 +197,42 @@ def main_step(
         if trg is not None and mc.fda:
             src_img = fda_source_to_target(src_img, trg_img, mc.fda_beta)
         if together:
-            main_src, main_trg = g_logits(nets, torch.cat([src_img, trg_img])).split(
+            main_src, main_trg = step.g_logits(torch.cat([src_img, trg_img])).split(
                 [len(src_img), len(trg_img)]
             )
         else:
-            main_src = g_logits(nets, src_img)
-        logits, loss_src = seg_logits_and_loss(cfg, main_src, src_lab)
+            main_src = step.g_logits(src_img)
+        logits, loss_src = step.seg_loss(main_src, src_lab)
         losses.add("loss_seg_src", loss_src)
+        extra = method.source_loss(step, logits, src_lab)
+        if extra is not None:
+            loss_src = loss_src + extra
         if not together:
             nets.backward(loss_src)
             loss_src = None
         pred_src = logits.detach()
 
-    # G on the target: segmentation loss, plus the method's adversarial term
+    # G on the target: segmentation loss, plus the method's term (an adversarial one)
     if trg is not None:
         trg_lab = rt.labels(trg["label"])
-        main = main_trg if together else g_logits(nets, trg_img)
-        logits, loss = seg_logits_and_loss(cfg, main, trg_lab)
+        main = main_trg if together else step.g_logits(trg_img)
+        logits, loss = step.seg_loss(main, trg_lab)
         losses.add("loss_seg_trg", loss)
-        if method.adversarial == "pixel":  # PixDA: D1 per pixel, weighted (docs/method.md)
-            d_out = _judged_by(nets.d1, nets.d1_on_g, logits, rt)
-            if mc.pixel_weights:
-                adv = L.pixel_adversarial_loss(
-                    logits, d_out, trg_lab, detach_weights=not mc.release_gradient
-                )
-            else:
-                adv = L.domain_bce(d_out, L.SOURCE)
-            loss = loss + mc.lambda_adv * adv
-            losses.add("loss_adv", adv)
-        elif method.adversarial == "image":  # AdaptSegNet-style: D2 on the whole output
-            adv = L.domain_bce(_judged_by(nets.d2, nets.d2, logits, rt), L.SOURCE)
-            loss = loss + mc.lambda_adv_image * adv
-            losses.add("loss_adv", adv)
+        extra = method.target_loss(step, logits, trg_lab)
+        if extra is not None:
+            loss = loss + extra
         nets.backward(loss if loss_src is None else loss_src + loss)
         pred_trg = logits.detach()
     nets.optimizer_step("g")
 
-    # the discriminators on detached predictions: source -> SOURCE, target -> TARGET
-    for name in ("d1", "d2"):
-        if name in nets.d_train:
-            _d_step(nets, name, pred_src, pred_trg, losses)
+    # the method's networks, in its order, on G's detached predictions
+    for name in nets.networks:
+        nets.optimizers[name].zero_grad(set_to_none=True)
+        loss = method.network_loss(step, name, pred_src, pred_trg)
+        nets.backward(loss)
+        nets.optimizer_step(name)
+        losses.add(f"loss_{name}", loss)
 
     nets.end_step()
     for scheduler in nets.schedulers.values():
         scheduler.step()
-
-
-def _judged_by(d: nn.Module, forward: Callable, logits: torch.Tensor, rt: Runtime):
-    """D's logits on G's softmax output, with D's own parameters out of the graph (the
-    gradient goes to G only); ``forward`` is D itself or its compiled version."""
-    for p in d.parameters():
-        p.requires_grad_(False)
-    try:
-        with rt.autocast():
-            return forward(logits.softmax(1))
-    finally:
-        for p in d.parameters():
-            p.requires_grad_(True)
-
-
-def _d_step(
-    nets: Nets, name: str, pred_src: torch.Tensor, pred_trg: torch.Tensor, losses: LossSums
-) -> None:
-    opt, forward = nets.optimizers[name], nets.d_train[name]
-    opt.zero_grad(set_to_none=True)
-    with nets.rt.autocast():
-        out_src, out_trg = forward(pred_src.softmax(1)), forward(pred_trg.softmax(1))
-    loss = L.domain_bce(out_src, L.SOURCE) / 2 + L.domain_bce(out_trg, L.TARGET) / 2
-    nets.backward(loss)
-    nets.optimizer_step(name)
-    losses.add(f"loss_{name}", loss)

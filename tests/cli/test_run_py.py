@@ -72,7 +72,7 @@ def release_flags(toy_root, out, name):
         (["--early_stop", "50"], ["--early_stop (config adapt.early_stop) = 50",
                                   "between 1 and adapt.max_iters (20)"]),
         (["--preset", "huge"], ["--preset", "invalid choice: 'huge'"]),
-        (["--method", "dann"], ["--method", "invalid choice: 'dann'"]),
+        (["--method", "dann"], ["--method", "unknown method 'dann'", "module:Class"]),
         (["--backbone", "vgg16"], ["--backbone", "invalid choice: 'vgg16'"]),
         (["--crop_size", "1024x"], ["--crop_size", "'1024x' is not W,H", "e.g. 1024,512"]),
         (["--crop_size", "1024,512,3"], ["--crop_size", "is not W,H"]),

@@ -281,3 +281,13 @@ def test_synthia_labels_saved_as_8bit(toy_copy, tmp_path, capsys, weights):
         "is 8-bit with 3 channel",
         "16-bit three-channel",
     )
+
+
+def test_one_normalisation_for_single_images_and_batches():
+    from pixda_core.data.common import release_normalize
+
+    x = torch.rand(2, 3, 4, 5) * 255
+    out = release_normalize(x)
+    mean = torch.tensor(MEAN_BGR).view(1, 3, 1, 1)
+    assert torch.allclose(out, x.flip(1) - mean)
+    assert torch.equal(release_normalize(x[0]), out[0])

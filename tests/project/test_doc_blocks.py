@@ -91,6 +91,8 @@ NOT_RUN = {
     ".venv/bin/python -m pixda_core pretrain": "trains on the real data, on a GPU",
     ".venv/bin/python -m pixda_core sweep --shots": "a sweep: an hour and more on the toy "
     "(tests/sweep runs sweeps at tiny sizes)",
+    ".venv/bin/python -m pixda_core sweep --methods": "a sweep of a plug-in method "
+    "(tests/methods/test_plugin.py sweeps add-a-method.md's class at tiny sizes)",
     ".venv/bin/python -m pixda_core sweep --gaps": "a sweep over gaps: hours on the toy "
     "(tests/sweep/test_gap_sweep.py at tiny sizes)",
     ".venv/bin/python -m pixda_core sweep --preset paper": "the real benchmark's sweep, GPUs",
@@ -168,6 +170,7 @@ SHRINK = {
     "method.md": ("data", [('backbone="resnet101"', 'backbone="resnet18"')]),
     # the toy preset shrunk to seconds (tests.helpers.tiny: 64x32, a few steps)
     "training.md": ("training", [('preset("toy")', "TINY_TOY")]),
+    "add-a-method.md": ("training", [('preset("toy")', "TINY_TOY")]),
     "statistics.md": ("notebooks", []),
 }
 
@@ -389,6 +392,7 @@ SETUP = {
     "python.md": lambda home, namespace, request: None,
     "method.md": _setup_method,
     "training.md": _setup_training,
+    "add-a-method.md": _setup_training,
     "statistics.md": _setup_statistics,
 }
 
@@ -403,4 +407,11 @@ def _check_training(ns: dict) -> None:
     assert 0 <= ns["metrics"]["miou"] <= 1
 
 
-CHECK = {"python.md": _check_python, "training.md": _check_training}
+def _check_method(ns: dict) -> None:
+    assert ns["metrics"]["method"] == "entropy_min" and 0 <= ns["metrics"]["miou"] <= 1
+    history = (Path(ns["cfg"].run.out_dir) / ns["cfg"].run.name / "history.csv").read_text()
+    assert "loss_ent" in history.splitlines()[0]
+
+
+CHECK = {"python.md": _check_python, "training.md": _check_training,
+         "add-a-method.md": _check_method}  # fmt: skip

@@ -1,4 +1,5 @@
-"""PixDA's sample selection (pixda_core.train.selection and its round in the loop)."""
+"""PixDA's sample selection (pixda_core.methods.pixda: the score, the rule, a round;
+pixda_core.train.selection: scoring the kept source images, the toy's truth)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from pixda_core import losses as L
 from pixda_core.config import Config
 from pixda_core.data.fda import fda_source_to_target
 from pixda_core.methods import method_of
+from pixda_core.methods.pixda import keep, next_tau, score_images
 from pixda_core.train import adapt, setup_runtime
 from pixda_core.train.job import Job
-from pixda_core.train.loop import selection_round
 from pixda_core.train.rundir import RunFolder
 from pixda_core.train.runtime import Runtime
-from pixda_core.train.selection import keep, next_tau, score_images
 from pixda_core.train.step import build_nets
 from tests.helpers import tiny, toy_preset
 
@@ -31,7 +31,7 @@ def make_job(cfg: Config) -> Job:
 def select(job: Job) -> None:
     """One selection round of a job, its streams open as in the training loop."""
     with job.open_streams():
-        selection_round(job)
+        job.method.source_pass_end(job)
 
 
 @pytest.mark.unit
@@ -58,7 +58,7 @@ def test_the_per_image_domain_bce_is_the_mean_bce_of_each_image():
 def test_selection_scores_are_d2_on_g_per_image_and_fda_changes_them():
     cfg = toy_preset()
     nets = build_nets(cfg, method_of(cfg), cfg.adapt, Runtime(torch.device("cpu")))
-    g, d2 = nets.g.eval(), nets.d2
+    g, d2 = nets.g.eval(), nets.networks["d2"]
     gen = torch.Generator().manual_seed(1)
     src, trg = torch.rand(2, 3, 32, 64, generator=gen) * 255, torch.rand(2, 3, 32, 64) * 255
     rt = Runtime(torch.device("cpu"))

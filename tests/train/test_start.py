@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -43,11 +45,18 @@ def test_a_crop_too_small_for_the_image_discriminator_is_refused_before_anything
 
 @pytest.mark.data
 def test_a_method_without_the_image_discriminator_takes_a_small_crop(toy_root, capsys):
-    from pixda_core.methods import TABLE
+    from pixda_core.methods import method_class
     from pixda_core.train.start import check_sizes
 
     small = preset("toy").override(data={"size": [16, 8]})
     for method in ("finetune", "joint", "source_only"):
-        check_sizes(small, TABLE[method])  # no discriminator that halves its input
-    with pytest.raises(Exception, match="at least 32 pixels wide"):
-        check_sizes(small, TABLE["adaptsegnet"])
+        check_sizes(small, method_class(method)(small))  # no discriminator that halves its input
+    for method, what in (
+        ("adaptsegnet", "(D2) of AdaptSegNet-style"),
+        ("advent", "(D) of AdvEnt"),
+    ):
+        with pytest.raises(
+            Exception,
+            match=rf"image discriminator {re.escape(what)}: it needs at least 32 pixels wide",
+        ):
+            check_sizes(small, method_class(method)(small))

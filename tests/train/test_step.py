@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from pixda_core import losses
 from pixda_core.config import preset
-from pixda_core.methods import method_of
+from pixda_core.methods import Step, method_of
+from pixda_core.methods.pixda import make_teacher
 from pixda_core.train import adapt
-from pixda_core.train.distillation import kd_step, make_teacher
 from pixda_core.train.runtime import Runtime
 from pixda_core.train.step import LossSums, Nets, build_nets, main_step
 from tests.helpers import tiny
@@ -146,7 +146,7 @@ def test_compiled_step_matches_the_eager_step(monkeypatch):
 
 
 @pytest.mark.training
-@pytest.mark.parametrize("method", ["pixda", "adaptsegnet", "joint", "finetune"])
+@pytest.mark.parametrize("method", ["pixda", "adaptsegnet", "advent", "joint", "finetune"])
 def test_the_step_needs_no_host_synchronisation(method):
     """Every operator of a training step (and of PixDA's distillation step), as dispatched:
     none of them makes the host wait for the device, so the CUDA loop runs ahead of the GPU
@@ -162,7 +162,8 @@ def test_the_step_needs_no_host_synchronisation(method):
     with OpNames(steps) as ops:
         t.main_step(batch(2), batch(3))
         if method == "pixda":
-            kd_step(t.nets, make_teacher(t.g), batch(4), cfg, t.losses)
+            t.nets.method.teacher = make_teacher(t.g)
+            t.nets.method.last_phase_step(Step(t.nets, cfg, t.losses), batch(4))
     assert {"convolution", "convolution_backward", "_foreach_add_"} & ops.names
     assert not SYNCING & ops.names, sorted(SYNCING & ops.names)
 

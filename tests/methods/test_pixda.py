@@ -1,11 +1,12 @@
-"""PixDA's distillation (pixda_core.train.distillation): the teacher."""
+"""PixDA's own pieces (pixda_core.methods.pixda): the distillation teacher. (Its selection:
+tests/train/test_selection.py; its steps: tests/train/test_step.py and test_loop.py.)"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pixda_core.train.distillation import make_teacher
+from pixda_core.methods.pixda import make_teacher
 from pixda_core.train.step import build_segmenter
 from tests.helpers import toy_preset
 
