@@ -29,6 +29,7 @@ SLOWEST = (
     "tests/sweep/test_gap_sweep.py",  # ~110 s
     "tests/e2e/test_install.py",  # ~100 s
     "tests/e2e/test_torchrun.py",  # ~70 s
+    "tests/methods/test_plugin.py",  # ~80 s, waits for the session sweep first
 )
 
 
