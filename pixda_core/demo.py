@@ -110,7 +110,7 @@ def run(
     from .analysis import load_runs, per_class_table
     from .notebook_run import execute
     from .sweep import run_sweep
-    from .workflow import resolve
+    from .paths import resolve
 
     t0 = time.time()
     data_root, out = resolve(data_root), resolve(out)

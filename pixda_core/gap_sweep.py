@@ -80,7 +80,7 @@ def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True,
     Returns run_sweep's dict, merged over the gaps."""
     from .executors import check_slurm
     from .sweep import _lock, run_sweep, slurm_options
-    from .workflow import resolve
+    from .paths import resolve
 
     gaps = check_gaps(gaps, grid.get("source_root"), grid.get("target_root"))
     if grid.get("executor") == "slurm":  # before the toys and sweep.json are written
@@ -148,7 +148,7 @@ def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> 
     ``failed``: what a sweep just run reported (each gap's folder is collected already);
     None (``--collect``): each gap's folder is collected from its records first."""
     from .sweep import collect, run_analysis
-    from .workflow import resolve
+    from .paths import resolve
 
     out = resolve(out)
     grid = read_gap_grid(out)
@@ -175,7 +175,7 @@ def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> 
 def gap_status(out: str | os.PathLike) -> pd.DataFrame:
     """``sweep --status`` over every gap: the runs of ``<out>/gap<G>`` named ``gap<G>/run``."""
     from .sweep import status_table
-    from .workflow import resolve
+    from .paths import resolve
 
     out = resolve(out)
     frames = []

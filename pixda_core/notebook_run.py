@@ -20,7 +20,7 @@ def execute(notebook: str, output: Path, parameters: dict, log=None) -> str | No
     it prints streamed to the open file ``log``; None on success, else a one-line reason."""
     import papermill as pm
 
-    from .workflow import base_dir, notebooks_dir
+    from .paths import base_dir, notebooks_dir
 
     output.parent.mkdir(parents=True, exist_ok=True)
     with kernel_sockets() as config:

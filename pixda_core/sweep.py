@@ -115,7 +115,7 @@ class Grid:
 
     def common(self, out: Path) -> dict:
         """The notebook parameters every run of the grid shares (paths absolute)."""
-        from .workflow import resolve
+        from .paths import resolve
 
         return {
             "data_root": str(resolve(self.data_root)),
@@ -331,7 +331,7 @@ def run_sweep(
     """Run (or submit) the grid; see the module docstring. Returns ``{"summary": path,
     "failed": [(method, shots, seed, why)], "ran": [...], "skipped": [...], "submitted":
     [job ids]}``."""
-    from .workflow import resolve
+    from .paths import resolve
 
     out = resolve(out)
     grid = Grid(
@@ -582,7 +582,7 @@ def follow(out: Path, job_ids: list[str], every: float = 2.0) -> None:
 
 def status_table(out: str | os.PathLike) -> pd.DataFrame:
     """One row per run asked for: state, the step it reached, its mIoU so far (%)."""
-    from .workflow import resolve
+    from .paths import resolve
 
     out = resolve(out)
     runs = read_runs(out)
@@ -640,7 +640,7 @@ def _progress(folder: Path) -> tuple[int | None, float | None]:
 def collect(out: str | os.PathLike, analysis: bool = True, failed: list | None = None) -> dict:
     """``summary.csv`` over the sweep's grid, ``failures.csv`` for what failed, and notebook
     04 over the runs (a local sweep's last step; on SLURM, its last job)."""
-    from .workflow import resolve
+    from .paths import resolve
 
     out = resolve(out)
     grid = read_grid(out)

@@ -222,14 +222,14 @@ def read_gap_grid_safe(out: str) -> bool:
 
 
 def _must_exist(out: str, flag: str) -> None:
-    from .workflow import resolve
+    from .paths import resolve
 
     if not resolve(out).is_dir():
         raise ConfigError(f"{flag} {out}: no such sweep folder")
 
 
 def _collect_command(out: str, analysis: bool, setting: str | None = None) -> int:
-    from .workflow import resolve
+    from .paths import resolve
 
     gaps = read_gap_grid_safe(out)
     table = gap_status(out) if gaps else status_table(out)

@@ -20,29 +20,9 @@ import torch
 
 from .config import Config, preset
 from .errors import ConfigError, DataError, PixdaError, user_message
+from .paths import CHECKOUT, PACKAGE, base_dir, notebooks_dir, resolve  # noqa: F401 (the kit's)
 
-PACKAGE = Path(__file__).resolve().parent
-#: the checkout the package runs from (an editable install), None for an installed wheel
-CHECKOUT = PACKAGE.parent if (PACKAGE.parent / "pyproject.toml").is_file() else None
 SOURCE_DIRS = {"gta5": "gta5", "synthia": "synthia"}
-
-
-def base_dir() -> Path:
-    """Where relative paths are taken from: ``$PIXDA_HOME`` when set; the checkout when the
-    working folder is inside it; else the working folder."""
-    home = os.environ.get("PIXDA_HOME")
-    if home:
-        return Path(home).expanduser().resolve()
-    cwd = Path.cwd().resolve()
-    if CHECKOUT is not None and (cwd == CHECKOUT or CHECKOUT in cwd.parents):
-        return CHECKOUT
-    return cwd
-
-
-def resolve(path: str | os.PathLike) -> Path:
-    """An absolute path; relative ones are taken from :func:`base_dir`."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base_dir() / p
 
 
 def setup_notebook() -> None:
@@ -84,12 +64,6 @@ def analysis_runs(runs, setting: str | None = None):
             "`pixda sweep` (`make demo` runs a small one), or set runs to your run folders"
         )
     return choose_setting(load_runs(folders), setting)
-
-
-def notebooks_dir() -> Path:
-    """The kit's own numbered notebooks (package data), which sweeps execute: pristine
-    copies, never a user's; ``pixda notebooks DIR`` copies them to explore and edit."""
-    return PACKAGE / "notebooks"
 
 
 def copy_notebooks(dest: str | os.PathLike, force: bool = False) -> list[Path]:
