@@ -109,8 +109,8 @@ def run(
 ) -> dict:
     from .analysis import load_runs, per_class_table
     from .notebook_run import execute
-    from .sweep import run_sweep
     from .paths import resolve
+    from .sweep import run_sweep
 
     t0 = time.time()
     data_root, out = resolve(data_root), resolve(out)

@@ -79,8 +79,8 @@ def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True,
     per gap, each in ``<out>/gap<G>``; then the summary over the gaps and notebook 04.
     Returns run_sweep's dict, merged over the gaps."""
     from .executors import check_slurm
-    from .sweep import _lock, run_sweep, slurm_options
     from .paths import resolve
+    from .sweep import _lock, run_sweep, slurm_options
 
     gaps = check_gaps(gaps, grid.get("source_root"), grid.get("target_root"))
     if grid.get("executor") == "slurm":  # before the toys and sweep.json are written
@@ -147,8 +147,8 @@ def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> 
     """``<out>/summary.csv`` over every gap's runs (with ``gap``), and notebook 04 over them.
     ``failed``: what a sweep just run reported (each gap's folder is collected already);
     None (``--collect``): each gap's folder is collected from its records first."""
-    from .sweep import collect, run_analysis
     from .paths import resolve
+    from .sweep import collect, run_analysis
 
     out = resolve(out)
     grid = read_gap_grid(out)
@@ -174,8 +174,8 @@ def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> 
 
 def gap_status(out: str | os.PathLike) -> pd.DataFrame:
     """``sweep --status`` over every gap: the runs of ``<out>/gap<G>`` named ``gap<G>/run``."""
-    from .sweep import status_table
     from .paths import resolve
+    from .sweep import status_table
 
     out = resolve(out)
     frames = []
