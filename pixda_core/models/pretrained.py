@@ -90,8 +90,11 @@ def _normalise(obj: object, model_keys: set[str], path: Path) -> tuple[str, dict
     return fmt, state
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, strict: bool = True, raw: object | None = None
+) -> LoadReport:
     """Load ``path`` into ``model`` by name and shape; report what was loaded, skipped, missing.
+    (``raw``: the file as :func:`read_weights` read it already, so that it is not read again.)
 
     With ``strict`` (default) it refuses, naming the keys, a load that leaves backbone weights
     uninitialised, and a checkpoint of the release's or the project's own format whose heads
@@ -101,7 +104,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     path = Path(path)
     target = getattr(model, "module", model)
     own = target.state_dict()
-    fmt, state = _normalise(read_weights(path), set(own), path)
+    fmt, state = _normalise(read_weights(path) if raw is None else raw, set(own), path)
     report = LoadReport(fmt)
     to_load = {}
     for key, value in state.items():

@@ -5,7 +5,9 @@ Where things are: :mod:`~pixda_core.train.loop` (the loops, read top to bottom),
 schedules; one step of the main phase, calling the method's hooks: the methods are in
 :mod:`pixda_core.methods`), :mod:`~pixda_core.train.selection` (scoring the kept source
 images, for a method that selects among them),
-:mod:`~pixda_core.train.evaluate`, :mod:`~pixda_core.train.job` (a run's parts, checkpoints),
+:mod:`~pixda_core.train.evaluate`, :mod:`~pixda_core.train.job` (a run's parts),
+:mod:`~pixda_core.train.records` (its history, validations, TensorBoard),
+:mod:`~pixda_core.train.resume` (checkpoints, resuming),
 :mod:`~pixda_core.train.start` (checks before a run), :mod:`~pixda_core.train.inputs`
 (its data), :mod:`~pixda_core.train.rundir` (run
 folders), :mod:`~pixda_core.train.streams` (batch streams), :mod:`~pixda_core.train.runtime`

@@ -33,10 +33,12 @@ from .step import build_segmenter
 from .streams import SkipReport
 
 
-def val_loader(cfg: Config, rt: Runtime) -> DataLoader:
-    """The target val set, this rank's share, in file order. With ``data.on_error: skip`` an
-    unreadable file is left out of the evaluation (and counted by :func:`evaluate`)."""
-    ds = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+def val_loader(cfg: Config, rt: Runtime, ds: Cityscapes | None = None) -> DataLoader:
+    """The target val set (``ds``, built here when not given), this rank's share, in file
+    order. With ``data.on_error: skip`` an unreadable file is left out of the evaluation (and
+    counted by :func:`evaluate`)."""
+    if ds is None:
+        ds = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
     n = len(ds) if cfg.data.val_limit is None else min(cfg.data.val_limit, len(ds))
     ds, collate = skipping(ds, cfg.data.on_error, replace=False)
     subset = Subset(ds, list(range(rt.rank, n, rt.world)))

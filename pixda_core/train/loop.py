@@ -23,14 +23,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config
-from ..data.splits import ChosenSplit
 from ..errors import ConfigError
 from ..methods import Method, SourceOnly, Step, method_of, portable
 from .evaluate import evaluate, metrics_dict, write_metrics
-from .job import Job, TrainingError, pct
+from .job import Job, TrainingError
+from .records import log_losses, pct, validate, validation_row
+from .resume import require_clean_state, save
+from .resume import resume as resume_from_checkpoint
 from .rundir import RunFolder, finished, read_metrics, run_lock
 from .runtime import log_stream, ran_on, setup_runtime, stop_on_signals
-from .start import preflight, resolve_init, resolve_shots, source_only_run
+from .start import Start, preflight, resolve_init, resolve_shots, source_only_run
 from .step import main_step
 
 __all__ = ["adapt", "train_source_only", "ensure_source_only", "TrainingError"]
@@ -40,11 +42,11 @@ def train_source_only(cfg: Config, resume: bool = False) -> dict:
     """Train G on the source alone (``cfg.pretrain``, init from ``cfg.model.init``), validated
     on the target val set; the run folder is ``<run.out_dir>/<run.name>``. Returns the final
     metrics (as in ``metrics.json``)."""
-    method = method_of(cfg, source_only=True)
     cfg = resolve_init(cfg)
-    preflight(cfg, method, resume)
+    method = method_of(cfg, source_only=True)
+    start = preflight(cfg, method, resume)
     with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
-        return run_job(cfg, method, resume, init=cfg.model.init)
+        return run_job(cfg, method, resume, init=cfg.model.init, start=start)
 
 
 def adapt(cfg: Config, resume: bool = False, method: type[Method] | None = None) -> dict:
@@ -58,14 +60,16 @@ def adapt(cfg: Config, resume: bool = False, method: type[Method] | None = None)
     if cfg.run.restore_from is None:  # the shared source-only model comes first
         cfg = resolve_init(cfg)
     method = method_of(cfg)
-    chosen = preflight(cfg, method, resume, listed=listed)  # the split, read and checked once
+    start = preflight(cfg, method, resume, listed=listed)  # the split, the data: read once
+    so = so_start = None
     if cfg.run.restore_from is None:  # and its folder and init, when it is still to train
         so = source_only_run(cfg)
-        if not source_only_done(so):
-            preflight(so, SourceOnly(so), True, data=False)  # (its data roots are cfg's)
+        if not source_only_done(so):  # (its data roots are cfg's: start's datasets)
+            so_start = preflight(so, SourceOnly(so), True, data=False)
+            so_start.source, so_start.val = start.source, start.val
     with run_lock(Path(cfg.run.out_dir) / cfg.run.name):
-        init = ensure_source_only(cfg, checked=True)
-        return run_job(cfg, method, resume, init=str(init), chosen=chosen)
+        init = ensure_source_only(cfg, checked=True, so=so, start=so_start)
+        return run_job(cfg, method, resume, init=str(init), start=start)
 
 
 def source_only_done(so: Config) -> bool:
@@ -74,17 +78,21 @@ def source_only_done(so: Config) -> bool:
     return finished(folder) and (folder / "checkpoints" / "latest.pt").exists()
 
 
-def ensure_source_only(cfg: Config, checked: bool = False) -> Path:
+def ensure_source_only(
+    cfg: Config, checked: bool = False, so: Config | None = None, start: Start | None = None
+) -> Path:
     """The source-only checkpoint to adapt from: ``run.restore_from`` when given, else the
     shared source-only run for this source and preset, trained now when missing (and resumed
     when a previous attempt was interrupted). ``checked``: the caller has run the source-only
-    run's preflight (:func:`adapt` does, before anything is written)."""
+    run's preflight (:func:`adapt` does, before anything is written); ``so``: the source-only
+    run's config, as the caller resolved it; ``start``: what that preflight read (with the
+    adaptation run's datasets: its roots and sizes are the same)."""
     if cfg.run.restore_from is not None:
         path = Path(cfg.run.restore_from)
         if not path.is_file():
             raise ConfigError(f"--restore_from {path} does not exist")
         return path
-    so = source_only_run(cfg)
+    so = so or source_only_run(cfg)
     folder = Path(so.run.out_dir) / so.run.name
     latest = folder / "checkpoints" / "latest.pt"
 
@@ -103,25 +111,25 @@ def ensure_source_only(cfg: Config, checked: bool = False) -> Path:
                     "(reused by later runs of this source and preset)",
                     file=log_stream(),
                 )
-                run_job(so, method, True, init=so.model.init)
+                run_job(so, method, True, init=so.model.init, start=start)
                 return latest
     print(f"source-only model: reusing {folder}", file=log_stream())
     return latest
 
 
 def run_job(
-    cfg: Config, method: Method, resume: bool, init: str | None, chosen: ChosenSplit | None = None
+    cfg: Config, method: Method, resume: bool, init: str | None, start: Start | None = None
 ) -> dict:
-    """Build the job (``chosen``: its target shots, as preflight chose them), resume it when
-    asked, run its phases, evaluate it."""
+    """Build the job (``start``: what the checks before it chose and read: its target shots,
+    its datasets), resume it when asked, run its phases, evaluate it."""
     from tqdm.auto import tqdm
 
     rt = setup_runtime(cfg.run)
     folder = RunFolder.open(cfg, resume, rt.is_main)
     rt.barrier()
-    job = Job(cfg, method, folder, rt, init, chosen)
+    job = Job(cfg, method, folder, rt, init, start)
     if resume:
-        job.resume()
+        resume_from_checkpoint(job)
     if job.state.phase == "done" and finished(folder.path):
         rt.log(f"{folder.path} is complete (step {job.state.step})")
         return read_metrics(folder.path / "metrics.json")
@@ -157,7 +165,7 @@ def main_phase(job: Job) -> None:
     at_pass_end = job.src is not None and job.src.at_epoch_end
     if method.acts_at_pass_end and at_pass_end and s.step < budget:
         method.source_pass_end(job)
-        job.checkpoint()
+        save(job)
     while s.step < budget and not s.end_reason:
         src, trg = job.next_batches()
         main_step(job.nets, src, trg, cfg, job.losses)
@@ -165,16 +173,16 @@ def main_phase(job: Job) -> None:
 
         # a pass over the (kept) source images is over: validate, then the method's action
         if job.src is not None and job.src.at_epoch_end:
-            job.validate()
+            validate(job)
             if method.acts_at_pass_end and s.step < budget:
                 method.source_pass_end(job)
                 if s.end_reason:  # the method ended the phase (PixDA: too few images kept)
                     break
         elif cfg.run.val_every and s.step % cfg.run.val_every == 0:
-            job.validate()
+            validate(job)
 
         if s.step % cfg.run.ckpt_every == 0:
-            job.checkpoint()
+            save(job)
         if job.should_stop():  # SIGTERM / SIGINT: a checkpoint here, then out
             job.stop()
     end_main_phase(job)
@@ -192,9 +200,9 @@ def end_main_phase(job: Job) -> None:
     if kd_steps:
         s.kd_end = s.step + kd_steps
         job.rt.log(f"{method.last_phase}: {kd_steps} steps on the target shots")
-    job.log_losses(phase="main")
+    log_losses(job, phase="main")
     if s.phase == "kd":
-        job.checkpoint()
+        save(job)
 
 
 def last_phase(job: Job) -> None:
@@ -207,20 +215,20 @@ def last_phase(job: Job) -> None:
         method.last_phase_step(step, trg)
         job.step_done()
         if cfg.run.val_every and s.step % cfg.run.val_every == 0:
-            job.validate()
+            validate(job)
         if s.step % cfg.run.ckpt_every == 0:
-            job.checkpoint()
+            save(job)
         if job.should_stop():
             job.stop()
     s.phase = "done"
-    job.log_losses(phase="kd")
+    log_losses(job, phase="kd")
 
 
 def finish(job: Job) -> dict:
     """The final evaluation (the last validation's, when it was at this step and no
     predictions are asked for), ``metrics.json``, and a last checkpoint."""
     cfg, s, rt = job.cfg, job.state, job.rt
-    job.require_clean_state()  # no metrics from weights that have gone bad
+    require_clean_state(job)  # no metrics from weights that have gone bad
     pred_dir = job.folder.path / "predictions" if cfg.run.save_predictions else None
     if job.last_val is not None and job.last_val[0] == s.step and pred_dir is None:
         cm = job.last_val[1]
@@ -229,14 +237,14 @@ def finish(job: Job) -> dict:
     metrics = metrics_dict(cm, cfg, s.step, job.method.name, job.split_source)
     if job.last_val is None or job.last_val[0] != s.step:
         job.last_val = (s.step, cm)
-        job.validation_row(metrics, "final")
+        validation_row(job, metrics, "final")
         if job.board is not None:
             job.board.validation(s.step, metrics, job.nets.g)
     metrics["ran_on"] = ran_on(rt)  # the session that finished the run
     if rt.is_main:
         write_metrics(job.folder.path, metrics, cm)
     s.phase = "done"
-    job.checkpoint(state_checked=True)  # (checked above; evaluation changes no weight)
+    save(job, state_checked=True)  # (checked above; evaluation changes no weight)
     if job.board is not None:
         job.board.close()
     rt.log(

@@ -226,6 +226,8 @@ class RunFolder:
         folder = cls(Path(cfg.run.out_dir) / cfg.run.name, is_main)
         if not is_main:  # under torchrun rank 0 checks and creates; the others wait for it
             return folder
+        # (checked before the run too, before anything was written; again here, under the
+        # run's lock: another process may have started a run of that name since)
         cls.check(cfg, resume)
         if not_started(folder.path):
             print(

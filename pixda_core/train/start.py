@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from ..config import Config, preset
 from ..data import Cityscapes, toy
@@ -22,33 +23,47 @@ from ..data.splits import ChosenSplit, choose_split, read_split, split_shots
 from ..errors import ConfigError, say_once
 from ..methods import SOURCE_ONLY, Method
 from ..models.discriminators import output_size
-from ..models.pretrained import load_pretrained
+from ..models.pretrained import load_pretrained, read_weights
 from ..textfiles import require_file
 from .inputs import source_dataset
 from .rundir import RESUME_FREE, RunFolder, not_started
 from .step import build_segmenter
 
 
+@dataclass
+class Start:
+    """What the checks before a run found and built, handed to the run so that nothing is
+    read, built or checked twice: the target shots chosen (None: no target shots, or a resumed
+    run with its own ``split.txt``), the source set, the target val set, and the initial
+    weights' file as read (G's ``run.restore_from``, or ``model.init`` for source-only)."""
+
+    chosen: ChosenSplit | None = None
+    source: Dataset | None = None
+    val: Cityscapes | None = None
+    weights: object | None = None
+
+
 def preflight(
     cfg: Config, method: Method, resume: bool, data: bool = True, listed: list[str] | None = None
-) -> ChosenSplit | None:
+) -> Start:
     """Check, before anything is written: the output folder is writable and the run name
     free (or resumable); the source and target roots have their layouts and labels; the
     split file (or the drawn split) fits the target root; the initial weights
     (``run.restore_from`` for adaptation, ``model.init`` for source-only) read and fit the
     model. ``data=False`` leaves out the dataset and split checks (made already for the
-    same roots by the caller). Returns the run's target shots, chosen and checked here once
-    (``listed``: the split file's entries, read by :func:`resolve_shots`), for the run to use;
-    None for a run without target shots or resumed with its own ``split.txt``."""
+    same roots by the caller). Returns what it built (:class:`Start`): the run's target shots,
+    chosen and checked here once (``listed``: the split file's entries, read by
+    :func:`resolve_shots`), and the datasets it read."""
+    start = Start()
     if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 owns the run folder
         RunFolder.check(cfg, resume)
     if data:  # a toy benchmark of an older generator is refused, never mixed with this one
         for root in (cfg.data.source_root, cfg.data.target_root):
             toy.check_current(root)
     if data and method.source:
-        source_dataset(cfg)
+        start.source = source_dataset(cfg)
     if data:
-        Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
+        start.val = Cityscapes(cfg.data.target_root, "val", size=cfg.data.val_size)
     chosen = None
     if data and method.target:
         Cityscapes(cfg.data.target_root, "train", size=cfg.data.size)
@@ -71,7 +86,8 @@ def preflight(
     if init is not None and init != "none":
         expected = "a weights or checkpoint file (a run's checkpoint is RUN/checkpoints/latest.pt)"
         require_file(init, flag, expected, ConfigError)
-        report = load_pretrained(build_segmenter(cfg), init)
+        start.weights = read_weights(init)  # read once: training loads these
+        report = load_pretrained(build_segmenter(cfg), init, raw=start.weights)
         heads = [k for k in report.missing if k.startswith("layer6.")]
         if not source_only and heads:
             raise ConfigError(
@@ -81,7 +97,8 @@ def preflight(
                 "and leave out --restore_from, or give --restore_from a source-only model (the "
                 "release's gta5_source_only_model.pth or a checkpoint of ours)"
             )
-    return chosen
+    start.chosen = chosen
+    return start
 
 
 def check_sizes(cfg: Config, method: Method) -> None:

@@ -115,15 +115,21 @@ class Nets:
 
 
 def build_nets(
-    cfg: Config, method: Method, optim: OptimConfig, rt: Runtime, init: str | None = None
+    cfg: Config,
+    method: Method,
+    optim: OptimConfig,
+    rt: Runtime,
+    init: str | None = None,
+    weights: object | None = None,
 ) -> Nets:
-    """G (from the weights file ``init``; None or "none": random) and the networks ``method``
-    makes, placed on the device, with their optimisers and poly schedules. Seeds everything
-    with ``run.seed`` first, so the random initialisations are those of the seed."""
+    """G (from the weights file ``init``, or ``weights``, that file as read already; None or
+    "none": random) and the networks ``method`` makes, placed on the device, with their
+    optimisers and poly schedules. Seeds everything with ``run.seed`` first, so the random
+    initialisations are those of the seed."""
     seed_everything(cfg.run.seed)
     g = build_segmenter(cfg)
     if init is not None and init != "none":
-        report = load_pretrained(g, init)
+        report = load_pretrained(g, init, raw=weights)
         rt.log(f"initial weights {init}: {report}")
     g = _place(g, rt)
     networks = {name: _place(m, rt) for name, m in method.networks(num_classes(cfg)).items()}

@@ -60,3 +60,43 @@ def test_a_method_without_the_image_discriminator_takes_a_small_crop(toy_root, c
             match=rf"image discriminator {re.escape(what)}: it needs at least 32 pixels wide",
         ):
             check_sizes(small, method_class(method)(small))
+
+
+@pytest.mark.training
+def test_start_up_reads_the_weights_and_builds_the_datasets_once(
+    toy_root, tmp_path, weights, monkeypatch
+):
+    """adapt() hands what its checks read to training: the initial weights' file is read
+    once, the source set and the target val set are built once (the target shots' set is
+    the run's own split)."""
+    import importlib
+
+    from pixda_core.data import Cityscapes
+    from pixda_core.models import pretrained
+    from pixda_core.train import adapt, inputs, job, start
+
+    evaluate = importlib.import_module(
+        "pixda_core.train.evaluate"
+    )  # (the module, not the function)
+    from tests.helpers import tiny
+
+    reads, sources, vals = [], [], []
+    read = pretrained.read_weights
+    for module in (pretrained, start):
+        monkeypatch.setattr(module, "read_weights", lambda p: reads.append(p) or read(p))
+    make = inputs.source_dataset
+    for module in (start, job):
+        monkeypatch.setattr(module, "source_dataset", lambda c: sources.append(c) or make(c))
+
+    class Val(Cityscapes):
+        def __init__(self, root, split, *args, **kwargs):
+            vals.append(split)
+            super().__init__(root, split, *args, **kwargs)
+
+    for module in (start, evaluate):
+        monkeypatch.setattr(module, "Cityscapes", Val)
+    run = {"name": "once", "restore_from": str(weights)}
+    cfg = tiny(toy_root, tmp_path, adapt={"early_stop": 1}, method={"name": "joint"}, run=run)
+    assert adapt(cfg)["step"] == 1
+    assert [str(p) for p in reads] == [str(weights)]
+    assert len(sources) == 1 and vals.count("val") == 1
