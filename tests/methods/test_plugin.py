@@ -154,11 +154,9 @@ PACKAGE = {
 
 
 @pytest.mark.notebooks
-def test_a_sweep_of_a_plugin_file_and_a_plugin_package(
-    sweep_copy, toy_root, tmp_path, monkeypatch
-):
+def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path, monkeypatch):
     from pixda_core.sweep import run_sweep
-    from tests.helpers import GRID, TINY
+    from tests.helpers import GRID, TINY, take_source_only
 
     site = tmp_path / "site"
     for name, text in PACKAGE.items():
@@ -176,7 +174,8 @@ def test_a_sweep_of_a_plugin_file_and_a_plugin_package(
     assert "class EntropyMin(Method)" in cell and len(cell.splitlines()) < 40
     (tmp_path / "my_methods.py").write_text(cell)
     monkeypatch.chdir(tmp_path)  # the spec's relative path: the sweep makes it absolute
-    out, _ = sweep_copy
+    out = tmp_path / "plugins"  # a sweep of its own, with the session sweep's source-only model
+    take_source_only(sweep[0], out)
     methods = (SPEC, "smooth_ft", "my_methods.py:EntropyMin")
     its = {k: GRID[k] for k in ("iterations", "pretrain_iterations")}
     result = run_sweep(out, shots=(1,), methods=methods, seeds=(0,), data_root=str(toy_root),

@@ -12,7 +12,6 @@ import pytest
 import torch
 import torchvision
 
-from pixda_core.data import toy
 from pixda_core.models import (
     CheckpointError,
     deeplabv2,
@@ -42,14 +41,6 @@ class _Evil:
 
 
 @pytest.fixture(scope="module")
-def real_size_root(tmp_path_factory) -> Path:
-    """A toy benchmark at the real image sizes (2048x1024 Cityscapes, 1914x1052 GTA5)."""
-    spec = toy.ToySpec(seed=5, size=(2048, 1024), num_gta5=2, num_synthia=1, train_per_city=1,
-                       val_per_city=1)  # fmt: skip
-    return toy.generate(tmp_path_factory.mktemp("real") / "toy", spec, progress=False)
-
-
-@pytest.fixture(scope="module")
 def torchvision_r101(tmp_path_factory) -> Path:
     """A state dict in torchvision's ResNet-101 format (random values: nothing downloads)."""
     import torchvision
@@ -61,13 +52,13 @@ def torchvision_r101(tmp_path_factory) -> Path:
 
 
 def paper_flags(root: Path, out: Path, *extra) -> list:
-    """run.py's flags for the paper preset on a real-size root, shrunk to a step or two."""
+    """run.py's flags for the paper preset, shrunk to a step or two at 64x32 (the weights are
+    what is tested: any root in the real layouts serves)."""
     return [
         "--source_dataset", "gta5", "--source_dataroot", root / "gta5",
         "--target_dataset", "cityscapes", "--target_dataroot", root / "cityscapes",
         "--name", "paper", "--checkpoints_dir", out, "--crop_size", "64,32", "--batch_size", "1",
         "--early_stop", "1", "--kd_steps", "1", "--num_workers", "0", "--quiet",
-        # (validation at a small size: the weights are what is tested here)
         "--set", "data.val_size=[128,64]", *extra,
     ]  # fmt: skip
 
@@ -233,11 +224,11 @@ def test_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch):
 @pytest.mark.training
 @pytest.mark.slow
 def test_the_paper_preset_refuses_random_weights_and_takes_imagenet_ones(
-    real_size_root, torchvision_r101, tmp_path, capsys, monkeypatch
+    toy_root, torchvision_r101, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty cache
     out = tmp_path / "out"
-    code, err = cli(capsys, *paper_flags(real_size_root, out), "--is_train", "--num_shots", "1")
+    code, err = cli(capsys, *paper_flags(toy_root, out), "--is_train", "--num_shots", "1")
     assert_user_error(code, err, "DeepLab_resnet_pretrained_init.pth", "resnet101-63fe2227.pth",
                       "--init", str(tmp_path / "torch_home" / "hub" / "checkpoints"))  # fmt: skip
     assert not out.exists() or list(out.iterdir()) == []  # nothing written
@@ -246,7 +237,7 @@ def test_the_paper_preset_refuses_random_weights_and_takes_imagenet_ones(
     from pixda_core.train.cli import pretrain_main
 
     capsys.readouterr()
-    code = pretrain_main([str(a) for a in paper_flags(real_size_root, out, "--init",
+    code = pretrain_main([str(a) for a in paper_flags(toy_root, out, "--init",
                                                       torchvision_r101)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err[-2000:]
@@ -258,7 +249,7 @@ def test_the_paper_preset_refuses_random_weights_and_takes_imagenet_ones(
     cache = tmp_path / "torch_home" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     shutil.copyfile(torchvision_r101, cache / torchvision_r101.name)
-    code, err = cli(capsys, *paper_flags(real_size_root, tmp_path / "out2"), "--is_train",
+    code, err = cli(capsys, *paper_flags(toy_root, tmp_path / "out2"), "--is_train",
                     "--num_shots", "1", "--method", "finetune", "--set",
                     "pretrain.batch_size=1", "--set", "pretrain.early_stop=1")  # fmt: skip
     assert code == 0, err[-2000:]
