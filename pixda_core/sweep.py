@@ -106,9 +106,7 @@ class Grid:
             try:
                 method_class(m)
             except ConfigError as exc:
-                raise ConfigError(
-                    f"--methods {m!r}: {exc} (the kit's: {', '.join(SWEEP_METHODS)})"
-                ) from None
+                raise ConfigError(f"--methods {m!r}: {exc}") from None
         bad = [s for s in self.shots if s < 1]
         if bad:
             raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")

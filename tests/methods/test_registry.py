@@ -117,3 +117,14 @@ def test_what_cannot_be_used_is_one_line_naming_it(registry, tmp_path, spec, sai
         ConfigError, match=r"config method.name = .*" + ".*".join(said.split()[:2])
     ):
         preset("toy").override(method={"name": spec})
+
+
+def test_a_sweep_refuses_an_unknown_method_before_writing(tmp_path, capsys):
+    from pixda_core.sweep_cli import main
+
+    out = tmp_path / "sweep"
+    assert main(["--methods", "source_only", "dann", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: --methods 'dann': unknown method 'dann': expected one of" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
