@@ -42,6 +42,8 @@ def register_method(cls: type[Method] | None = None, *, replace: bool = False):
                 f"method {c.name!r} is the kit's own ({_where(old)}); give {c.__qualname__} "
                 "another name"
             )
+        if old is not c:  # a spec named the class it replaces, not this one
+            _SPECS.pop(c.name, None)
         _REGISTRY[c.name] = c
         return c
 

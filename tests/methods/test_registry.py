@@ -90,6 +90,12 @@ def test_a_method_named_by_its_file_or_module(registry, tmp_path, monkeypatch):
     (tmp_path / "again.py").write_text(file.read_text())
     again = method_class(f"{tmp_path / 'again.py'}:Plain")
     assert again is not cls and method_class("plain_file") is again
+    assert spec_of(again) == f"{tmp_path / 'again.py'}:Plain"
+
+    class Here(Method):  # then a class of that name defined here: no file names it
+        name, title, source, target = "plain_file", "here", True, True
+
+    assert spec_of(register_method(Here)) == "plain_file" and method_class("plain_file") is Here
 
 
 @pytest.mark.parametrize(
