@@ -77,14 +77,14 @@ def _read_config(folder: Path) -> dict | None:
     import yaml
 
     from .config import PRESETS, preset
-    from .textfiles import read_text
+    from .textfiles import load_yaml, read_text
 
     path = folder / "config.yaml"
     if not path.is_file():
         return None
     fix = "restore it from the run's copy, or move the run folder out of the analysis"
     try:
-        data = yaml.safe_load(read_text(path, "config file", f"a run's YAML config; {fix}"))
+        data = load_yaml(read_text(path, "config file", f"a run's YAML config; {fix}"))
     except (ValueError, RecursionError, yaml.YAMLError):
         raise DataError(f"config file {path} is damaged (not valid YAML); {fix}") from None
     if not isinstance(data, dict):

@@ -210,13 +210,13 @@ class Config:
     def from_yaml(cls, path: str | os.PathLike) -> Config:
         """A config file: a YAML mapping of sections (keys not given keep the preset's
         defaults). Empty, binary, malformed or of another shape is an error naming the file."""
-        from .textfiles import read_text
+        from .textfiles import load_yaml, read_text
 
         path = Path(path)
         expected = "a YAML mapping of sections (data:, model:, method:, ...)"
         text = read_text(path, "config file", expected, ConfigError)
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except (ValueError, RecursionError) as exc:  # e.g. a date 2001-02-30, "!!int abc"
             raise ConfigError(
                 f"config file {path} is not valid YAML ({type(exc).__name__}: "

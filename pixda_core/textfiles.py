@@ -42,3 +42,11 @@ def read_text(
     if "\x00" in text:
         raise error(f"{what} {path} is binary (it holds NUL bytes), not text; expected {expected}")
     return text
+
+
+def load_yaml(text: str):
+    """``text`` read as YAML with the safe loader, libyaml's C parser where PyYAML has it (the
+    pure-Python scanner slows down sharply on long flow mappings; the values are the same)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

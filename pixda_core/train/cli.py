@@ -28,7 +28,7 @@ import yaml
 from ..config import Config, preset
 from ..data.splits import read_split, split_shots
 from ..errors import ConfigError, run_cli
-from ..textfiles import read_text
+from ..textfiles import load_yaml, read_text
 from .flags import FLAGS, KEY_FLAGS, nest_overrides
 
 DESCRIPTIONS = {
@@ -98,7 +98,7 @@ def _config_file(path: str, base: Config) -> Config:
     """A --config file: empty overrides nothing; sections given override the preset's."""
     text = read_text(path, "--config", "a YAML mapping of sections", ConfigError)
     try:
-        loaded = yaml.safe_load(text) or {}
+        loaded = load_yaml(text) or {}
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError(f"--config {path} is not valid YAML: {exc}") from None
     if isinstance(loaded, dict):

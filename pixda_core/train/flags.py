@@ -13,6 +13,7 @@ import yaml
 
 from ..config import BACKBONES, METHODS, PRECISIONS, PRESETS, SOURCES
 from ..errors import DataError
+from ..textfiles import load_yaml
 
 # ------------------------------------------------------------------------------ flag values
 
@@ -46,7 +47,7 @@ def parse_set(text: str) -> tuple[str, object]:
             f"{text!r} is not SECTION.KEY=VALUE (e.g. method.tau=0.6)"
         )
     try:
-        return key, yaml.safe_load(value)
+        return key, load_yaml(value)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         problem = getattr(exc, "problem", None) or " ".join(str(exc).split())[:100]
         raise argparse.ArgumentTypeError(
