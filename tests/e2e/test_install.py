@@ -1,7 +1,9 @@
-"""End to end: a wheel installed in a fresh venv runs a sweep outside the checkout."""
+"""End to end: a wheel installed in a fresh venv runs a sweep (from SYNTHIA) outside the
+checkout."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,9 +55,11 @@ def test_a_wheel_in_a_fresh_venv_runs_a_sweep_outside_the_checkout(tmp_path):
     run(pixda, "toy", "--out", "data/toy", "--size", "64", "32", "--num-gta5", "6",
         "--num-synthia", "2", "--train-per-city", "2", "--val-per-city", "2", "--quiet",
         cwd=work, env=env)  # fmt: skip
+    # from SYNTHIA: its runs report mIoU-16 and mIoU-13, in metrics.json and summary.csv
     sweep = run(
         pixda, "sweep", "--out", "results/tiny", "--shots", "1", "--methods", "source_only",
         "finetune", "--seeds", "0", "--iterations", "2", "--pretrain-iterations", "2",
+        "--source", "synthia",
         "--set", "data.size=[64,32]", "--set", "data.val_size=[64,32]",
         "--set", "pretrain.batch_size=2", "--set", "adapt.batch_size=2",
         "--set", "run.keep_checkpoints=1", cwd=work, env=env, timeout=900,
@@ -67,6 +71,10 @@ def test_a_wheel_in_a_fresh_venv_runs_a_sweep_outside_the_checkout(tmp_path):
     out = work / "results" / "tiny"  # relative to where the user ran it
     summary = pd.read_csv(out / "summary.csv")
     assert sorted(summary["method"]) == ["finetune", "source_only"]
-    assert (out / "finetune_1shot_seed0" / "metrics.json").is_file()
+    columns = ["method", "shots", "seed", "split", "source", "miou", "miou_13"]
+    assert list(summary.columns[:7]) == columns and summary["miou_13"].notna().all()
+    m = json.loads((out / "finetune_1shot_seed0" / "metrics.json").read_text())
+    assert m["protocol"] == "16" and m["source"] == "synthia"
+    assert 0 <= m["miou_13"] <= 1 and 0 <= m["miou"] <= 1
     assert (out / "analysis" / "per_class_iou.csv").is_file()  # notebook 04 from the wheel
     assert not (ROOT / "results" / "tiny").exists()

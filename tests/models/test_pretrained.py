@@ -52,14 +52,14 @@ def torchvision_r101(tmp_path_factory) -> Path:
 
 
 def paper_flags(root: Path, out: Path, *extra) -> list:
-    """run.py's flags for the paper preset, shrunk to a step or two at 64x32 (the weights are
-    what is tested: any root in the real layouts serves)."""
+    """run.py's flags for the paper preset, shrunk to a step or two at 64x32 and one val image
+    (the weights are what is tested: any root in the real layouts serves)."""
     return [
         "--source_dataset", "gta5", "--source_dataroot", root / "gta5",
         "--target_dataset", "cityscapes", "--target_dataroot", root / "cityscapes",
         "--name", "paper", "--checkpoints_dir", out, "--crop_size", "64,32", "--batch_size", "1",
         "--early_stop", "1", "--kd_steps", "1", "--num_workers", "0", "--quiet",
-        "--set", "data.val_size=[128,64]", *extra,
+        "--set", "data.val_size=[128,64]", "--set", "data.val_limit=1", *extra,
     ]  # fmt: skip
 
 

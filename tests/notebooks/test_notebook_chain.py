@@ -1,5 +1,6 @@
 """The JupyterLab path as a newcomer takes it: notebooks 01, 02, 03 and 04 in order, every
-path at its default (only sizes and iterations shrunk), in a folder of their own (issue 32)."""
+path at its default (only sizes and iterations shrunk, and notebook 01's split another one
+than the default), in a folder of their own (issue 32); what each of them writes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pixda_core.notebook_run import NB_ADAPT, NB_ANALYSIS, NB_SOURCE_ONLY, execute
-from tests.helpers import TINY
+from tests.helpers import TINY, png_size
 
 
 @pytest.mark.notebooks
@@ -21,7 +22,7 @@ def test_notebooks_01_to_04_chain_with_their_defaults(toy_root, tmp_path, monkey
     monkeypatch.setenv("PIXDA_HOME", str(home))
     small = {"overrides": TINY, "device": "cpu"}
     chain = [
-        ("01_data_preparation.ipynb", {}),
+        ("01_data_preparation.ipynb", {"num_shots": 2, "seed": 4}),
         (NB_SOURCE_ONLY, {"iterations": 2, **small}),
         (NB_ADAPT, {"iterations": 2, "pretrain_iterations": 2, **small}),
         (NB_ANALYSIS, {"interactive": False, "num_images": 1, "candidates": 2}),
@@ -31,6 +32,19 @@ def test_notebooks_01_to_04_chain_with_their_defaults(toy_root, tmp_path, monkey
         assert why is None, f"{notebook}: {why}"
 
     results = home / "results"
+    prep = results / "01_data_preparation"  # notebook 01's default out_dir
+    split = (prep / "split_2shot_seed4.txt").read_text().splitlines()
+    assert len(split) == 36 and len({s.split("/")[0] for s in split}) == 18
+    stats = pd.read_csv(prep / "class_stats.csv")
+    assert set(stats["domain"]) == {"GTA5 (source)", "Cityscapes train (target)"}
+    assert stats.groupby("domain")["share"].sum().round(9).eq(1).all()
+    w, h = png_size(prep / "class_frequency.png")
+    assert w > 1500 and h > 500
+    assert (prep / "class_frequency.pdf").exists()
+    w, h = png_size(prep / "fda_preview.png")
+    assert w > 1000 and h > 600  # three rows of three images
+    png_size(prep / "samples.png")
+
     run = results / "pixda_1shot_seed0"  # notebook 03's default run
     assert (run / "metrics.json").is_file()
     analysis = results / "04_analysis"  # notebook 04's default out_dir, over results/

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from pixda_core.errors import DataError
 from pixda_core.sweep import read_grid, read_runs, run_sweep
 from pixda_core.sweep_cli import main as sweep_main
-from pixda_core.workflow import notebooks_dir
 from tests.helpers import CONTENT, FUZZ, GRID, ROOT, TINY, png_size, read_each
 
 
@@ -170,37 +169,6 @@ def test_sweep_skips_what_is_done(sweep_copy, toy_root):
     again = run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, **GRID)
     assert again["ran"] == [] and again["failed"] == [] and len(again["skipped"]) == 5
     assert (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns == before
-
-
-@pytest.mark.notebooks
-def test_a_sweep_after_a_jupyterlab_session_runs_the_kits_notebooks(sweep, tmp_path, monkeypatch):
-    """A user copies the notebooks, edits and runs them (outputs saved, parameters changed,
-    a cell that fails); a later sweep's analysis still runs the kit's own notebook 04."""
-    from pixda_core.notebook_run import NB_ANALYSIS, execute
-    from pixda_core.workflow import CHECKOUT, PACKAGE, copy_notebooks
-
-    # the kit's notebooks are package data, not a folder a user opens (the checkout's
-    # notebooks/ holds the user's copies)
-    assert notebooks_dir() == PACKAGE / "notebooks"
-    assert CHECKOUT is None or notebooks_dir() != CHECKOUT / "notebooks"
-    monkeypatch.setenv("PIXDA_HOME", str(tmp_path))
-    copies = copy_notebooks("notebooks")
-    assert [p.parent for p in copies] == [tmp_path / "notebooks"] * 4
-    mine = nbformat.read(copies[3], as_version=4)
-    mine.cells[1].source = mine.cells[1].source.replace("num_images = 3", "num_images = 30")
-    mine.cells[2].source = "raise RuntimeError('the copy ran')\n" + mine.cells[2].source
-    mine.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="explored\n")]
-    nbformat.write(mine, copies[3])
-
-    out, _ = sweep
-    executed = tmp_path / "04.ipynb"
-    params = {"runs": [str(out)], "out_dir": str(tmp_path / "a"), "interactive": False}
-    assert execute(NB_ANALYSIS, executed, params) is None
-    ran = nbformat.read(executed, as_version=4)
-    kit = nbformat.read(notebooks_dir() / NB_ANALYSIS, as_version=4)
-    assert ran.cells[3].source == kit.cells[2].source  # (cell 2: papermill's parameters)
-    assert "num_images = 3" in ran.cells[1].source
-    assert (tmp_path / "a" / "error_maps.png").is_file()
 
 
 @pytest.mark.data
