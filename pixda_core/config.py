@@ -310,6 +310,30 @@ def preset_table(*names: str) -> str:
 # ----------------------------------------------------------------------- derived values
 
 
+def run_length(opt: OptimConfig, steps: int | None = None, horizon: int | None = None) -> dict:
+    """The keys of a schedule's length, one rule for run.py (``--early_stop``, ``--max_iters``),
+    the notebooks and the sweep (``iterations``, ``pretrain_iterations``): ``steps`` is
+    ``early_stop`` (the iterations run), ``horizon`` is ``max_iters`` (the poly schedule's).
+    Steps past ``opt``'s horizon stretch it when no horizon is given (the learning rate then
+    decays to zero at the last step); a horizon alone caps the steps at it; both given are
+    taken as given (the config refuses steps past the horizon). A value that is not a
+    positive integer is passed on for the config to refuse, naming its key."""
+    out: dict = {}
+    if horizon is not None:
+        out["max_iters"] = horizon
+    if steps is not None:
+        out["early_stop"] = steps
+        if horizon is None and _positive_int(steps) and steps > opt.max_iters:
+            out["max_iters"] = steps
+    elif _positive_int(horizon):
+        out["early_stop"] = min(opt.early_stop, horizon)
+    return out
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def num_classes(cfg: Config) -> int:
     """Outputs of G: the 19 Cityscapes train classes for either source (SYNTHIA's runs are
     scored on 16 and 13 of them, see :func:`protocol`)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, preset
+from .config import Config, preset, run_length
 from .errors import ConfigError, DataError, PixdaError, user_message
 from .paths import CHECKOUT, PACKAGE, base_dir, notebooks_dir, resolve  # noqa: F401 (the kit's)
 
@@ -173,8 +173,9 @@ def make_config(
     init: str | None = None,
 ) -> Config:
     """The config the notebook parameters describe, checked like any config (a bad value is a
-    ConfigError naming it). ``iterations`` / ``pretrain_iterations`` set ``early_stop`` of the
-    adaptation / source-only training (and stretch the poly horizon when it is shorter);
+    ConfigError naming it). ``iterations`` / ``pretrain_iterations`` are the iterations run by
+    the adaptation / source-only training (:func:`pixda_core.config.run_length`: ``early_stop``,
+    the poly horizon stretched to them when it is shorter, as run.py's ``--early_stop``);
     ``init``: the source-only model's initial weights (a file, relative ones from
     :func:`base_dir`; "none"; None: the preset's); ``method``: a name, a spec
     (``module:Class``, ``path/to/file.py:Class``) or a method class itself (one defined in a
@@ -202,13 +203,8 @@ def make_config(
     if run_name:
         data["run"]["name"] = run_name
     for section, its in (("adapt", iterations), ("pretrain", pretrain_iterations)):
-        if its is None:
-            continue
-        opt = getattr(base, section)
-        if isinstance(its, int) and not isinstance(its, bool) and its > 0:
-            data[section] = {"early_stop": its, "max_iters": max(opt.max_iters, its)}
-        else:
-            data[section] = {"early_stop": its}  # the config rejects it, naming the key
+        if its is not None:  # (run.py's --early_stop: the same rule)
+            data[section] = run_length(getattr(base, section), steps=its)
     for sec, values in (overrides or {}).items():
         if not isinstance(values, dict):
             raise ConfigError(f"overrides[{sec!r}] must be a dict of keys, got {values!r}")

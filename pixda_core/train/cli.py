@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import Config, preset
+from ..config import Config, preset, run_length
 from ..data.splits import read_split, split_shots
 from ..errors import ConfigError, run_cli
 from ..textfiles import load_yaml, read_text
@@ -74,8 +74,9 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
             sec, _, name = key.partition(".")
             data.setdefault(section if sec == "optim" else sec, {})[name] = value
     optim = data.get(section, {})
-    if "max_iters" in optim and "early_stop" not in optim:
-        optim["early_stop"] = min(getattr(cfg, section).early_stop, optim["max_iters"])
+    if "max_iters" in optim or "early_stop" in optim:  # (the notebooks' iterations: the same)
+        given = {"steps": optim.get("early_stop"), "horizon": optim.get("max_iters")}
+        optim.update(run_length(getattr(cfg, section), **given))
     for sec, values in nest_overrides(args.overrides).items():
         data.setdefault(sec, {}).update(values)
     try:

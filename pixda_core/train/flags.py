@@ -129,10 +129,12 @@ FLAGS = (
          parse={"type": int}),
     Flag("--lr", "G backbone learning rate as used (heads: 10x)", ("optim.lr",),
          parse={"type": float}),
-    Flag("--max_iters", "horizon of the poly learning-rate schedule", ("optim.max_iters",),
+    Flag("--max_iters", "horizon of the poly learning-rate schedule (alone: also caps the "
+         "iterations run)", ("optim.max_iters",),
          parse={"type": int}),
-    Flag("--early_stop", "iterations to run (PixDA: of the adversarial phase; capped at "
-         "--max_iters)", ("optim.early_stop",), parse={"type": int}),
+    Flag("--early_stop", "iterations to run (PixDA: of the adversarial phase); past the "
+         "preset's poly horizon it stretches the horizon, unless --max_iters is given",
+         ("optim.early_stop",), parse={"type": int}),
     Flag("--kd_steps", "distillation steps after PixDA's adversarial phase",
          ("method.kd_steps",), parse={"type": int}),
     Flag("--seed", "seed of the run (and of a drawn split without --split_seed)",

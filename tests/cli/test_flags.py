@@ -129,3 +129,27 @@ def test_set_values(pairs):
     """Every ``--set KEY=VALUE``, whatever VALUE holds."""
     argv = [x for key, value in pairs for x in ("--set", f"{key}={value}")]
     config_or_refusal(argv, [v for _, v in pairs], "argument --set: ")
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("steps", [50, 300])  # the toy preset's adapt horizon: 200
+def test_iterations_mean_the_same_in_run_py_and_the_notebooks(toy_root, steps):
+    """run.py's --early_stop and the notebooks' (and the sweep's) iterations: the iterations
+    run; past the preset's poly horizon they stretch it (the learning rate reaches zero at
+    the last step); --max_iters alone caps them; both given, steps past it are refused."""
+    from pixda_core.workflow import make_config
+
+    flags = parse("--early_stop", str(steps), "--preset", "toy")
+    nb = make_config("toy", str(toy_root), iterations=steps, pretrain_iterations=steps)
+    horizon = max(steps, preset("toy").adapt.max_iters)
+    assert (flags.adapt.early_stop, flags.adapt.max_iters) == (steps, horizon)
+    assert (nb.adapt.early_stop, nb.adapt.max_iters) == (steps, horizon)
+    pre = parse("--early_stop", str(steps), "--preset", "toy", mode="pretrain",
+                section="pretrain")  # fmt: skip
+    assert (pre.pretrain.early_stop, pre.pretrain.max_iters) == (
+        nb.pretrain.early_stop, nb.pretrain.max_iters)  # fmt: skip
+    capped = parse("--max_iters", "100", "--preset", "toy")
+    assert (capped.adapt.early_stop, capped.adapt.max_iters) == (100, 100)
+    with pytest.raises(ConfigError, match=r"adapt.early_stop\) = 300: expected between 1 "
+                       r"and adapt.max_iters \(250\)"):  # fmt: skip
+        parse("--early_stop", "300", "--max_iters", "250", "--preset", "toy")
