@@ -79,12 +79,6 @@ class _Titles(Mapping):
 TITLES: Mapping[str, str] = _Titles()
 
 
-def title(name: str) -> str:
-    """A method's title; its name when it is not registered here (a plug-in's runs read in a
-    process that has not loaded it)."""
-    return TITLES.get(name, name)
-
-
 def method_of(cfg, source_only: bool = False) -> Method:
     """The method a run trains, made from its config: source-only pretraining, or
     ``cfg.method.name`` (a name or a spec, :func:`method_class`)."""
@@ -121,7 +115,6 @@ __all__ = [
     "is_spec",
     "spec_of",
     "known",
-    "title",
     "ENTRY_POINTS",
     "BUILTIN",
     "TITLES",

@@ -76,8 +76,7 @@ class Job:
         self.cfg, self.method, self.folder, self.rt = cfg, method, folder, rt
         self.optim = getattr(cfg, method.schedule)
         start = start or Start()  # what the checks before the run built, else built here
-        self.nets = build_nets(cfg, method, self.optim, rt, init, start.weights)
-        start.weights = None  # in G now: not held for the run's length
+        self.nets = build_nets(cfg, method, self.optim, rt, init, start.take_weights())
         chosen = start.chosen
         self.source = None
         if method.source:

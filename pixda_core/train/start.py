@@ -42,6 +42,12 @@ class Start:
     val: Cityscapes | None = None
     weights: object | None = None
 
+    def take_weights(self) -> object | None:
+        """The weights as read, handed over once: the run loads them into its networks, and
+        this record lets go of them (a ResNet-101's state is not held for the run's length)."""
+        weights, self.weights = self.weights, None
+        return weights
+
 
 def preflight(
     cfg: Config, method: Method, resume: bool, data: bool = True, listed: list[str] | None = None
