@@ -20,7 +20,12 @@ from .errors import ConfigError, DataError, PixdaError
 from .labels import CLASS_NAMES
 from .methods import REFERENCES, SOURCE_ONLY, TITLES, known
 from .metrics import ConfusionMatrix
+from .steptimes import read_timing
 from .train.rundir import read_metrics
+
+#: what a run took, from its timing.json: the device, the wall time (s) of its attempts, the
+#: mean step time (s) and the peak memory (GB; GPU memory allocated, else the process's RSS)
+TIMING = ("device", "wall_s", "step_s", "peak_memory_gb")
 
 #: method -> its name in tables and figures, in the order of the methods table
 METHOD_NAMES = TITLES
@@ -349,6 +354,8 @@ def load_runs(paths) -> pd.DataFrame:
             row.update(settings=settings, fingerprint=_hash(settings), setting=_hash(shared),
                        origin=_hash(origin))  # fmt: skip
         row.update({f"iou_{c}": m["per_class_iou"].get(c) for c in CLASS_NAMES})
+        timing = read_timing(folder) or {}  # what it took (none: NaN)
+        row.update({k: timing.get(k, np.nan) for k in TIMING})
         rows.append(row)
     if not rows:
         raise DataError(f"no finished runs (folders with metrics.json) under {paths}")
@@ -590,14 +597,16 @@ def gain_over(
 
 def summary_table(runs: pd.DataFrame, settings: bool = False) -> pd.DataFrame:
     """The sweep's ``summary.csv``: one row per run, columns ``method, shots, seed, split,
-    source, miou, miou_13`` (SYNTHIA only) and one ``iou_<class>`` per class; with
+    source, miou, miou_13`` (SYNTHIA only), one ``iou_<class>`` per class, and what the run
+    took (:data:`TIMING`: its device, wall time, mean step time, peak memory); with
     ``settings`` (notebook 04's) also ``fingerprint, setting, setting_label, run``."""
     cols = ["method", "shots", "seed", "split", "source", "miou"]
     if runs["source"].eq("synthia").any():
         cols.append("miou_13")
     extra = ["fingerprint", "setting", "setting_label", "run"] if settings else []
     runs = with_settings(runs) if settings else runs
-    return runs[cols + [f"iou_{c}" for c in CLASS_NAMES] + extra]
+    timing = [c for c in TIMING if c in runs]  # (tables made by hand may leave them out)
+    return runs[cols + [f"iou_{c}" for c in CLASS_NAMES] + timing + extra]
 
 
 def write_table(

@@ -18,6 +18,7 @@ commands:
   adapt     adapt a source-only model with PixDA or a baseline (flags as run.py --is_train)
   evaluate  evaluate a run's checkpoint on the target val set (flags as run.py without it)
   sweep     notebook 03 for every (method, shots, seed) with papermill, then notebook 04
+  bench     time a few steps of each method on this machine, for `sweep --plan`
   notebooks copy the numbered notebooks into a folder of yours, to explore and edit
 
 `pixda COMMAND --help` describes each one."""
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         from .sweep_cli import main as run
     elif command == "notebooks":
         run = notebooks_main
+    elif command == "bench":
+        from .steptimes import bench_main as run
     elif command in ("pretrain", "adapt", "evaluate"):
         from .train import cli as train_cli
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import submitit
 
 from .errors import ConfigError, SlurmError
+from .runspec import RunSpec
 
 #: states of a task in squeue that mean it will still run
 QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
@@ -35,14 +36,23 @@ QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZI
 
 @dataclass(frozen=True)
 class Task:
-    """One notebook execution of a sweep."""
+    """One notebook execution of a sweep: one run (:class:`~pixda_core.runspec.RunSpec`),
+    its notebook (02 or 03) given the spec's parameters."""
 
-    name: str  # the run's folder name ("source_only_<...>" or "collect" for the others)
-    notebook: str  # one of the kit's notebooks, by file name
+    name: str  # the run's folder name
+    spec: RunSpec  # the run
     output: str  # where the executed notebook goes
-    params: dict  # papermill parameters
     log: str  # the notebook's output, streamed
     status: str  # the job's record: state, job id, host, GPUs, error
+    expected_s: float | None = None  # the plan's time of its training steps (None: unmeasured)
+
+    @property
+    def notebook(self) -> str:
+        return self.spec.notebook
+
+    @property
+    def params(self) -> dict:
+        return self.spec.params()
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ once with its settings and that gap, then reused; the given root serves its own 
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -80,14 +79,17 @@ def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True,
     Returns run_sweep's dict, merged over the gaps."""
     from .executors import check_slurm
     from .paths import resolve
-    from .sweep import _lock, run_sweep, slurm_options
+    from .sweep import _lock, make_grid, record_grid, run_sweep, slurm_options
 
     gaps = check_gaps(gaps, grid.get("source_root"), grid.get("target_root"))
     if grid.get("executor") == "slurm":  # before the toys and sweep.json are written
         check_slurm(slurm_options(grid.get("slurm"), grid.get("time_limit")))
     out, root = resolve(out), resolve(data_root)
+    keys = ("shots", "methods", "seeds", "source", "preset", "iterations", "pretrain_iterations",
+            "overrides", "init", "split_seeds", "source_only_per_seed")  # fmt: skip
+    recorded = make_grid(data_root=str(root), **{k: grid[k] for k in keys if k in grid})
     with _lock(out):
-        _remember(out, gaps, root, grid)
+        record_grid(out, asdict(recorded), gaps)
     merged = {"summary": None, "failed": [], "ran": [], "skipped": [], "submitted": []}
     for gap in gaps:
         print(f"[sweep] gap {gap:g}", flush=True)
@@ -101,29 +103,6 @@ def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True,
     else:
         print(f"[sweep] when the jobs have ended: pixda sweep --collect {out}", flush=True)
     return merged
-
-
-def _remember(out: Path, gaps, root: Path, grid: dict) -> None:
-    """``<out>/sweep.json``: the union of the grids and gaps asked for here."""
-    path = out / "sweep.json"
-    old = read_gap_grid(out) if path.is_file() else {}
-    if path.is_file() and old is None:
-        raise DataError(
-            f"{out} is a sweep folder of one benchmark (its sweep.json has no gaps); choose "
-            "another --out for a sweep over gaps"
-        )
-    old = old or {}
-    new = {
-        "gaps": sorted(set(old.get("gaps", [])) | set(gaps)),
-        "data_root": str(root),
-        "methods": list(dict.fromkeys([*old.get("methods", []), *grid.get("methods", [])])),
-        "shots": list(dict.fromkeys([*old.get("shots", []), *grid.get("shots", [])])),
-        "seeds": list(dict.fromkeys([*old.get("seeds", []), *grid.get("seeds", [])])),
-        "source": grid.get("source", "gta5"),
-        "preset": grid.get("preset", "toy"),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(new, indent=1) + "\n")
 
 
 def read_gap_grid(out: str | os.PathLike) -> dict | None:
@@ -175,7 +154,7 @@ def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> 
 def gap_status(out: str | os.PathLike) -> pd.DataFrame:
     """``sweep --status`` over every gap: the runs of ``<out>/gap<G>`` named ``gap<G>/run``."""
     from .paths import resolve
-    from .sweep import status_table
+    from .sweep import STATUS_COLUMNS, status_table
 
     out = resolve(out)
     frames = []
@@ -185,5 +164,5 @@ def gap_status(out: str | os.PathLike) -> pd.DataFrame:
             table = status_table(sub)
             frames.append(table.assign(run=gap_folder(gap) + "/" + table["run"]))
     if not frames:
-        return pd.DataFrame(columns=["run", "state", "step", "miou", "job", "why"])
+        return pd.DataFrame(columns=STATUS_COLUMNS)
     return pd.concat(frames, ignore_index=True)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError, DataError, SlurmError
+from .errors import ConfigError, DataError, SlurmError, user_message
 from .executors import (
     SlurmOptions,
     Task,
@@ -57,7 +57,8 @@ from .executors import (
 )
 from .locks import held
 from .methods import ADAPTATION, SOURCE_ONLY, method_class, portable, run_name
-from .notebook_run import NB_ADAPT, NB_ANALYSIS, NB_SOURCE_ONLY, execute
+from .notebook_run import NB_ANALYSIS, execute
+from .runspec import RunSpec
 from .train.rundir import finished
 
 SWEEP_METHODS = (SOURCE_ONLY, *ADAPTATION)
@@ -111,21 +112,44 @@ class Grid:
         if bad:
             raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
 
-    def common(self, out: Path) -> dict:
-        """The notebook parameters every run of the grid shares (paths absolute)."""
+    def base(self, out: Path) -> RunSpec:
+        """What every run of the grid shares (paths absolute), as one spec."""
         from .paths import resolve
 
-        return {
-            "data_root": str(resolve(self.data_root)),
-            "source": self.source,
-            "source_root": str(resolve(self.source_root)) if self.source_root else None,
-            "target_root": str(resolve(self.target_root)) if self.target_root else None,
-            "preset": self.preset,
-            "out_dir": str(out),
-            "overrides": self.overrides,
-            "device": "auto",
-            "init": self.init,
-        }
+        overrides = self.overrides
+        if self.source_only_per_seed:
+            overrides = {**overrides, "run": {**overrides.get("run", {}), "own_source_only": True}}
+        return RunSpec(
+            source=self.source,
+            preset=self.preset,
+            data_root=str(resolve(self.data_root)),
+            source_root=str(resolve(self.source_root)) if self.source_root else None,
+            target_root=str(resolve(self.target_root)) if self.target_root else None,
+            iterations=self.iterations,
+            pretrain_iterations=self.pretrain_iterations,
+            init=self.init,
+            out_dir=str(out),
+            device="auto",
+            overrides=overrides,
+        )
+
+    def specs(self, out: Path) -> tuple[list[RunSpec], list[RunSpec]]:
+        """The source-only models (one, or one per seed) and the adaptation runs of the
+        grid, each as one spec."""
+        base = self.base(out)
+        so = [replace(base, method=SOURCE_ONLY, seed=seed) for seed in self.source_only_seeds()]
+        runs = [
+            replace(
+                base,
+                method=method,
+                num_shots=n or 1,
+                seed=seed,
+                split_seed=split,
+                run_name=run_name(method, n, seed, split),
+            )  # fmt: skip
+            for method, n, seed, split in self.runs()
+        ]  # (the oracle's shots, 0 here: any, it takes every image)
+        return so, runs
 
     def runs(self) -> list[tuple[str, int, int, int | None]]:
         """(method, shots, seed, split seed) of every adaptation run; the oracle, which
@@ -148,78 +172,24 @@ class Grid:
         return list(self.seeds) if self.source_only_per_seed else [None]
 
 
-def plan(grid: Grid, out: Path) -> tuple[list[Task], list[Task]]:
-    """The source-only tasks (one, or one per seed) and the adaptation tasks of the grid."""
-    common = grid.common(out)
-    if grid.source_only_per_seed:
-        overrides = common["overrides"]
-        common["overrides"] = {
-            **overrides,
-            "run": {**overrides.get("run", {}), "own_source_only": True},
-        }
+def tasks_of(grid: Grid, out: Path, expected: dict | None = None) -> tuple[list[Task], list[Task]]:
+    """The source-only tasks (one, or one per seed) and the adaptation tasks of the grid
+    (``expected``: run name -> its planned seconds, recorded with it)."""
     logs, nbs = out / "logs", out / "notebooks"
-    logs.mkdir(parents=True, exist_ok=True)
+    expected = expected or {}
 
-    def task(name: str, notebook: str, executed: str, params: dict) -> Task:
-        return Task(
-            name,
-            notebook,
-            str(nbs / executed),
-            params,
-            str(logs / f"{name}.log"),
-            str(logs / f"{name}.json"),
-        )
+    def task(spec: RunSpec) -> Task:
+        name = spec.name
+        if spec.is_source_only:
+            executed = f"02_source_only_{grid.source}_{grid.preset}"
+            executed += f"_seed{spec.seed}.ipynb" if spec.seed is not None else ".ipynb"
+        else:
+            executed = f"03_{name}.ipynb"
+        return Task(name, spec, str(nbs / executed), str(logs / f"{name}.log"),
+                    str(logs / f"{name}.json"), expected.get(name))  # fmt: skip
 
-    so_tasks = []
-    for seed in grid.source_only_seeds():
-        so_params = {**common, "iterations": grid.pretrain_iterations}
-        if seed is not None:  # notebook 02 takes the seed as an override
-            overrides = so_params["overrides"]
-            run = {**overrides.get("run", {}), "seed": seed}
-            so_params["overrides"] = {**overrides, "run": run}
-        so_name = _source_only_name(so_params)
-        executed = f"02_source_only_{grid.source}_{grid.preset}"
-        executed += f"_seed{seed}.ipynb" if seed is not None else ".ipynb"
-        so_tasks.append(task(so_name, NB_SOURCE_ONLY, executed, so_params))
-    tasks = []
-    for method, n, seed, split in grid.runs():
-        name = run_name(method, n, seed, split)
-        overrides = common["overrides"]
-        if split is not None:
-            data = {**overrides.get("data", {}), "split_seed": split}
-            overrides = {**overrides, "data": data}
-        params = {
-            **common,
-            "method": method,
-            "num_shots": n or 1,  # (the oracle's 0: any, it takes every image)
-            "seed": seed,
-            "iterations": grid.iterations,
-            "pretrain_iterations": grid.pretrain_iterations,
-            "run_name": name,
-            "overrides": overrides,
-        }
-        tasks.append(task(name, NB_ADAPT, f"03_{name}.ipynb", params))
-    return so_tasks, tasks
-
-
-def _source_only_name(params: dict) -> str:
-    """The folder of the source-only model these notebook parameters train or reuse."""
-    from .train import source_only_run
-    from .workflow import make_config
-
-    cfg = make_config(
-        params["preset"],
-        params["data_root"],
-        params["source"],
-        params["source_root"],
-        params["target_root"],
-        pretrain_iterations=params["iterations"],
-        init=params["init"],
-        out_dir=params["out_dir"],
-        device=params["device"],
-        overrides=params["overrides"],
-    )
-    return source_only_run(cfg).run.name
+    so, runs = grid.specs(out)
+    return [task(s) for s in so], [task(s) for s in runs]
 
 
 # ------------------------------------------------------------------------------ state
@@ -332,23 +302,9 @@ def run_sweep(
     from .paths import resolve
 
     out = resolve(out)
-    grid = Grid(
-        tuple(portable(m) for m in methods),
-        tuple(shots),
-        tuple(seeds),
-        tuple(split_seeds),
-        source,
-        preset,
-        str(data_root),
-        source_root,
-        target_root,
-        iterations,
-        pretrain_iterations,
-        overrides or {},
-        init,
-        source_only_per_seed,
-    )
-    grid.check()
+    grid = make_grid(shots, methods, seeds, source, preset, data_root, source_root, target_root,
+                     iterations, pretrain_iterations, overrides, init, split_seeds,
+                     source_only_per_seed)  # fmt: skip
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor {executor!r} is not one of local, slurm")
     if jobs < 1:
@@ -357,8 +313,13 @@ def run_sweep(
     if executor == "slurm":  # the cluster answers and takes such jobs: before anything is written
         check_slurm(slurm)
     with _lock(out):
-        _remember(out, grid)
-        so, tasks = plan(grid, out)
+        planned = _plan(grid, out, executor, jobs, slurm)
+        expected = {r.name: r.seconds for r in planned.runs} if planned else {}
+        if executor == "slurm" and time_limit is None:
+            slurm = _planned_limits(planned, slurm)
+        record_grid(out, asdict(grid))
+        so, tasks = tasks_of(grid, out, expected)
+        (out / "logs").mkdir(exist_ok=True)
         runs = read_runs(out)
         jobs_of = dict(zip(runs["name"], runs["job_id"].fillna(""), strict=True))
         queue = slurm_queue(list(jobs_of.values()))
@@ -375,6 +336,82 @@ def run_sweep(
         follow(out, result["submitted"])
         result.update(collect_result(out))
     return result
+
+
+def _plan(grid: Grid, out: Path, executor: str, jobs: int, slurm: SlurmOptions):
+    """The sweep's plan (:mod:`pixda_core.sweep_plan`), for the times it records with each run
+    and SLURM's time limits; where it cannot be made (a damaged step-time store, a run's bad
+    value) that is said, and the sweep goes on."""
+    from .errors import PixdaError
+    from .sweep_plan import plan_sweep
+
+    try:
+        return plan_sweep(grid, out, executor, jobs, slurm.gpus_per_job, slurm.cpus_per_job)
+    except PixdaError as exc:  # (a run's bad value fails in its notebook, counted there)
+        print(f"[sweep] no time plan: {user_message(exc)}", flush=True)
+        return None
+
+
+def _planned_limits(planned, slurm: SlurmOptions) -> dict[str, SlurmOptions]:
+    """The SLURM options of the source-only job and of the array: --time from the plan
+    (:meth:`~pixda_core.sweep_plan.SweepPlan.time_limit_min`), else ``slurm``'s (24 h by
+    default), said either way."""
+    from .sweep_plan import MARGIN_FACTOR, MARGIN_MIN
+
+    out = {}
+    for which, so in (("source_only", True), ("array", False)):
+        limit = planned.time_limit_min(so) if planned is not None else None
+        out[which] = replace(slurm, time_min=limit) if limit else slurm
+    said = {k: f"{o.time_min} min" for k, o in out.items()}
+    if planned is not None and not planned.unmeasured:
+        print(f"[sweep] SLURM --time from the plan on {planned.device} (its longest run x "
+              f"{MARGIN_FACTOR:g} + {MARGIN_MIN} min): source-only job {said['source_only']}, "
+              f"array {said['array']}", flush=True)  # fmt: skip
+    else:
+        print(
+            f"[sweep] SLURM --time {slurm.time_min} min: no step time measured for the "
+            "plan (`pixda sweep ... --plan` says how); --time-limit sets it",
+            flush=True,
+        )
+    return out
+
+
+def make_grid(
+    shots=(1, 5),
+    methods=(SOURCE_ONLY, "finetune", "pixda"),
+    seeds=(0,),
+    source: str = "gta5",
+    preset: str = "toy",
+    data_root: str = "data/toy",
+    source_root: str | None = None,
+    target_root: str | None = None,
+    iterations: int | None = None,
+    pretrain_iterations: int | None = None,
+    overrides: dict | None = None,
+    init: str | None = None,
+    split_seeds=(),
+    source_only_per_seed: bool = False,
+) -> Grid:
+    """The grid a sweep command asks for, checked (an unknown method, shots below 1: one
+    line naming it)."""
+    grid = Grid(
+        methods=tuple(portable(m) for m in methods),
+        shots=tuple(shots),
+        seeds=tuple(seeds),
+        split_seeds=tuple(split_seeds),
+        source=source,
+        preset=preset,
+        data_root=str(data_root),
+        source_root=source_root,
+        target_root=target_root,
+        iterations=iterations,
+        pretrain_iterations=pretrain_iterations,
+        overrides=overrides or {},
+        init=init,
+        source_only_per_seed=source_only_per_seed,
+    )
+    grid.check()
+    return grid
 
 
 def read_grid(out: Path) -> dict:
@@ -403,21 +440,32 @@ def read_grid(out: Path) -> dict:
     return grid
 
 
-def _remember(out: Path, grid: Grid) -> None:
-    """``sweep.json``: the union of the grids asked for here, for --status and --collect."""
+def record_grid(out: Path, grid: dict, gaps=None) -> None:
+    """``sweep.json`` (the one writer): the union of the grids asked for in ``out``, for
+    --status and --collect; a sweep over gaps (``gaps``) also records them. A folder holds
+    one kind of sweep: a plain sweep into a sweep over gaps, or the other way, is refused,
+    naming it. A damaged record is written anew from this grid."""
     path = out / "sweep.json"
     try:
         old = read_grid(out)
-    except DataError:  # none yet, or damaged: written anew from this grid
+    except DataError:  # none yet, or damaged
         old = {}
-    if "gaps" in old:
+    if gaps is None and "gaps" in old:
         raise ConfigError(
             f"{out} is a sweep over gaps (its runs are in {out}/gap<G>): give --gaps again, or "
             "choose another --out"
         )
-    new = asdict(grid)
+    if gaps is not None and old and "gaps" not in old:
+        raise DataError(
+            f"{out} is a sweep folder of one benchmark (its sweep.json has no gaps); choose "
+            "another --out for a sweep over gaps"
+        )
+    new = dict(grid)
+    if gaps is not None:
+        new["gaps"] = sorted(set(old.get("gaps", [])) | set(gaps))
     for key in ("methods", "shots", "seeds", "split_seeds"):
-        new[key] = list(dict.fromkeys([*old.get(key, []), *new[key]]))
+        new[key] = list(dict.fromkeys([*old.get(key, []), *new.get(key, [])]))
+    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(new, indent=1) + "\n")
 
 
@@ -474,41 +522,41 @@ def _run_here(out, grid, so, so_todo, todo, jobs, time_limit, skipped, analysis)
 
 
 def _key(task: Task) -> tuple:
-    p = task.params
-    return (_method_name(p["method"]), _shots(p), p["seed"])
+    return (_method_name(task.spec.method), _shots(task.spec), task.spec.seed)
 
 
-def _shots(params: dict):
-    """A task's shots as reports give them: "all" for the oracle."""
-    method = params.get("method", SOURCE_ONLY)
-    return "all" if method_class(method).all_target else params.get("num_shots", 0)
+def _shots(spec: RunSpec):
+    """A run's shots as reports give them: 0 for a source-only model, "all" for the oracle."""
+    if spec.is_source_only:
+        return 0
+    return "all" if method_class(spec.method).all_target else spec.num_shots
 
 
 def _so_seed(task: Task) -> int | None:
     """The seed of a source-only task (None: the preset's)."""
-    return task.params["overrides"].get("run", {}).get("seed")
+    return task.spec.seed
 
 
 def _start_of(grid: Grid, so: list[Task]):
     """task -> the name of the source-only task it adapts from."""
     by_seed = {_so_seed(t): t.name for t in so}
     if grid.source_only_per_seed:
-        return lambda task: by_seed[task.params["seed"]]
+        return lambda task: by_seed[task.spec.seed]
     return lambda task: so[0].name
 
 
 def _row(task: Task, executor: str, job_id: str | None) -> dict:
-    p = task.params
-    split = p.get("overrides", {}).get("data", {}).get("split_seed")
+    spec = task.spec
     return {
         "name": task.name,
-        "method": p.get("method", SOURCE_ONLY),
-        "shots": _shots(p),
-        "seed": p.get("seed", _so_seed(task)),
-        "split_seed": split,
+        "method": spec.method,
+        "shots": _shots(spec),
+        "seed": spec.seed,
+        "split_seed": spec.split_seed,
         "executor": executor,
         "job_id": job_id,
         "submitted": time.time(),
+        "expected_s": task.expected_s,
     }
 
 
@@ -518,10 +566,12 @@ def _submit(out, so, so_todo, todo, jobs_of, states, options, skipped, analysis)
     (the controller gone since the check) is one line saying what was submitted before it:
     each job is in runs.csv as soon as it is queued, so the same command submits the rest."""
     folder = out / ".submitit"
+    limits = options if isinstance(options, dict) else {"source_only": options, "array": options}
+    options = limits["array"]
     after, new, ids = [], [], []
     try:
         if so_todo:
-            new = submit_to_slurm(so_todo, folder, options, name="pixda-source-only")
+            new = submit_to_slurm(so_todo, folder, limits["source_only"], name="pixda-source-only")
             record_runs(out, [_row(t, "slurm", i) for t, i in zip(so_todo, new, strict=True)])
             after = list(new)
             for t, i in zip(so_todo, new, strict=True):
@@ -595,17 +645,20 @@ def status_table(out: str | os.PathLike) -> pd.DataFrame:
         why = jobs[job][1] if state == "pending" and job in jobs else ""
         if state == "failed":  # the job's own record says why, when its notebook failed
             why = read_status(out / "logs" / f"{r.name}.json").get("error") or ""
+        record = read_status(out / "logs" / f"{r.name}.json")
         rows.append(
             {
                 "run": r.name,
                 "state": state,
                 "step": step,
                 "miou": miou,
+                "elapsed": _elapsed(record, state),
+                "expected": _minutes(getattr(r, "expected_s", None)),
                 "job": job or "-",
                 "why": why,
             }
         )
-    table = pd.DataFrame(rows, columns=["run", "state", "step", "miou", "job", "why"])
+    table = pd.DataFrame(rows, columns=STATUS_COLUMNS)
     failed = table[(table["state"] == "failed") & (table["job"] != "-")]
     if len(failed):  # killed from outside (time limit, memory, node): SLURM says which
         ended = slurm_ended(list(failed["job"]))
@@ -613,6 +666,26 @@ def status_table(out: str | os.PathLike) -> pd.DataFrame:
             if job in ended:
                 table.loc[i, "why"] = ended[job]
     return table
+
+
+#: ``--status``: a row per run (elapsed: its job's time so far, or its last attempt's; expected:
+#: its plan's time of training steps, recorded when it was started)
+STATUS_COLUMNS = ["run", "state", "step", "miou", "elapsed", "expected", "job", "why"]
+
+
+def _elapsed(record: dict, state: str) -> str:
+    started, ended = record.get("started"), record.get("ended")
+    if not isinstance(started, int | float):
+        return "-"
+    if state == "running" or not isinstance(ended, int | float) or ended < started:
+        ended = time.time()
+    return _minutes(ended - started)
+
+
+def _minutes(seconds) -> str:
+    if not isinstance(seconds, int | float) or pd.isna(seconds):
+        return "-"
+    return f"{seconds / 60:.1f} min"
 
 
 def _progress(folder: Path) -> tuple[int | None, float | None]:

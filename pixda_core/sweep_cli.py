@@ -26,6 +26,12 @@ def main(argv=None) -> int:
     p.add_argument("--status", metavar="OUT", help="show the state of the sweep in OUT")
     p.add_argument("--collect", metavar="OUT", help="write OUT's summary.csv, run notebook 04")
     p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the runs, the jobs and the hours they take (from step times measured with "
+        "`pixda bench` and the sweep's finished runs) and stop: nothing is written",
+    )
+    p.add_argument(
         "--setting",
         metavar="HASH",
         help="--collect: notebook 04's tables over the runs of this one setting (a hash its "
@@ -183,6 +189,8 @@ def main(argv=None) -> int:
         extra,
         args.parallel,
     )
+    if args.plan:
+        return _plan_command(args)
     grid = dict(
         shots=args.shots,
         methods=args.methods,
@@ -212,6 +220,30 @@ def main(argv=None) -> int:
             args.out, data_root=args.data_root, analysis=not args.no_analysis, **grid
         )
     return _report(result)
+
+
+def _plan_command(args) -> int:
+    """``--plan``: the plan of the grid the other flags give (over gaps: each gap's runs,
+    planned on the given root; their lengths and step times do not depend on the gap)."""
+    from .gap_sweep import check_gaps, gap_folder
+    from .paths import resolve
+    from .sweep import make_grid
+    from .sweep_plan import plan_sweep, render
+
+    grid = make_grid(args.shots, args.methods, args.seeds, args.source, args.preset,
+                     args.data_root, args.source_root, args.target_root, args.iterations,
+                     args.pretrain_iterations, nest_overrides(args.overrides), args.init,
+                     args.split_seeds, args.source_only_per_seed)  # fmt: skip
+    out = resolve(args.out)
+    gaps = check_gaps(args.gaps, args.source_root, args.target_root) if args.gaps else (None,)
+    for gap in gaps:
+        here = out if gap is None else out / gap_folder(gap)
+        if gap is not None:
+            print(f"[plan] gap {gap:g}")
+        plan = plan_sweep(grid, here, args.executor, args.jobs, args.gpus_per_job,
+                          args.cpus_per_job)  # fmt: skip
+        print(render(plan, here))
+    return 0
 
 
 def read_gap_grid_safe(out: str) -> bool:

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import Config, preset, run_length
+from .config import Config
 from .errors import ConfigError, DataError, PixdaError, user_message
 from .paths import CHECKOUT, PACKAGE, base_dir, notebooks_dir, resolve  # noqa: F401 (the kit's)
 
-SOURCE_DIRS = {"gta5": "gta5", "synthia": "synthia"}
+# (the notebooks': their parameters as one run, its roots and config)
+from .runspec import SOURCE_DIRS, Roots, RunSpec, data_roots, make_config  # noqa: F401
 
 
 def setup_notebook() -> None:
@@ -94,13 +94,6 @@ def _code(path: Path) -> list[str] | None:
     return [c.source for c in nb.cells if c.cell_type == "code"]
 
 
-@dataclass(frozen=True)
-class Roots:
-    source: Path
-    target: Path
-    kind: str  # "gta5" or "synthia"
-
-
 #: notebook 04's list parameters: the type of their items and the words they take instead
 LIST_PARAMETERS = {
     "runs": ((str, os.PathLike), "run folders or folders of run folders", ()),
@@ -130,86 +123,6 @@ def list_parameters(**given) -> tuple:
             )
         out.append(items)
     return tuple(out)
-
-
-def data_roots(
-    data_root: str = "data/toy",
-    source: str = "gta5",
-    source_root: str | None = None,
-    target_root: str | None = None,
-    generate_toy: bool = True,
-) -> Roots:
-    """The source and target roots: ``<data_root>/{gta5,synthia,cityscapes}`` unless given
-    one by one. A missing ``data_root`` that holds no dataset yet is filled with the toy
-    benchmark (when ``generate_toy``)."""
-    if source not in SOURCE_DIRS:
-        raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCE_DIRS)}")
-    base = resolve(data_root)
-    src = resolve(source_root) if source_root else base / SOURCE_DIRS[source]
-    trg = resolve(target_root) if target_root else base / "cityscapes"
-    if generate_toy and not (source_root and target_root) and not base.exists():
-        from .data import toy
-
-        print(f"{base} does not exist: writing the toy benchmark there")
-        toy.generate(base, progress=False)
-    return Roots(src, trg, source)
-
-
-def make_config(
-    preset_name: str = "toy",
-    data_root: str = "data/toy",
-    source: str = "gta5",
-    source_root: str | None = None,
-    target_root: str | None = None,
-    method="pixda",
-    num_shots: int = 1,
-    seed: int | None = None,
-    iterations: int | None = None,
-    pretrain_iterations: int | None = None,
-    run_name: str | None = None,
-    out_dir: str = "results",
-    device: str = "auto",
-    overrides: dict | None = None,
-    init: str | None = None,
-) -> Config:
-    """The config the notebook parameters describe, checked like any config (a bad value is a
-    ConfigError naming it). ``iterations`` / ``pretrain_iterations`` are the iterations run by
-    the adaptation / source-only training (:func:`pixda_core.config.run_length`: ``early_stop``,
-    the poly horizon stretched to them when it is shorter, as run.py's ``--early_stop``);
-    ``init``: the source-only model's initial weights (a file, relative ones from
-    :func:`base_dir`; "none"; None: the preset's); ``method``: a name, a spec
-    (``module:Class``, ``path/to/file.py:Class``) or a method class itself (one defined in a
-    notebook cell: registered here, known in this kernel); ``overrides`` is a nested dict
-    (``{"adapt": {"lr": 0.01}}``) merged last."""
-    from .methods import portable
-
-    method = portable(method)
-    roots = data_roots(data_root, source, source_root, target_root)
-    base = preset(preset_name)
-    data: dict = {
-        "data": {
-            "source": source,
-            "source_root": str(roots.source),
-            "target_root": str(roots.target),
-            "num_shots": num_shots,
-        },
-        "method": {"name": method},
-        "run": {"out_dir": str(resolve(out_dir)), "device": device},
-    }
-    if seed is not None:
-        data["run"]["seed"] = seed
-    if init is not None:
-        data["model"] = {"init": init if init == "none" else str(resolve(init))}
-    if run_name:
-        data["run"]["name"] = run_name
-    for section, its in (("adapt", iterations), ("pretrain", pretrain_iterations)):
-        if its is not None:  # (run.py's --early_stop: the same rule)
-            data[section] = run_length(getattr(base, section), steps=its)
-    for sec, values in (overrides or {}).items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"overrides[{sec!r}] must be a dict of keys, got {values!r}")
-        data.setdefault(sec, {}).update(values)
-    return Config.from_dict(data, base=base)
 
 
 def check_roots(roots: Roots) -> None:
@@ -278,12 +191,6 @@ def sample_rows(roots: Roots, n: int = 2):
                 )
             )
     return rows
-
-
-def default_run_name(cfg: Config) -> str:
-    from .methods import run_name
-
-    return run_name(cfg.method.name, cfg.data.num_shots, cfg.run.seed, None)
 
 
 def run_title(cfg: Config) -> str:

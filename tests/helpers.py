@@ -210,7 +210,8 @@ def grid_results(out: Path, shots=None) -> pd.DataFrame:
     runs = load_runs(out)
     if shots is not None:
         runs = runs[runs["shots"].isin([0, *shots])]
-    return summary_table(runs).sort_values(["method", "shots"]).reset_index(drop=True)
+    table = summary_table(runs).drop(columns=["device", "wall_s", "step_s", "peak_memory_gb"])
+    return table.sort_values(["method", "shots"]).reset_index(drop=True)  # (results, not times)
 
 
 def toy_preset(**method):

@@ -19,6 +19,7 @@ from ..config import Config
 from ..data import Cityscapes, toy
 from ..errors import Stopped
 from ..methods import Method
+from ..steptimes import RunClock
 from .evaluate import val_loader
 from .inputs import require_batches, shots_source, source_dataset, target_split
 from .records import log_losses
@@ -111,6 +112,7 @@ class Job:
         self.last_val: tuple[int, object] | None = None  # (step, confusion matrix)
         self.bar = None  # the progress bar, while the loop runs
         self.timing = [0.0, 0.0]  # seconds waiting for batches, seconds per step (host), summed
+        self.clock = RunClock(rt.device)  # the run's time and memory (timing.json)
         self._step_start = 0.0
         self.unreadable: set[str] = set()  # files skipped under data.on_error=skip (warned once)
         self.stop_signal: int | None = None  # SIGTERM / SIGINT received: stop after this step
@@ -183,7 +185,9 @@ class Job:
 
     def step_done(self) -> None:
         """Count the step just taken; a loss line every ``run.log_every`` steps."""
-        self.timing[1] += time.perf_counter() - self._step_start
+        took = time.perf_counter() - self._step_start
+        self.timing[1] += took
+        self.clock.step(took)
         self.state.step += 1
         self.losses.steps += 1
         self.bar.update(1)

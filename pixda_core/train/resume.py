@@ -66,6 +66,7 @@ def save(job, state_checked: bool = False) -> None:
     if nets.scaler is not None:  # fp16: the loss scale it has reached
         saved["scaler"] = nets.scaler.state_dict()
     save_step_checkpoint(saved, job.folder.checkpoints, s.step, job.cfg.run.keep_checkpoints)
+    job.clock.write(job.folder.path, job.rt.precision, job.rt.world)  # timing.json, as of now
     job.rt.barrier()
 
 
@@ -107,6 +108,7 @@ def resume(job) -> None:
     }
     set_rng_state(ck["rng"])
     job.losses.load_state_dict(ck, job.rt.device)
+    job.clock.resumed(job.folder.path)  # the time and memory its record says so far
     changed = settings_changed(job, path, Config.from_dict(ck["config"], base=job.cfg))
     for table in TABLES:
         job.folder.truncate(table, job.state.step)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pixda_core import sweep as sweep_module
 from pixda_core.executors import read_status, slurm_queue
 from pixda_core.sweep import read_runs, status_table
 from pixda_core.sweep_cli import main
+from pixda_core.train.flags import nest_overrides, parse_set
 from tests.helpers import ROOT, TINY, grid_results
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
@@ -85,7 +87,7 @@ def own_slurm(monkeypatch):
 
 
 def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
-    slurm, sweep, toy_root, tmp_path, capsys
+    slurm, sweep, toy_root, tmp_path, capsys, monkeypatch
 ):
     """The grid as one array after the source-only job; one task cancelled mid-run with
     scancel, which signals every process of the job, its loader worker too: it stops at the
@@ -93,12 +95,37 @@ def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
     command again resubmits just that run, which resumes from that step; the summary is the
     one of the sweep run here. (A checkpoint and a loss line every step, a loader worker:
     they change no number, and give the cancel something to resume from.) While the array
-    waits for the source-only job, --status shows SLURM's reason: Dependency."""
+    waits for the source-only job, --status shows SLURM's reason: Dependency. Each job asks
+    for the --time its plan gives (from step times stored for the node's CPU at the job's one
+    thread), and --status shows each run's elapsed and expected time."""
+    from pixda_core.steptimes import cpu_name, write_store
+    from pixda_core.sweep import make_grid
+    from pixda_core.sweep_plan import plan_sweep
+
+    monkeypatch.setenv("PIXDA_STEP_TIMES", str(tmp_path / "step_times.csv"))
+    times = {"source_only": 200.0, "finetune": 100.0, "pixda": 150.0}
+    write_store([{"device": cpu_name(1), "preset": "toy", "method": m, "precision": "fp32",
+                  "step_s": s, "steps": 5, "measured": "2026-12-01T10:00:00", "by": "test"}
+                 for m, s in times.items()])  # fmt: skip
     out = tmp_path / "cluster"
     command = ["--out", str(out), "--data-root", str(toy_root), *FLAGS, "--set",
                "run.ckpt_every=1", "--set", "run.log_every=1", "--set", "data.num_workers=1",
                "--executor", "slurm", "--partition", "debug", "--cpus-per-job", "1"]  # fmt: skip
+    capsys.readouterr()
     assert main(command) == 0  # submits and returns
+    said = capsys.readouterr().out
+    sets = nest_overrides([parse_set(f) for f in FLAGS if "=" in f])
+    grid = make_grid((2,), tuple(times), data_root=str(toy_root), iterations=4,
+                     pretrain_iterations=6, overrides=sets)  # fmt: skip
+    plan = plan_sweep(grid, out, "slurm", cpus_per_job=1)
+    limits = {so: plan.time_limit_min(so) for so in (True, False)}
+    assert limits[True] == math.ceil(6 * 200 / 60 * 1.5) + 10  # 6 steps of 200 s, x 1.5 + 10
+    assert f"source-only job {limits[True]} min, array {limits[False]} min" in said
+    asked = {p.read_text().split("#SBATCH --job-name=")[1].split()[0]:
+             re.search(r"#SBATCH --time=(\d+)", p.read_text())[1]
+             for p in (out / ".submitit").rglob("*_submission.sh")}  # fmt: skip
+    assert asked["pixda-source-only"] == str(limits[True])
+    assert asked["pixda-runs"] == str(limits[False])
     runs = pd.read_csv(out / "runs.csv", dtype=str).set_index("name")["job_id"]
     arrays = {runs[n].split("_")[0] for n in runs.index if not n.startswith("source_only")}
     assert len(arrays) == 1 and sum("_" in j for j in runs) == 2  # one array of 2 tasks
@@ -136,7 +163,11 @@ def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
     assert int(re.search(r"resumed \S+ at step (\d+)", log).group(1)) == stopped >= 2
     pd.testing.assert_frame_equal(grid_results(sweep[0], shots=(2,)), grid_results(out))
     assert main(["--status", str(out)]) == 0
-    assert "[sweep] 3 done" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[sweep] 3 done" in printed
+    table = status_table(out).set_index("run")
+    assert table.loc[victim, "expected"] == f"{plan.expected_s(victim) / 60:.1f} min"
+    assert table["elapsed"].str.endswith(" min").all() and "expected" in printed
 
 
 def test_a_request_no_node_can_meet_is_refused_before_any_job_is_queued(

@@ -106,6 +106,8 @@ NOT_RUN = {
     "sweep: half a minute (tests/sweep/test_collect.py runs sweep --collect on a toy sweep; "
     "statistics.md's Python block, run here, reads one)",
     ".venv/bin/python benchmarks/step.py": "a timing benchmark",
+    ".venv/bin/python -m pixda_core bench": "steps of every method timed: a minute "
+    "(tests/sweep/test_plan.py runs pixda bench on one method, one step)",
     "bash benchmarks/gpu_check.sh": "a GPU",
     "torchrun": "several training processes (tests/e2e/test_torchrun.py)",
     "S=": "the toy table's sweep command, used by the $S lines",

@@ -132,7 +132,14 @@ def test_sweep_writes_runs_notebooks_and_summary(sweep):
     assert list(summary.columns[:6]) == ["method", "shots", "seed", "split", "source", "miou"]
     # the toy root holds none of the published images: each split drawn with the run's seed
     assert set(summary["split"].dropna()) == {"seed 0"}
-    assert "miou_13" not in summary and "iou_rider" in summary and len(summary.columns) == 25
+    assert "miou_13" not in summary and "iou_rider" in summary and len(summary.columns) == 29
+    # what each run took, from its timing.json: on this machine's CPU
+    assert list(summary.columns[-4:]) == ["device", "wall_s", "step_s", "peak_memory_gb"]
+    assert summary["device"].str.startswith("CPU ").all()
+    assert (summary["step_s"] > 0).all() and (summary["wall_s"] > summary["step_s"]).all()
+    assert (summary["peak_memory_gb"] > 0.1).all()  # (the process's resident memory)
+    timing = json.loads((out / "pixda_1shot_seed0" / "timing.json").read_text())
+    assert timing["steps"] == 6 and timing["step_s"] * 6 == pytest.approx(timing["step_seconds"])
     assert sorted(zip(summary["method"], summary["shots"], strict=True)) == [
         ("finetune", 1),
         ("finetune", 2),
