@@ -155,6 +155,7 @@ PACKAGE = {
 
 @pytest.mark.notebooks
 def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path, monkeypatch):
+    from pixda_core.executors import read_status
     from pixda_core.sweep import run_sweep
     from tests.helpers import GRID, TINY, take_source_only
 
@@ -178,9 +179,20 @@ def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path
     take_source_only(sweep[0], out)
     methods = (SPEC, "smooth_ft", "my_methods.py:EntropyMin")
     its = {k: GRID[k] for k in ("iterations", "pretrain_iterations")}
+    from pixda_core import executors
+
+    monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])  # a machine with 2 GPUs
     result = run_sweep(out, shots=(1,), methods=methods, seeds=(0,), data_root=str(toy_root),
                        overrides=TINY, jobs=2, **its)  # fmt: skip
     assert result["failed"] == [], result["failed"]
+    # two at once, each on its own GPU (round-robin): runs that overlapped had different ones
+    records = [read_status(out / "logs" / f"{m}_1shot_seed0.json")
+               for m in ("entropy_judge", "smooth_ft", "entropy_min")]  # fmt: skip
+    assert sorted(r["gpus"] for r in records) == ["0", "0", "1"]
+    for i, a in enumerate(records):
+        for b in records[i + 1 :]:
+            if a["started"] < b["ended"] and b["started"] < a["ended"]:
+                assert a["gpus"] != b["gpus"], (a, b)
     summary = pd.read_csv(result["summary"])
     assert {"entropy_judge", "smooth_ft", "entropy_min"} <= set(summary["method"])
     for name in ("entropy_judge", "smooth_ft", "entropy_min"):

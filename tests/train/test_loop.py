@@ -263,7 +263,7 @@ def test_an_fp16_run_with_its_scaler_resumes_exactly_after_sigkill(
         return [
             *release_args(toy_root, tmp_path, name), "--is_train", "--restore_from", weights,
             "--amp", "fp16", "--method", "finetune", "--crop_size", "32,16", "--batch_size",
-            "1", "--early_stop", "6", "--max_iters", "20", "--set", "run.log_every=1",
+            "1", "--early_stop", "4", "--max_iters", "20", "--set", "run.log_every=1",
             "--set", "run.ckpt_every=2",
         ]  # fmt: skip
 
