@@ -207,7 +207,7 @@ def render(plan: SweepPlan, out: Path) -> str:
             f"[plan] no step time measured on {plan.device} for {', '.join(plan.unmeasured)} "
             f"({plan.runs[0].spec.preset} preset): no total. Measure on that device with "
             f"`pixda bench --preset {plan.runs[0].spec.preset} --methods "
-            f"{' '.join(plan.unmeasured)}`" + _threads_hint(plan) + f" (stored in "
+            f"{' '.join(plan.unmeasured)}{_threads_hint(plan)}` (stored in "
             f"{store_path()}), or run some of the grid: its finished runs' times are used"
         )
     else:
