@@ -275,36 +275,21 @@ def slurm_options(slurm: SlurmOptions | None, time_limit: int | None) -> SlurmOp
 
 def run_sweep(
     out: str | os.PathLike,
-    shots=(1, 5),
-    methods=(SOURCE_ONLY, "finetune", "pixda"),
-    seeds=(0,),
-    source: str = "gta5",
-    preset: str = "toy",
-    data_root: str = "data/toy",
-    source_root: str | None = None,
-    target_root: str | None = None,
-    iterations: int | None = None,
-    pretrain_iterations: int | None = None,
-    overrides: dict | None = None,
     analysis: bool = True,
-    init: str | None = None,
-    split_seeds=(),
     executor: str = "local",
     jobs: int = 1,
     slurm: SlurmOptions | None = None,
     time_limit: int | None = None,
     wait: bool = True,
-    source_only_per_seed: bool = False,
+    **grid,
 ) -> dict:
-    """Run (or submit) the grid; see the module docstring. Returns ``{"summary": path,
-    "failed": [(method, shots, seed, why)], "ran": [...], "skipped": [...], "submitted":
-    [job ids]}``."""
+    """Run (or submit) the grid (``grid``: :func:`make_grid`'s keyword arguments); see the
+    module docstring. Returns ``{"summary": path, "failed": [(method, shots, seed, why)],
+    "ran": [...], "skipped": [...], "submitted": [job ids]}``."""
     from .paths import resolve
 
     out = resolve(out)
-    grid = make_grid(shots, methods, seeds, source, preset, data_root, source_root, target_root,
-                     iterations, pretrain_iterations, overrides, init, split_seeds,
-                     source_only_per_seed)  # fmt: skip
+    grid = make_grid(**grid)
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor {executor!r} is not one of local, slurm")
     if jobs < 1:
