@@ -182,7 +182,7 @@ def run(
         f"--preset toy --data-root {data_root} --pretrain-iterations {pretrain_iterations} "
         f"--iterations {iterations} --jobs {jobs} {set_flags(overrides)} --out results/demo_again"
     )
-    return {"summary": result["summary"], "analysis": analysis, "table": pd.DataFrame(table)}
+    return {**result, "analysis": analysis, "table": pd.DataFrame(table)}
 
 
 @run_cli

@@ -3,6 +3,8 @@ a test that changes one works on a copy (``toy_copy``, ``sweep_copy``)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 from pathlib import Path
@@ -23,7 +25,7 @@ LAYERS = ("unit", "tools", "data", "training", "notebooks")
 SLOWEST = (
     "tests/e2e/test_slurm.py",  # ~170 s, mostly waiting on its cluster's jobs
     "tests/train/test_loop.py",  # ~210 s over 23 tests
-    "tests/e2e/test_demo.py",  # ~150 s
+    "tests/e2e/test_demo.py",  # ~40 s after the session demo (which it may build)
     "tests/sweep/test_sweep.py",  # ~120 s, builds the session sweep
     "tests/notebooks/test_notebooks.py",  # ~150 s, waits for the session sweep first
     "tests/sweep/test_gap_sweep.py",  # ~110 s
@@ -123,18 +125,45 @@ def weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sweep(toy_root, tmp_path_factory):
-    """A finished toy sweep (source-only, FT and PixDA at 1 and 2 shots), shared by the
-    notebook tests and the notebook error tests."""
-    from pixda_core.sweep import run_sweep
+def demo(toy_root, tmp_path_factory):
+    """``make demo``'s job at the suite's sizes (:data:`helpers.GRID`): notebook 01, the
+    sweep (source-only, FT and PixDA at 1 and 2 shots, notebook 04); (its folder, what it
+    printed). Its sweep is the session's sweep (:func:`sweep`)."""
+    from pixda_core import demo as kit
 
     from .helpers import GRID, TINY
 
-    def build(folder: Path) -> dict:
-        return run_sweep(folder / "toy_sweep", data_root=str(toy_root), overrides=TINY, **GRID)
+    assert GRID["methods"] == kit.METHODS and GRID["seeds"] == (0,)  # the demo's grid
 
-    folder, result = shared(tmp_path_factory, "sweep", build)
-    return folder / "toy_sweep", result
+    def build(folder: Path) -> dict:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            result = kit.run(
+                toy_root,
+                folder / "demo",
+                pretrain_iterations=GRID["pretrain_iterations"],
+                iterations=GRID["iterations"],
+                overrides=TINY,
+                progress=False,
+                shots=GRID["shots"],
+            )
+        return {"printed": printed.getvalue(), **{k: result[k] for k in SWEEP_RESULT}}
+
+    folder, result = shared(tmp_path_factory, "demo", build)
+    return folder / "demo", result
+
+
+#: what a sweep returns (:func:`pixda_core.sweep.run_sweep`), as the demo hands it on
+SWEEP_RESULT = ("summary", "failed", "ran", "skipped", "submitted")
+
+
+@pytest.fixture(scope="session")
+def sweep(demo):
+    """The demo's finished sweep (source-only, FT and PixDA at 1 and 2 shots, notebook 04),
+    shared by the notebook, sweep and end-to-end tests: (its folder, what run_sweep
+    returned)."""
+    folder, result = demo
+    return folder / "sweep", {k: result[k] for k in SWEEP_RESULT}
 
 
 @pytest.fixture

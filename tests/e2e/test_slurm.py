@@ -20,14 +20,15 @@ from pixda_core.executors import read_status, slurm_queue
 from pixda_core.sweep import read_runs, status_table
 from pixda_core.sweep_cli import main
 from pixda_core.train.flags import nest_overrides, parse_set
-from tests.helpers import ROOT, TINY, grid_results
+from tests.helpers import GRID, ROOT, TINY, grid_results
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
 
 FLAGS = [
     "--shots", "2", "--methods", "source_only", "finetune", "pixda", "--seeds", "0",
-    "--iterations", "4", "--pretrain-iterations", "6", "--no-analysis",
+    "--iterations", str(GRID["iterations"]), "--pretrain-iterations",
+    str(GRID["pretrain_iterations"]), "--no-analysis",
     *(x for sec, kv in TINY.items() for k, v in kv.items()
       for x in ("--set", f"{sec}.{k}={v}".replace(" ", ""))),
 ]  # fmt: skip
@@ -115,8 +116,8 @@ def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
     assert main(command) == 0  # submits and returns
     said = capsys.readouterr().out
     sets = nest_overrides([parse_set(f) for f in FLAGS if "=" in f])
-    grid = make_grid((2,), tuple(times), data_root=str(toy_root), iterations=4,
-                     pretrain_iterations=6, overrides=sets)  # fmt: skip
+    grid = make_grid((2,), tuple(times), data_root=str(toy_root), iterations=GRID["iterations"],
+                     pretrain_iterations=GRID["pretrain_iterations"], overrides=sets)  # fmt: skip
     plan = plan_sweep(grid, out, "slurm", cpus_per_job=1)
     limits = {so: plan.time_limit_min(so) for so in (True, False)}
     assert limits[True] == math.ceil(6 * 200 / 60 * 1.5) + 10  # 6 steps of 200 s, x 1.5 + 10

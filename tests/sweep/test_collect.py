@@ -25,7 +25,7 @@ from tests.helpers import GRID, TINY, assert_user_error
 def test_collect_never_pools_runs_of_different_lengths(sweep_copy, toy_root, tmp_path, capsys):
     out, _ = sweep_copy
     [so] = out.glob("source_only_*/checkpoints/latest.pt")
-    # the sweep's FT 1-shot seed 0 ran GRID["iterations"] (4) steps; this one runs 2
+    # the sweep's FT 1-shot seed 0 ran GRID["iterations"] (5) steps; this one runs 2
     cfg = wf.make_config(
         "toy", str(toy_root), method="finetune", num_shots=1, seed=0, iterations=2,
         pretrain_iterations=GRID["pretrain_iterations"], out_dir=str(out), device="cpu",
@@ -49,14 +49,14 @@ def test_collect_never_pools_runs_of_different_lengths(sweep_copy, toy_root, tmp
     ft1 = stats[(stats["method"] == "finetune") & (stats["shots"] == 1)]
     assert len(ft1) == 2 and set(ft1["n"]) == {1} and set(ft1["runs"]) == {1}
     assert ft1["fingerprint"].nunique() == 2
-    assert sorted(ft1["setting_label"]) == ["2 it.", "4 it."]
+    assert sorted(ft1["setting_label"]) == ["2 it.", "5 it."]
     md = (every / "stats_miou.md").read_text()
-    assert "| FT, 2 it." in md and "| FT, 4 it." in md
+    assert "| FT, 2 it." in md and "| FT, 5 it." in md
     assert "more run repeating" not in md  # nothing was averaged
     summary = summary_table(frame, settings=True)
     assert summary["fingerprint"].nunique() == 4  # source-only, FT x2 lengths, PixDA
 
-    # --setting keeps one: notebook 04 over the 4-step runs and the model they started from
+    # --setting keeps one: notebook 04 over the 5-step runs and the model they started from
     by = load_runs(out).set_index("run")
     long = by.loc["finetune_1shot_seed0", "setting"]
     assert by.loc["finetune_1shot_seed0_short", "setting"] != long
