@@ -29,11 +29,15 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .data import toy
 from .errors import DataError, run_cli
+
+if TYPE_CHECKING:
+    from .sweep_collect import SweepResult
 
 SHOTS = (1, 5)
 METHODS = ("source_only", "finetune", "pixda")
@@ -106,11 +110,15 @@ def run(
     progress: bool = True,
     shots=SHOTS,
     jobs: int = JOBS,
-) -> dict:
+) -> SweepResult:
+    """The demo into ``out``; what its sweep did (its summary, notebook 04 in
+    ``<out>/sweep/analysis``)."""
     from .analysis import load_runs, per_class_table
+    from .executors import Local
     from .notebook_run import execute
     from .paths import resolve
     from .sweep import run_sweep
+    from .sweep_grid import Grid
 
     t0 = time.time()
     data_root, out = resolve(data_root), resolve(out)
@@ -139,24 +147,23 @@ def run(
             "shots",
             flush=True,
         )
-        result = run_sweep(
-            out / "sweep",
-            data_root=str(data_root),
-            preset="toy",
-            pretrain_iterations=pretrain_iterations,
-            iterations=iterations,
-            overrides=overrides,
-            shots=shots,
+        grid = Grid(
             methods=METHODS,
+            shots=shots,
             seeds=(0,),
-            jobs=jobs,
+            preset="toy",
+            data_root=str(data_root),
+            iterations=iterations,
+            pretrain_iterations=pretrain_iterations,
+            overrides=overrides,
         )
+        result = run_sweep(grid, out / "sweep", Local(jobs))
         why = first.result()
     if why:  # its checks name what is wrong with the data, which the sweep met too
         raise DataError(f"notebook 01 failed on {data_root}: {why}")
-    if result["failed"]:
+    if result.failed:
         raise DataError(
-            f"{len(result['failed'])} demo run(s) failed: see {out}/sweep/failures.csv"
+            f"{len(result.failed)} demo run(s) failed: see {out}/sweep/failures.csv"
             f" and the executed notebooks in {out}/sweep/notebooks"
         )
     runs = load_runs(out / "sweep")
@@ -174,7 +181,7 @@ def run(
         "gain_over_source_only, confusion_*, error_maps; PNG and PDF)"
     )
     print(f"  per-class table:    {analysis / 'per_class_iou'}.{{csv,md,tex}}")
-    print(f"  summary:            {result['summary']}")
+    print(f"  summary:            {result.summary}")
     print(f"  executed notebooks: {out / 'notebooks'}, {out / 'sweep' / 'notebooks'}")
     print(
         "any cell again, e.g. PixDA 5-shot seed 0, into another folder:\n"
@@ -182,7 +189,7 @@ def run(
         f"--preset toy --data-root {data_root} --pretrain-iterations {pretrain_iterations} "
         f"--iterations {iterations} --jobs {jobs} {set_flags(overrides)} --out results/demo_again"
     )
-    return {**result, "analysis": analysis, "table": pd.DataFrame(table)}
+    return result
 
 
 @run_cli

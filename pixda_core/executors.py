@@ -72,6 +72,32 @@ class SlurmOptions:
     parallel: int = 0
 
 
+@dataclass(frozen=True)
+class Local:
+    """A sweep's executor: its notebooks run here, ``jobs`` at a time (each on a GPU of its
+    own, round-robin, or on a share of the cores), each stopped after ``time_limit`` minutes
+    (None: no limit)."""
+
+    jobs: int = 1
+    time_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs {self.jobs}: expected at least 1")
+
+
+@dataclass(frozen=True)
+class Slurm:
+    """A sweep's executor: its notebooks run as SLURM jobs asking for ``options``. With
+    ``planned_time`` each job's ``--time`` comes from the sweep's plan (``options.time_min``
+    where nothing was measured); else it is ``options.time_min`` (``--time-limit``).
+    ``wait``: follow the jobs until they end, then report as a local sweep does."""
+
+    options: SlurmOptions = field(default_factory=SlurmOptions)
+    planned_time: bool = True
+    wait: bool = False
+
+
 def write_status(path: str | os.PathLike, **fields) -> None:
     """Update a task's status record (written whole, then moved into place)."""
     path = Path(path)

@@ -19,11 +19,17 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .data import toy
 from .errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from .executors import Local, Slurm
+    from .sweep_collect import SweepResult
+    from .sweep_grid import Grid
 
 
 def gap_folder(gap: float) -> str:
@@ -73,33 +79,33 @@ def check_gaps(gaps, source_root, target_root) -> tuple[float, ...]:
     return tuple(dict.fromkeys(float(g) for g in gaps))
 
 
-def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True, **grid) -> dict:
-    """The grid of :func:`pixda_core.sweep.run_sweep` (``grid``: its keyword arguments) once
-    per gap, each in ``<out>/gap<G>``; then the summary over the gaps and notebook 04.
-    Returns run_sweep's dict, merged over the gaps."""
-    from .executors import check_slurm
+def run_gap_sweep(
+    grid: Grid, out, gaps, executor: Local | Slurm | None = None, analysis: bool = True
+) -> SweepResult:
+    """``grid`` (its ``data_root`` a toy benchmark) once per gap, each in ``<out>/gap<G>``
+    (:func:`pixda_core.sweep.run_sweep`); then the summary over the gaps and notebook 04.
+    Returns the sweeps' results as one."""
+    from .executors import Local, check_slurm
     from .paths import resolve
-    from .sweep import _lock, make_grid, record_grid, run_sweep, slurm_options
+    from .sweep import run_sweep
+    from .sweep_collect import SweepResult
+    from .sweep_state import lock_folder, record_grid
 
-    gaps = check_gaps(gaps, grid.get("source_root"), grid.get("target_root"))
-    if grid.get("executor") == "slurm":  # before the toys and sweep.json are written
-        check_slurm(slurm_options(grid.get("slurm"), grid.get("time_limit")))
-    out, root = resolve(out), resolve(data_root)
-    keys = ("shots", "methods", "seeds", "source", "preset", "iterations", "pretrain_iterations",
-            "overrides", "init", "split_seeds", "source_only_per_seed")  # fmt: skip
-    recorded = make_grid(data_root=str(root), **{k: grid[k] for k in keys if k in grid})
-    with _lock(out):
-        record_grid(out, asdict(recorded), gaps)
-    merged = {"summary": None, "failed": [], "ran": [], "skipped": [], "submitted": []}
+    executor = executor or Local()
+    gaps = check_gaps(gaps, grid.source_root, grid.target_root)
+    if not isinstance(executor, Local):  # before the toys and sweep.json are written
+        check_slurm(executor.options)
+    out, root = resolve(out), resolve(grid.data_root)
+    with lock_folder(out):
+        record_grid(out, asdict(replace(grid, data_root=str(root))), gaps)
+    merged = SweepResult()
     for gap in gaps:
         print(f"[sweep] gap {gap:g}", flush=True)
-        here = toy_at_gap(root, gap)
-        result = run_sweep(out / gap_folder(gap), data_root=str(here), analysis=False, **grid)
-        for key in ("failed", "ran", "skipped", "submitted"):
-            merged[key] += result.get(key) or []
-    if grid.get("executor", "local") == "local" or grid.get("wait"):
-        result = collect_gaps(out, analysis, merged["failed"])
-        merged.update(summary=result["summary"], failed=result["failed"])
+        here = replace(grid, data_root=str(toy_at_gap(root, gap)))
+        merged += run_sweep(here, out / gap_folder(gap), executor, analysis=False)
+    if isinstance(executor, Local) or executor.wait:
+        done = collect_gaps(out, analysis, merged.failed)
+        merged = replace(merged, summary=done.summary, failed=done.failed)
     else:
         print(f"[sweep] when the jobs have ended: pixda sweep --collect {out}", flush=True)
     return merged
@@ -108,7 +114,7 @@ def run_gap_sweep(out, gaps, data_root: str = "data/toy", analysis: bool = True,
 def read_gap_grid(out: str | os.PathLike) -> dict | None:
     """The grid of a sweep over gaps (``gaps`` in its sweep.json), or None for a sweep folder
     of one benchmark."""
-    from .sweep import read_grid
+    from .sweep_state import read_grid
 
     grid = read_grid(Path(out))
     gaps = grid.get("gaps")
@@ -122,12 +128,12 @@ def read_gap_grid(out: str | os.PathLike) -> dict | None:
     return grid
 
 
-def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> dict:
+def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> SweepResult:
     """``<out>/summary.csv`` over every gap's runs (with ``gap``), and notebook 04 over them.
     ``failed``: what a sweep just run reported (each gap's folder is collected already);
     None (``--collect``): each gap's folder is collected from its records first."""
     from .paths import resolve
-    from .sweep import collect, run_analysis
+    from .sweep_collect import SweepResult, collect, run_analysis
 
     out = resolve(out)
     grid = read_gap_grid(out)
@@ -139,22 +145,22 @@ def collect_gaps(out: str | os.PathLike, analysis: bool = True, failed=None) -> 
         if not (sub / "sweep.json").is_file():
             continue
         if not known:
-            failed += collect(sub, analysis=False)["failed"]
+            failed += collect(sub, analysis=False).failed
         if (sub / "summary.csv").is_file():
             frames.append(pd.read_csv(sub / "summary.csv").assign(gap=gap))
     path = out / "summary.csv"
     if not frames:
-        return {"summary": None, "failed": failed}
+        return SweepResult(None, failed)
     pd.concat(frames, ignore_index=True).to_csv(path, index=False)
     if analysis:
         failed += run_analysis(out)
-    return {"summary": path, "failed": failed}
+    return SweepResult(path, failed)
 
 
 def gap_status(out: str | os.PathLike) -> pd.DataFrame:
     """``sweep --status`` over every gap: the runs of ``<out>/gap<G>`` named ``gap<G>/run``."""
     from .paths import resolve
-    from .sweep import STATUS_COLUMNS, status_table
+    from .sweep_state import STATUS_COLUMNS, status_table
 
     out = resolve(out)
     frames = []

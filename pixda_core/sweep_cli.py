@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from .config import PRESETS, SOURCES
 from .errors import ConfigError, run_cli
-from .executors import SlurmOptions
+from .executors import Local, Slurm, SlurmOptions
 from .gap_sweep import collect_gaps, gap_status, read_gap_grid, run_gap_sweep
 from .methods import SOURCE_ONLY
-from .sweep import SWEEP_METHODS, collect, run_sweep, status_table
+from .sweep import run_sweep
+from .sweep_collect import SweepResult, collect
+from .sweep_grid import SWEEP_METHODS, Grid
+from .sweep_state import status_table
 from .train.flags import nest_overrides, parse_set
 
 
@@ -172,13 +176,46 @@ def main(argv=None) -> int:
         bad = [x for x in seeds if not 0 <= x < 2**32]
         if bad:
             p.error(f"{flag} {bad[0]}: expected integers from 0 to {2**32 - 1} (numpy's range)")
+    grid, executor = _grid(args), _executor(args)
+    if args.plan:
+        return _plan(grid, executor, args.out, args.gaps)
+    if args.gaps:
+        result = run_gap_sweep(grid, args.out, args.gaps, executor, not args.no_analysis)
+    else:
+        result = run_sweep(grid, args.out, executor, not args.no_analysis)
+    return _report(result)
+
+
+def _grid(args) -> Grid:
+    """The grid the flags ask for, checked."""
+    return Grid(
+        methods=args.methods,
+        shots=args.shots,
+        seeds=args.seeds,
+        split_seeds=args.split_seeds,
+        source=args.source,
+        preset=args.preset,
+        data_root=args.data_root,
+        source_root=args.source_root,
+        target_root=args.target_root,
+        iterations=args.iterations,
+        pretrain_iterations=args.pretrain_iterations,
+        overrides=nest_overrides(args.overrides),
+        init=args.init,
+        source_only_per_seed=args.source_only_per_seed,
+    )
+
+
+def _executor(args) -> Local | Slurm:
+    """Where the flags run the grid: here (--jobs, --time-limit) or on SLURM (its options
+    checked either way)."""
     extra = {}
     for item in args.sbatch:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--sbatch {item!r} is not KEY=VALUE (e.g. constraint=a100)")
         extra[key.removeprefix("--")] = value
-    slurm = SlurmOptions(
+    options = SlurmOptions(
         args.partition,
         args.gpus_per_job,
         args.cpus_per_job,
@@ -189,60 +226,25 @@ def main(argv=None) -> int:
         extra,
         args.parallel,
     )
-    if args.plan:
-        return _plan_command(args)
-    grid = dict(
-        shots=args.shots,
-        methods=args.methods,
-        seeds=args.seeds,
-        source=args.source,
-        preset=args.preset,
-        source_root=args.source_root,
-        target_root=args.target_root,
-        iterations=args.iterations,
-        pretrain_iterations=args.pretrain_iterations,
-        overrides=nest_overrides(args.overrides),
-        init=args.init,
-        split_seeds=args.split_seeds,
-        executor=args.executor,
-        jobs=args.jobs,
-        slurm=slurm,
-        time_limit=args.time_limit,
-        wait=args.wait or args.executor == "local",
-        source_only_per_seed=args.source_only_per_seed,
-    )
-    if args.gaps:
-        result = run_gap_sweep(
-            args.out, args.gaps, args.data_root, analysis=not args.no_analysis, **grid
-        )
-    else:
-        result = run_sweep(
-            args.out, data_root=args.data_root, analysis=not args.no_analysis, **grid
-        )
-    return _report(result)
+    if args.executor == "local":
+        return Local(args.jobs, args.time_limit)
+    return Slurm(options, planned_time=args.time_limit is None, wait=args.wait)
 
 
-def _plan_command(args) -> int:
+def _plan(grid: Grid, executor: Local | Slurm, out: str, gaps) -> int:
     """``--plan``: the plan of the grid the other flags give (over gaps: each gap's runs,
     planned on the given root; their lengths and step times do not depend on the gap)."""
     from .gap_sweep import check_gaps, gap_folder
     from .paths import resolve
-    from .sweep import make_grid
     from .sweep_plan import plan_sweep, render
 
-    grid = make_grid(args.shots, args.methods, args.seeds, args.source, args.preset,
-                     args.data_root, args.source_root, args.target_root, args.iterations,
-                     args.pretrain_iterations, nest_overrides(args.overrides), args.init,
-                     args.split_seeds, args.source_only_per_seed)  # fmt: skip
-    out = resolve(args.out)
-    gaps = check_gaps(args.gaps, args.source_root, args.target_root) if args.gaps else (None,)
+    out = resolve(out)
+    gaps = check_gaps(gaps, grid.source_root, grid.target_root) if gaps else (None,)
     for gap in gaps:
         here = out if gap is None else out / gap_folder(gap)
         if gap is not None:
             print(f"[plan] gap {gap:g}")
-        plan = plan_sweep(grid, here, args.executor, args.jobs, args.gpus_per_job,
-                          args.cpus_per_job)  # fmt: skip
-        print(render(plan, here))
+        print(render(plan_sweep(grid, here, executor), here))
     return 0
 
 
@@ -278,9 +280,9 @@ def _collect_command(out: str, analysis: bool, setting: str | None = None) -> in
         if gaps:
             raise ConfigError("--setting: a sweep over gaps keeps each gap apart already")
     result = collect_gaps(out, analysis) if gaps else collect(out, analysis and setting is None)
-    if analysis and setting is not None and result["summary"] is not None:
-        result["failed"] = [*result["failed"], *_analysis(resolve(out), setting)]
-    return _report({**result, "ran": [], "skipped": list(table["run"])})
+    if analysis and setting is not None and result.summary is not None:
+        result = replace(result, failed=[*result.failed, *_analysis(resolve(out), setting)])
+    return _report(replace(result, skipped=list(table["run"])))
 
 
 def _analysis(out, setting: str) -> list[tuple]:
@@ -297,14 +299,14 @@ def _analysis(out, setting: str) -> list[tuple]:
     return [("analysis", None, None, why)]
 
 
-def _report(result: dict) -> int:
-    n_failed = len(result["failed"])
+def _report(result: SweepResult) -> int:
+    n_failed = len(result.failed)
     print(
-        f"[sweep] ran {len(result['ran'])}, skipped {len(result['skipped'])} (already done "
+        f"[sweep] ran {len(result.ran)}, skipped {len(result.skipped)} (already done "
         f"or queued), failed {n_failed}"
     )
-    if result.get("summary"):
-        print(f"[sweep] summary: {result['summary']}")
-    for method, n, seed, why in result["failed"]:
+    if result.summary:
+        print(f"[sweep] summary: {result.summary}")
+    for method, n, seed, why in result.failed:
         print(f"[sweep] failed: {method} shots={n} seed={seed}: {why}", file=sys.stderr)
     return min(n_failed, 125)

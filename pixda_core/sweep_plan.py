@@ -17,14 +17,19 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
+from .executors import Local, Slurm
 from .methods import SOURCE_ONLY
 from .runspec import RunSpec
 from .steptimes import cpu_name, device_name, read_store, read_timing, store_path
 from .train.rundir import finished
+
+if TYPE_CHECKING:
+    from .sweep_grid import Grid
 
 #: SLURM's --time from a plan: the planned time times this, plus MARGIN_MIN minutes
 MARGIN_FACTOR = 1.5
@@ -53,9 +58,17 @@ class PlannedRun:
 class SweepPlan:
     device: str  # the device the runs are planned on
     device_said: str  # how that device was chosen
-    executor: str
-    jobs: int  # local: notebooks at once
+    executor: Local | Slurm
     runs: tuple[PlannedRun, ...]
+
+    @property
+    def on_slurm(self) -> bool:
+        return isinstance(self.executor, Slurm)
+
+    @property
+    def jobs(self) -> int:
+        """Notebooks at once here (on SLURM: 1, each job runs one)."""
+        return 1 if self.on_slurm else self.executor.jobs
 
     @property
     def todo(self) -> list[PlannedRun]:
@@ -93,22 +106,23 @@ def _method(run: PlannedRun) -> str:
     return SOURCE_ONLY if run.spec.is_source_only else run.spec.method
 
 
-def planned_device(executor: str, jobs: int = 1, gpus_per_job: int = 0,
-                   cpus_per_job: int = 4, preset: str = "toy") -> tuple[str, str]:  # fmt: skip
+def planned_device(executor: Local | Slurm, preset: str = "toy") -> tuple[str, str]:
     """The device the sweep's runs will use, as step times are stored for it, and how it was
-    chosen: here, this machine's GPU (or its CPU, at the threads each of ``jobs`` notebooks
-    gets); on SLURM, the GPU (or the CPU at ``cpus_per_job`` threads) that step times were last
-    measured on for the preset (the nodes are not this machine)."""
-    if executor == "local":
+    chosen: here, this machine's GPU (or its CPU, at the threads each of the executor's jobs
+    gets); on SLURM, the GPU (or the CPU at ``--cpus-per-job`` threads) that step times were
+    last measured on for the preset (the nodes are not this machine)."""
+    if isinstance(executor, Local):
         if torch.cuda.is_available():
             return device_name("cuda:0"), "this machine's GPU"
         from .executors import cpu_share
 
+        jobs = executor.jobs
         threads = int(cpu_share(jobs) or os.environ["OMP_NUM_THREADS"]) if jobs > 1 else None
         return cpu_name(threads), "this machine's CPU (no GPU here)"
     store = read_store()
     store = store[store["preset"] == preset]
-    if gpus_per_job:
+    cpus_per_job = executor.options.cpus_per_job
+    if executor.options.gpus_per_job:
         kind = store[~store["device"].str.startswith("CPU ")]
         what = "a GPU of the cluster's nodes"
     else:
@@ -124,10 +138,11 @@ def planned_device(executor: str, jobs: int = 1, gpus_per_job: int = 0,
     return latest["device"], said
 
 
-def plan_sweep(grid, out: Path, executor: str = "local", jobs: int = 1, gpus_per_job: int = 0,
-               cpus_per_job: int = 4) -> SweepPlan:  # fmt: skip
-    """The plan of ``grid`` (:class:`pixda_core.sweep.Grid`) into ``out``; writes nothing."""
-    device, said = planned_device(executor, jobs, gpus_per_job, cpus_per_job, grid.preset)
+def plan_sweep(grid: Grid, out: Path, executor: Local | Slurm | None = None) -> SweepPlan:
+    """The plan of ``grid`` into ``out`` on ``executor`` (:class:`~pixda_core.executors.Local`
+    by default); writes nothing."""
+    executor = executor or Local()
+    device, said = planned_device(executor, grid.preset)
     stored = read_store()
     stored = stored[(stored["device"] == device) & (stored["preset"] == grid.preset)]
     bench = stored.sort_values("measured").groupby("method")["step_s"].last().to_dict()
@@ -142,7 +157,7 @@ def plan_sweep(grid, out: Path, executor: str = "local", jobs: int = 1, gpus_per
         cfg = spec.config(generate_toy=False)
         seed = spec.seed if grid.source_only_per_seed else None
         runs.append(_planned(spec, cfg, so_names[seed], out, bench, own))
-    return SweepPlan(device, said, executor, jobs, tuple(runs))
+    return SweepPlan(device, said, executor, tuple(runs))
 
 
 def _planned(spec, cfg, after, out: Path, bench: dict, own: dict) -> PlannedRun:
@@ -216,10 +231,10 @@ def render(plan: SweepPlan, out: Path) -> str:
             f"[plan] total: {total / 3600:.2f} {hours} of training steps on {plan.device} "
             f"({_duration(total)}; validation, selection passes and start-up come on top)"
         )
-        if plan.executor == "local" and plan.jobs > 1:
+        if not plan.on_slurm and plan.jobs > 1:
             lines.append(f"[plan] {plan.jobs} at a time: about {_duration(total / plan.jobs)} "
                          "of wall time, at best")  # fmt: skip
-        if plan.executor == "slurm":
+        if plan.on_slurm:
             for which, so in (("source-only job", True), ("array", False)):
                 limit = plan.time_limit_min(so)
                 if limit is not None:
@@ -235,7 +250,7 @@ def render(plan: SweepPlan, out: Path) -> str:
 def _jobs(plan: SweepPlan) -> str:
     so = [r for r in plan.todo if r.after is None]
     runs = [r for r in plan.todo if r.after is not None]
-    if plan.executor == "slurm":
+    if plan.on_slurm:
         parts = []
         if so:
             parts.append(f"{len(so)} source-only job(s)")

@@ -4,6 +4,7 @@ a test that changes one works on a copy (``toy_copy``, ``sweep_copy``)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pixda_core.data import toy
+from pixda_core.sweep_collect import SweepResult
 
 from .helpers import SPEC, take_source_only
 from .shared import copy_tree, shared
@@ -147,14 +149,21 @@ def demo(toy_root, tmp_path_factory):
                 progress=False,
                 shots=GRID["shots"],
             )
-        return {"printed": printed.getvalue(), **{k: result[k] for k in SWEEP_RESULT}}
+        return {"printed": printed.getvalue(), "result": dataclasses.asdict(result)}
 
-    folder, result = shared(tmp_path_factory, "demo", build)
-    return folder / "demo", result
+    folder, built = shared(tmp_path_factory, "demo", build)
+    return folder / "demo", sweep_result(built["result"]), built["printed"]
 
 
-#: what a sweep returns (:func:`pixda_core.sweep.run_sweep`), as the demo hands it on
-SWEEP_RESULT = ("summary", "failed", "ran", "skipped", "submitted")
+def sweep_result(record: dict) -> SweepResult:
+    """A sweep's result from its JSON record (as :func:`shared` keeps it)."""
+    return SweepResult(
+        summary=Path(record["summary"]) if record["summary"] else None,
+        failed=[tuple(f) for f in record["failed"]],
+        ran=[tuple(r) for r in record["ran"]],
+        skipped=record["skipped"],
+        submitted=record["submitted"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +171,8 @@ def sweep(demo):
     """The demo's finished sweep (source-only, FT and PixDA at 1 and 2 shots, notebook 04),
     shared by the notebook, sweep and end-to-end tests: (its folder, what run_sweep
     returned)."""
-    folder, result = demo
-    return folder / "sweep", {k: result[k] for k in SWEEP_RESULT}
+    folder, result, _ = demo
+    return folder / "sweep", result
 
 
 @pytest.fixture

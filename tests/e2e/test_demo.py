@@ -4,7 +4,6 @@ session's demo (conftest), which the sweep and notebook tests read as the sessio
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,9 +18,9 @@ pytestmark = pytest.mark.notebooks
 def test_demo_runs_the_whole_pipeline(demo, toy_root, tmp_path):
     """The session's demo (conftest.demo: notebook 01, the sweep at 1 and 2 shots, notebook
     04), its files and what it printed; then the sweep command it prints reproduces a cell."""
-    out, result = demo
-    summary = pd.read_csv(result["summary"])
-    assert result["failed"] == [] and Path(result["summary"]) == out / "sweep" / "summary.csv"
+    out, result, printed = demo
+    summary = pd.read_csv(result.summary)
+    assert result.failed == [] and result.summary == out / "sweep" / "summary.csv"
     assert sorted(zip(summary["method"], summary["shots"], strict=True)) == [
         ("finetune", 1),
         ("finetune", 2),
@@ -34,9 +33,8 @@ def test_demo_runs_the_whole_pipeline(demo, toy_root, tmp_path):
     for name in ("per_class_iou", "miou_vs_shots", "gain_over_source_only", "error_maps"):
         png_size(out / "sweep" / "analysis" / f"{name}.png")
     assert (out / "notebooks" / "01_data_preparation.ipynb").exists()
-    printed = result["printed"]
     assert "per-class IoU on the toy target val set" in printed and "| PixDA (1-shot)" in printed
-    assert str(result["summary"]) in printed and "python -m pixda_core sweep --shots 5" in printed
+    assert str(result.summary) in printed and "python -m pixda_core sweep --shots 5" in printed
     # PixDA ran whole: its selection round and its distillation, as its selection.csv says
     for shots in GRID["shots"]:
         rounds = pd.read_csv(out / "sweep" / f"pixda_{shots}shot_seed0" / "selection.csv")
@@ -50,27 +48,29 @@ def test_demo_runs_the_whole_pipeline(demo, toy_root, tmp_path):
         assert said and int(said[1]) == (5 if kept >= 2 else 4), printed  # (under a batch: 4)
 
     # the sweep command reproduces a cell of the demo exactly (CPU, same seed)
+    from pixda_core.executors import Local
     from pixda_core.sweep import run_sweep
+    from pixda_core.sweep_grid import Grid
 
     take_source_only(out / "sweep", tmp_path / "again")  # the demo's, under the copy's name
-    again = run_sweep(
-        tmp_path / "again",
-        shots=(1,),
+    grid = Grid(
         methods=("pixda",),
-        seeds=(0,),
+        shots=(1,),
         data_root=str(toy_root),
-        pretrain_iterations=GRID["pretrain_iterations"],
         iterations=GRID["iterations"],
+        pretrain_iterations=GRID["pretrain_iterations"],
         overrides=TINY,
-        analysis=False,
-        jobs=demo_module.JOBS,  # as printed: the threads per notebook decide the last bits
     )
-    cell = pd.read_csv(again["summary"]).iloc[0]
+    # with the demo's jobs, as printed: the threads per notebook decide the last bits
+    again = run_sweep(grid, tmp_path / "again", Local(demo_module.JOBS), analysis=False)
+    cell = pd.read_csv(again.summary).iloc[0]
     assert cell["miou"] == summary.set_index(["method", "shots"]).loc[("pixda", 1), "miou"]
 
 
 def test_demo_refuses_a_broken_root(toy_copy, tmp_path, capsys):
     (toy_copy / "gta5" / "labels" / "00002.png").unlink()
-    assert demo_module.main(["--data", str(toy_copy), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert (
+        demo_module.main(["--data", str(toy_copy), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    )
     err = capsys.readouterr().err
     assert "notebook 01 failed" in err and "failed its check" in err

@@ -17,8 +17,8 @@ import pytest
 
 from pixda_core import sweep as sweep_module
 from pixda_core.executors import read_status, slurm_queue
-from pixda_core.sweep import read_runs, status_table
 from pixda_core.sweep_cli import main
+from pixda_core.sweep_state import read_runs, status_table
 from pixda_core.train.flags import nest_overrides, parse_set
 from tests.helpers import GRID, ROOT, TINY, grid_results
 
@@ -99,8 +99,9 @@ def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
     waits for the source-only job, --status shows SLURM's reason: Dependency. Each job asks
     for the --time its plan gives (from step times stored for the node's CPU at the job's one
     thread), and --status shows each run's elapsed and expected time."""
+    from pixda_core.executors import Slurm, SlurmOptions
     from pixda_core.steptimes import cpu_name, write_store
-    from pixda_core.sweep import make_grid
+    from pixda_core.sweep_grid import Grid
     from pixda_core.sweep_plan import plan_sweep
 
     monkeypatch.setenv("PIXDA_STEP_TIMES", str(tmp_path / "step_times.csv"))
@@ -116,9 +117,10 @@ def test_a_slurm_array_survives_a_cancelled_job_and_ends_with_the_local_summary(
     assert main(command) == 0  # submits and returns
     said = capsys.readouterr().out
     sets = nest_overrides([parse_set(f) for f in FLAGS if "=" in f])
-    grid = make_grid((2,), tuple(times), data_root=str(toy_root), iterations=GRID["iterations"],
-                     pretrain_iterations=GRID["pretrain_iterations"], overrides=sets)  # fmt: skip
-    plan = plan_sweep(grid, out, "slurm", cpus_per_job=1)
+    grid = Grid(methods=tuple(times), shots=(2,), data_root=str(toy_root),
+                iterations=GRID["iterations"], pretrain_iterations=GRID["pretrain_iterations"],
+                overrides=sets)  # fmt: skip
+    plan = plan_sweep(grid, out, Slurm(SlurmOptions(cpus_per_job=1)))
     limits = {so: plan.time_limit_min(so) for so in (True, False)}
     assert limits[True] == math.ceil(6 * 200 / 60 * 1.5) + 10  # 6 steps of 200 s, x 1.5 + 10
     assert f"source-only job {limits[True]} min, array {limits[False]} min" in said

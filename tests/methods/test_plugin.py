@@ -155,8 +155,9 @@ PACKAGE = {
 
 @pytest.mark.notebooks
 def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path, monkeypatch):
-    from pixda_core.executors import read_status
+    from pixda_core.executors import Local, read_status
     from pixda_core.sweep import run_sweep
+    from pixda_core.sweep_grid import Grid
     from tests.helpers import GRID, TINY, take_source_only
 
     site = tmp_path / "site"
@@ -182,9 +183,9 @@ def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path
     from pixda_core import executors
 
     monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])  # a machine with 2 GPUs
-    result = run_sweep(out, shots=(1,), methods=methods, seeds=(0,), data_root=str(toy_root),
-                       overrides=TINY, jobs=2, **its)  # fmt: skip
-    assert result["failed"] == [], result["failed"]
+    grid = Grid(methods=methods, shots=(1,), data_root=str(toy_root), overrides=TINY, **its)
+    result = run_sweep(grid, out, Local(jobs=2))
+    assert result.failed == [], result.failed
     # two at once, each on its own GPU (round-robin): runs that overlapped had different ones
     records = [read_status(out / "logs" / f"{m}_1shot_seed0.json")
                for m in ("entropy_judge", "smooth_ft", "entropy_min")]  # fmt: skip
@@ -193,7 +194,7 @@ def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path
         for b in records[i + 1 :]:
             if a["started"] < b["ended"] and b["started"] < a["ended"]:
                 assert a["gpus"] != b["gpus"], (a, b)
-    summary = pd.read_csv(result["summary"])
+    summary = pd.read_csv(result.summary)
     assert {"entropy_judge", "smooth_ft", "entropy_min"} <= set(summary["method"])
     for name in ("entropy_judge", "smooth_ft", "entropy_min"):
         assert (out / f"{name}_1shot_seed0" / "metrics.json").is_file()

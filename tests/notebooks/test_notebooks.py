@@ -17,8 +17,9 @@ import pytest
 from pixda_core import workflow
 from pixda_core.errors import ConfigError
 from pixda_core.sweep import run_sweep
+from pixda_core.sweep_grid import Grid
 from pixda_core.workflow import notebooks_dir
-from tests.helpers import ROOT, TINY, png_size
+from tests.helpers import GRID, ROOT, TINY, png_size
 
 
 def papermill_cli(notebook: Path, out: Path, *params: tuple[str, str]):
@@ -50,19 +51,11 @@ def committed(path: Path) -> str:
 @pytest.mark.notebooks
 def test_a_parameter_of_the_wrong_type_fails_in_the_notebook(sweep_copy, toy_root):
     out, _ = sweep_copy
-    result = run_sweep(
-        out,
-        shots=(2,),
-        methods=("joint",),
-        seeds=(0,),
-        data_root=str(toy_root),
-        iterations="four",
-        pretrain_iterations=6,
-        overrides=TINY,
-        analysis=False,
-    )
-    assert [f[:3] for f in result["failed"]] == [("joint", 2, 0)]
-    assert "adapt.early_stop = 'four': expected an integer" in result["failed"][0][3]
+    grid = Grid(methods=("joint",), shots=(2,), data_root=str(toy_root), iterations="four",
+                pretrain_iterations=GRID["pretrain_iterations"], overrides=TINY)  # fmt: skip
+    result = run_sweep(grid, out, analysis=False)
+    assert [f[:3] for f in result.failed] == [("joint", 2, 0)]
+    assert "adapt.early_stop = 'four': expected an integer" in result.failed[0][3]
 
 
 @pytest.mark.notebooks

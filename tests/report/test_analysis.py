@@ -12,7 +12,8 @@ from pixda_core import analysis as A
 from pixda_core import workflow
 from pixda_core.analysis import load_runs
 from pixda_core.errors import ConfigError, DataError
-from pixda_core.sweep import _write_summary, state_of
+from pixda_core.sweep_collect import _write_summary
+from pixda_core.sweep_state import state_of
 from pixda_core.train.rundir import finished, read_metrics
 from tests.helpers import runs_with_classes
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from pixda_core import executors
-from pixda_core.executors import read_status
+from pixda_core.executors import Local, read_status
 from pixda_core.sweep import run_sweep
+from pixda_core.sweep_grid import Grid
 from tests.helpers import GRID, TINY, grid_results, take_source_only
 
 
@@ -88,20 +89,22 @@ def test_the_largest_node_of_a_partition_is_read_from_sinfo(tmp_path, monkeypatc
 
 @pytest.mark.notebooks
 @pytest.mark.slow
-def test_a_notebook_in_a_job_of_its_own_gives_the_sweeps_summary(
+def test_a_notebook_in_this_process_gives_the_sweeps_summary(
     sweep, toy_root, tmp_path, monkeypatch
 ):
-    """--jobs 2: the run in a process of submitit's local executor, on one thread (CPU share),
-    with the GPU it was given, ends as the session's sweep (one at a time, in the sweep's
-    process). (Two at once, each on its own GPU: tests/methods/test_plugin.py's sweep.)"""
+    """--jobs 1: the run in the sweep's own process, seeing every GPU, ends as the session's
+    sweep, whose notebooks ran two at once (the demo's --jobs 2), each in a process of
+    submitit's local executor with its share of the machine (here no GPU, one thread). (Two
+    at once, each on its own GPU: tests/methods/test_plugin.py's sweep.)"""
     monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])  # a machine with 2 GPUs
-    out = tmp_path / "two"
-    grid = {**GRID, "shots": (2,), "methods": ("source_only", "finetune")}
+    out = tmp_path / "one"
+    grid = Grid(data_root=str(toy_root), overrides=TINY,
+                **{**GRID, "shots": (2,), "methods": ("source_only", "finetune")})  # fmt: skip
     take_source_only(sweep[0], out)  # its source-only model: the notebook starts at once
-    run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, jobs=2, **grid)
+    run_sweep(grid, out, Local(jobs=1), analysis=False)
     ours, session = grid_results(out), grid_results(sweep[0], shots=(2,))
     assert list(ours["method"]) == ["finetune", "source_only"]
     session = session[session["method"].isin(ours["method"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(session, ours)
-    assert read_status(out / "logs" / "finetune_2shot_seed0.json")["gpus"] == "0"
+    assert read_status(out / "logs" / "finetune_2shot_seed0.json")["gpus"] == "0,1"
     assert read_status(sweep[0] / "logs" / "finetune_2shot_seed0.json")["gpus"] == ""  # none

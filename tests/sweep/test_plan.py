@@ -8,8 +8,9 @@ import pytest
 
 from pixda_core import steptimes, sweep_cli
 from pixda_core.config import preset
+from pixda_core.executors import Local
 from pixda_core.methods import SOURCE_ONLY
-from pixda_core.sweep import make_grid
+from pixda_core.sweep_grid import Grid
 from pixda_core.sweep_plan import plan_sweep, planned_device
 from tests.helpers import GRID, TINY
 
@@ -29,7 +30,7 @@ def listing(folder) -> list[str]:
 def test_the_plan_writes_nothing_and_adds_up_the_measured_step_times(
     toy_root, tmp_path, store, capsys
 ):
-    device, _ = planned_device("local")
+    device, _ = planned_device(Local())
     times = {SOURCE_ONLY: 0.5, "finetune": 0.25, "pixda": 2.0}
     steptimes.write_store([
         {"device": device, "preset": "toy", "method": m, "precision": "fp32", "step_s": s,
@@ -45,8 +46,8 @@ def test_the_plan_writes_nothing_and_adds_up_the_measured_step_times(
     printed = capsys.readouterr().out
     assert not out.exists() and list(tmp_path.iterdir()) == [store]  # nothing written
 
-    grid = make_grid((1, 5), (SOURCE_ONLY, "finetune", "pixda"), (0, 1), data_root=toy_root,
-                     iterations=40)  # fmt: skip
+    grid = Grid(methods=(SOURCE_ONLY, "finetune", "pixda"), shots=(1, 5), seeds=(0, 1),
+                data_root=toy_root, iterations=40)  # fmt: skip
     plan = plan_sweep(grid, out)
     toy = preset("toy")
     steps = {SOURCE_ONLY: toy.pretrain.early_stop, "finetune": 40,
@@ -82,8 +83,8 @@ def test_finished_runs_record_their_times_and_a_second_plan_uses_them(sweep, toy
     summary = pd.read_csv(out / "summary.csv")
     assert summary[["wall_s", "step_s", "peak_memory_gb"]].notna().all().all()
     before = listing(out)
-    grid = make_grid(data_root=str(toy_root), overrides=TINY, **{**GRID, "seeds": (0, 1)})
-    plan = plan_sweep(grid, out, jobs=JOBS)
+    grid = Grid(data_root=str(toy_root), overrides=TINY, **{**GRID, "seeds": (0, 1)})
+    plan = plan_sweep(grid, out, Local(JOBS))
     assert listing(out) == before  # nothing written
     # the runs ran where the plan says they would
     assert plan.device == summary.loc[summary["method"] == "finetune", "device"].iloc[0]

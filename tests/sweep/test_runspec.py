@@ -11,7 +11,7 @@ import pytest
 from pixda_core.config import preset
 from pixda_core.methods import ORACLE, SOURCE_ONLY
 from pixda_core.runspec import RunSpec
-from pixda_core.sweep import Grid
+from pixda_core.sweep_grid import Grid
 from pixda_core.train import source_only_run
 
 pytestmark = pytest.mark.data

@@ -17,8 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pixda_core.errors import DataError
-from pixda_core.sweep import read_grid, read_runs, run_sweep
+from pixda_core.sweep import run_sweep
 from pixda_core.sweep_cli import main as sweep_main
+from pixda_core.sweep_grid import Grid
+from pixda_core.sweep_state import read_grid, read_runs
 from tests.helpers import CONTENT, FUZZ, GRID, ROOT, TINY, png_size, read_each
 
 
@@ -114,7 +116,7 @@ def test_the_sweeps_records(content, name):
 @pytest.mark.notebooks
 def test_sweep_writes_runs_notebooks_and_summary(sweep):
     out, result = sweep
-    assert result["failed"] == [] and len(result["ran"]) == 5  # 02 + 4 x 03
+    assert result.failed == [] and len(result.ran) == 5  # 02 + 4 x 03
     names = {
         "finetune_1shot_seed0",
         "finetune_2shot_seed0",
@@ -124,7 +126,7 @@ def test_sweep_writes_runs_notebooks_and_summary(sweep):
     for name in names:
         m = json.loads((out / name / "metrics.json").read_text())
         # FT 5 steps; PixDA 5 (or 4, where its round kept under a batch) + 2 distillation steps
-        assert 0 <= m["miou"] <= 1 and m["step"] == 5 if "finetune" in name else m["step"] in (6, 7)
+        assert 0 <= m["miou"] <= 1 and m["step"] in ({5} if "finetune" in name else {6, 7})
         executed = nbformat.read(out / "notebooks" / f"03_{name}.ipynb", as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
         png_size(out / name / "training.png")
@@ -176,8 +178,8 @@ def test_sweep_analysis_figures_and_tables(sweep):
 def test_sweep_skips_what_is_done(sweep_copy, toy_root):
     out, _ = sweep_copy
     before = (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns
-    again = run_sweep(out, data_root=str(toy_root), overrides=TINY, analysis=False, **GRID)
-    assert again["ran"] == [] and again["failed"] == [] and len(again["skipped"]) == 5
+    again = run_sweep(Grid(data_root=str(toy_root), overrides=TINY, **GRID), out, analysis=False)
+    assert again.ran == [] and again.failed == [] and len(again.skipped) == 5
     assert (out / "pixda_1shot_seed0" / "metrics.json").stat().st_mtime_ns == before
 
 
@@ -203,7 +205,7 @@ def test_the_sweeps_own_records_are_checked(tmp_path, name, content, said):
 
 @pytest.mark.data
 def test_sweep_status_shows_no_progress_for_damaged_tables(tmp_path):
-    from pixda_core.sweep import _progress
+    from pixda_core.sweep_state import _progress
 
     run = tmp_path / "r"
     run.mkdir()
