@@ -14,7 +14,7 @@ flags name config keys directly, and share the one rule of a run's length,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .config import Config, preset, run_length
@@ -125,18 +125,13 @@ SOURCE_ONLY_PARAMETERS = (
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """A run as notebook 03 (an adaptation run) or notebook 02 (``method="source_only"``: a
-    source-only model) takes it. ``iterations`` are the adaptation's iterations,
-    ``pretrain_iterations`` the source-only model's (None: the preset's); ``split_seed``
-    draws the target split with that seed; ``overrides`` are any other config values, a
-    nested dict (``{"adapt": {"lr": 0.01}}``); relative paths are taken from the kit's base
-    folder (:func:`pixda_core.paths.base_dir`)."""
+class Settings:
+    """The settings of a run besides its combination (method, shots, seeds): the source, the
+    preset, the data roots, the lengths (``iterations``: the adaptation's,
+    ``pretrain_iterations``: the source-only model's; None: the preset's), the initial weights
+    and ``overrides``, any other config values as a nested dict (``{"adapt": {"lr": 0.01}}``).
+    What every run of a sweep's grid shares (:class:`pixda_core.sweep_grid.Grid`)."""
 
-    method: str = "pixda"
-    num_shots: int = 1
-    seed: int | None = None
-    split_seed: int | None = None
     source: str = "gta5"
     preset: str = "toy"
     data_root: str = "data/toy"
@@ -145,10 +140,27 @@ class RunSpec:
     iterations: int | None = None
     pretrain_iterations: int | None = None
     init: str | None = None
+    overrides: dict = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        """These settings alone, by name (a grid's, for each of its runs' specs)."""
+        return {f.name: getattr(self, f.name) for f in fields(Settings)}
+
+
+@dataclass(frozen=True)
+class RunSpec(Settings):
+    """A run as notebook 03 (an adaptation run) or notebook 02 (``method="source_only"``: a
+    source-only model) takes it: its :class:`Settings`, its method, shots and seed;
+    ``split_seed`` draws the target split with that seed; relative paths are taken from the
+    kit's base folder (:func:`pixda_core.paths.base_dir`)."""
+
+    method: str = "pixda"
+    num_shots: int = 1
+    seed: int | None = None
+    split_seed: int | None = None
     run_name: str | None = None
     out_dir: str = "results"
     device: str = "auto"
-    overrides: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # one form for every spec: a method as another process finds it, the split seed in

@@ -5,35 +5,27 @@ the executors run (:func:`tasks_of`)."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ConfigError
 from .executors import Task
 from .methods import ADAPTATION, SOURCE_ONLY, method_class, portable, run_name
-from .runspec import RunSpec
+from .runspec import RunSpec, Settings
 
 SWEEP_METHODS = (SOURCE_ONLY, *ADAPTATION)
 
 
 @dataclass(frozen=True)
-class Grid:
-    """What a sweep command asks for: the combinations and the settings they share."""
+class Grid(Settings):
+    """What a sweep command asks for: the combinations (methods x shots x seeds [x split
+    seeds]) and the :class:`~pixda_core.runspec.Settings` every run of them shares."""
 
     methods: tuple[str, ...] = (SOURCE_ONLY, "finetune", "pixda")
     shots: tuple[int, ...] = (1, 5)
     seeds: tuple[int, ...] = (0,)
     #: seeds of drawn target splits (variance over splits); empty: the default split
     split_seeds: tuple[int, ...] = ()
-    source: str = "gta5"
-    preset: str = "toy"
-    data_root: str = "data/toy"
-    source_root: str | None = None
-    target_root: str | None = None
-    iterations: int | None = None
-    pretrain_iterations: int | None = None
-    overrides: dict | None = field(default_factory=dict)
-    init: str | None = None
     #: one source-only model per training seed (``run.own_source_only``) instead of one
     source_only_per_seed: bool = False
 
@@ -66,25 +58,16 @@ class Grid:
             raise ConfigError(f"--shots {bad[0]}: shots are images per city, at least 1")
 
     def base(self, out: Path) -> RunSpec:
-        """What every run of the grid shares (paths absolute), as one spec."""
+        """What every run of the grid shares (its settings, paths absolute), as one spec."""
         from .paths import resolve
 
-        overrides = self.overrides
+        shared = self.settings()
+        for root in ("data_root", "source_root", "target_root"):
+            shared[root] = str(resolve(shared[root])) if shared[root] else None
         if self.source_only_per_seed:
-            overrides = {**overrides, "run": {**overrides.get("run", {}), "own_source_only": True}}
-        return RunSpec(
-            source=self.source,
-            preset=self.preset,
-            data_root=str(resolve(self.data_root)),
-            source_root=str(resolve(self.source_root)) if self.source_root else None,
-            target_root=str(resolve(self.target_root)) if self.target_root else None,
-            iterations=self.iterations,
-            pretrain_iterations=self.pretrain_iterations,
-            init=self.init,
-            out_dir=str(out),
-            device="auto",
-            overrides=overrides,
-        )
+            run = {**self.overrides.get("run", {}), "own_source_only": True}
+            shared["overrides"] = {**self.overrides, "run": run}
+        return RunSpec(**shared, out_dir=str(out), device="auto")
 
     def specs(self, out: Path) -> tuple[list[RunSpec], list[RunSpec]]:
         """The source-only models (one, or one per seed) and the adaptation runs of the
