@@ -24,11 +24,14 @@ import time
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import submitit
 
 from .errors import ConfigError, SlurmError
-from .runspec import RunSpec
+
+if TYPE_CHECKING:
+    from .runspec import RunSpec
 
 #: states of a task in squeue that mean it will still run
 QUEUED = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
@@ -53,6 +56,27 @@ class Task:
     @property
     def params(self) -> dict:
         return self.spec.params()
+
+    @property
+    def call(self) -> NotebookCall:
+        """What its job is given (plain values: no :class:`RunSpec`)."""
+        return NotebookCall(self.name, self.notebook, self.output, self.params, self.log,
+                            self.status)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NotebookCall:
+    """What a job's process is handed: the notebook, its parameters and where its output,
+    log and record go. Plain values only: unpickling a :class:`RunSpec` would import the
+    training stack (torch included) into a process that only runs papermill, a second or two
+    of CPU and some hundred MB per job."""
+
+    name: str
+    notebook: str
+    output: str
+    params: dict
+    log: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +146,7 @@ class NotebookJob(submitit.helpers.Checkpointable):
     at its time limit, submitit requeues the same call, and the notebook resumes its run from
     the run's last checkpoint (the notebooks train with ``resume=True``)."""
 
-    def __call__(self, task: Task) -> str:
+    def __call__(self, task: NotebookCall) -> str:
         from .notebook_run import execute
 
         env = submitit.JobEnvironment() if "SUBMITIT_FOLDER" in os.environ else None
@@ -182,7 +206,7 @@ def run_here(
         results = {}
         for task in tasks:
             try:
-                NotebookJob()(task)
+                NotebookJob()(task.call)
                 results[task.name] = None
             except RuntimeError as exc:
                 results[task.name] = str(exc)
@@ -204,7 +228,7 @@ def run_here(
             )
             index += 1
             with environment(OMP_NUM_THREADS=threads):  # the job's process inherits it
-                running.append((task, executor.submit(NotebookJob(), task)))
+                running.append((task, executor.submit(NotebookJob(), task.call)))
         time.sleep(0.5)
         for task, job in [r for r in running if r[1].done()]:
             running.remove((task, job))
@@ -296,7 +320,7 @@ def submit_to_slurm(
         executor.update_parameters(dependency="afterok:" + _ids(after))
     what = f"the array of {len(tasks)} runs" if len(tasks) > 1 else f"the job of {tasks[0].name}"
     with sbatch_refusal(folder, what, options), executor.batch():
-        jobs = [executor.submit(NotebookJob(), task) for task in tasks]
+        jobs = [executor.submit(NotebookJob(), task.call) for task in tasks]
     for task, job in zip(tasks, jobs, strict=True):
         write_status(task.status, state="pending", executor="slurm", job_id=job.job_id, error=None)
     return [job.job_id for job in jobs]
