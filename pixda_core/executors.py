@@ -1,5 +1,5 @@
 """Where a sweep's notebooks run, through submitit: on this machine (its local executor, N
-jobs at a time, one GPU each, round-robin) or on a SLURM cluster (one job array after the
+jobs at a time, one GPU each: the least busy) or on a SLURM cluster (one job array after the
 source-only job, then a last job that collects the results).
 
 Every task is one notebook executed with papermill by :class:`NotebookJob`, in a process of
@@ -98,9 +98,9 @@ class SlurmOptions:
 
 @dataclass(frozen=True)
 class Local:
-    """A sweep's executor: its notebooks run here, ``jobs`` at a time (each on a GPU of its
-    own, round-robin, or on a share of the cores), each stopped after ``time_limit`` minutes
-    (None: no limit)."""
+    """A sweep's executor: its notebooks run here, ``jobs`` at a time (each on the least busy
+    GPU, or on a share of the cores), each stopped after ``time_limit`` minutes (None: no
+    limit)."""
 
     jobs: int = 1
     time_limit: int | None = None
@@ -198,9 +198,10 @@ def run_here(
     tasks: list[Task], folder: Path, jobs: int = 1, time_min: int | None = None, progress=None
 ) -> dict[str, str | None]:
     """Run ``tasks`` here, ``jobs`` at a time: with several at once (or a time limit) each
-    is a process of submitit's local executor that sees one GPU (round-robin over
-    :func:`visible_gpus`) or none; one at a time without a limit, they run in this process
-    and see every GPU (what a sweep always did). Returns name -> None (done) or the error;
+    is a process of submitit's local executor that sees one GPU of :func:`visible_gpus` (the
+    one the fewest running jobs use: never a busy one while another is idle) or none; one at
+    a time without a limit, they run in this process and see every GPU (what a sweep always
+    did). Returns name -> None (done) or the error;
     ``progress(task, error)`` is called as each one ends."""
     if jobs == 1 and not time_min:
         results = {}
@@ -216,22 +217,26 @@ def run_here(
     gpus = visible_gpus()
     executor = submitit.LocalExecutor(folder=str(folder / "%j"))
     threads = cpu_share(jobs) if jobs > 1 and not gpus else None
-    pending, running, results = list(tasks), [], {}
-    index = 0
+    pending, running, results = list(tasks), [], {}  # running: (task, job, its GPU or None)
+
+    def least_used() -> int:
+        use = [sum(g == gpu for _, _, g in running) for gpu in gpus]
+        return gpus[use.index(min(use))]
+
     while pending or running:
         while pending and len(running) < jobs:
             task = pending.pop(0)
+            gpu = least_used() if gpus else None
             executor.update_parameters(
                 timeout_min=time_min or 7 * 24 * 60,
                 gpus_per_node=1 if gpus else 0,
-                visible_gpus=[gpus[index % len(gpus)]] if gpus else [],
+                visible_gpus=[gpu] if gpus else [],
             )
-            index += 1
             with environment(OMP_NUM_THREADS=threads):  # the job's process inherits it
-                running.append((task, executor.submit(NotebookJob(), task.call)))
+                running.append((task, executor.submit(NotebookJob(), task.call), gpu))
         time.sleep(0.5)
-        for task, job in [r for r in running if r[1].done()]:
-            running.remove((task, job))
+        for task, job, gpu in [r for r in running if r[1].done()]:
+            running.remove((task, job, gpu))
             record = read_status(task.status)
             error = None if record.get("state") == "done" else record.get("error")
             if record.get("state") != "done" and not error:

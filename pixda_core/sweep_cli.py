@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         "--jobs",
         type=int,
         default=1,
-        help="local: notebooks at once (each gets its own GPU, round-robin)",
+        help="local: notebooks at once (each gets the least busy GPU)",
     )
     e.add_argument(
         "--time-limit",

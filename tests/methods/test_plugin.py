@@ -186,10 +186,10 @@ def test_a_sweep_of_a_plugin_file_and_a_plugin_package(sweep, toy_root, tmp_path
     grid = Grid(methods=methods, shots=(1,), data_root=str(toy_root), overrides=TINY, **its)
     result = run_sweep(grid, out, Local(jobs=2))
     assert result.failed == [], result.failed
-    # two at once, each on its own GPU (round-robin): runs that overlapped had different ones
+    # two at once, each on its own GPU (the least busy): runs that overlapped had different ones
     records = [read_status(out / "logs" / f"{m}_1shot_seed0.json")
                for m in ("entropy_judge", "smooth_ft", "entropy_min")]  # fmt: skip
-    assert sorted(r["gpus"] for r in records) == ["0", "0", "1"]
+    assert {r["gpus"] for r in records} == {"0", "1"}
     for i, a in enumerate(records):
         for b in records[i + 1 :]:
             if a["started"] < b["ended"] and b["started"] < a["ended"]:

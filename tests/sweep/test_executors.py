@@ -88,6 +88,45 @@ def test_a_jobs_process_is_handed_plain_values_and_never_loads_torch(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_job_started_while_others_run_takes_the_least_busy_gpu(tmp_path, monkeypatch):
+    """Two at once on two GPUs: the second run ends first, so the third takes its GPU (1),
+    not the next in turn (0, still in use by the first)."""
+    from pixda_core.sweep_grid import Grid, tasks_of
+
+    grid = Grid(methods=("finetune",), shots=(1, 2, 3), data_root=str(tmp_path))
+    _, tasks = tasks_of(grid, tmp_path / "out")
+    (tmp_path / "out" / "logs").mkdir(parents=True)
+    polls = {t.name: n for t, n in zip(tasks, (3, 1, 1), strict=True)}  # polls until done
+    given = {}
+
+    class Job:
+        def __init__(self, name):
+            self.name = name
+
+        def done(self):
+            polls[self.name] -= 1
+            return polls[self.name] <= 0
+
+    class FakeExecutor:  # submitit's local executor, its jobs ending in the order above
+        def __init__(self, folder):
+            self.gpus = None
+
+        def update_parameters(self, **kw):
+            self.gpus = kw["visible_gpus"]
+
+        def submit(self, function, call):
+            given[call.name] = self.gpus
+            executors.write_status(call.status, state="done")
+            return Job(call.name)
+
+    monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])
+    monkeypatch.setattr(executors.submitit, "LocalExecutor", FakeExecutor)
+    results = executors.run_here(tasks, tmp_path / "out", jobs=2)
+    assert results == {t.name: None for t in tasks}
+    assert [given[t.name] for t in tasks] == [[0], [1], [1]]
+
+
+@pytest.mark.unit
 def test_how_a_slurm_job_ended_is_read_from_sacct(tmp_path, monkeypatch):
     lines = ["7_0|TIMEOUT|0:0", "7_1|OUT_OF_MEMORY|0:125", "7_2|NODE_FAIL|0:0",
              "7_3|FAILED|1:0", "7_4|COMPLETED|0:0", "7_5|CANCELLED by 0|0:15"]  # fmt: skip
