@@ -47,6 +47,7 @@ def save(job, state_checked: bool = False) -> None:
         s.src_position = job.src.position
     if job.trg is not None:
         s.trg_position = job.trg.position
+    pending = job.losses.state_dict(job.rt)  # (a collective: every process is here)
     if not job.rt.is_main:
         job.rt.barrier()
         return
@@ -58,8 +59,9 @@ def save(job, state_checked: bool = False) -> None:
         "optimizers": {k: o.state_dict() for k, o in nets.optimizers.items()},
         "schedulers": {k: o.state_dict() for k, o in nets.schedulers.items()},
         "rng": rng_state(),
-        # losses summed since the last history row, so a resumed run writes the same rows
-        **job.losses.state_dict(),
+        # losses summed since the last history row (over the processes), so a resumed run
+        # writes the same rows
+        **pending,
     }
     for name, m in [*nets.networks.items(), *job.method.saved_modules().items()]:
         saved[name] = m.state_dict()
@@ -107,7 +109,7 @@ def resume(job) -> None:
         k: v for k, v in ck.items() if k not in KIT_ENTRIES and k not in nets.networks
     }
     set_rng_state(ck["rng"])
-    job.losses.load_state_dict(ck, job.rt.device)
+    job.losses.load_state_dict(ck, job.rt)
     job.clock.resumed(job.folder.path)  # the time and memory its record says so far
     changed = settings_changed(job, path, Config.from_dict(ck["config"], base=job.cfg))
     for table in TABLES:

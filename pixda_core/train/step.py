@@ -68,11 +68,20 @@ class LossSums:
     def clear(self) -> None:
         self.sums, self.steps = {}, 0
 
-    def state_dict(self) -> dict:
-        return {"loss_sums": {k: v.cpu() for k, v in self.sums.items()}, "loss_count": self.steps}
+    def state_dict(self, rt: Runtime) -> dict:
+        """The sums over every process (under torchrun each has its own; called by all of
+        them): what the next log row's mean is made of, whichever process saves it."""
+        sums = {k: v.cpu() for k, v in self.sums.items()}
+        if rt.distributed and sums:
+            total = rt.all_reduce_(torch.stack(list(self.sums.values())))
+            sums = {k: t.to("cpu", copy=True) for k, t in zip(sums, total, strict=True)}
+        return {"loss_sums": sums, "loss_count": self.steps}
 
-    def load_state_dict(self, state: dict, device: torch.device) -> None:
-        self.sums = {k: v.to(device) for k, v in state["loss_sums"].items()}
+    def load_state_dict(self, state: dict, rt: Runtime) -> None:
+        """The saved sums to the first process, zeros to the others: their sum over the
+        processes (:meth:`means`) is the saved one."""
+        self.sums = {k: v.to(rt.device) if rt.is_main else torch.zeros_like(v, device=rt.device)
+                     for k, v in state["loss_sums"].items()}  # fmt: skip
         self.steps = state["loss_count"]
 
 

@@ -54,7 +54,9 @@ def ranks(tmp_path: Path) -> list[dict]:
 
 
 def ddp_config(toy_root, out, source_only, name) -> Config:
-    run = {"name": name, "restore_from": str(source_only)}
+    # a loss row every 4 steps: a stop after the first one falls inside the next interval,
+    # whose sums (each process its own) the checkpoint must carry
+    run = {"name": name, "restore_from": str(source_only), "log_every": 4}
     return tiny(toy_root, out, adapt={"batch_size": 1, "early_stop": 6}, method={"kd_steps": 2},
                 run=run)  # fmt: skip
 
@@ -65,7 +67,8 @@ def test_torchrun_two_processes_agree_and_stop_together_on_sigterm(
 ):
     """Two processes on the CPU (gloo) end with the same metrics; stopped by SIGTERM (to
     every process, as SLURM sends it; torchrun forwards it again) they stop at the same
-    step with one checkpoint, and the resumed run ends as the one never stopped."""
+    step with one checkpoint, and the resumed run ends as the one never stopped, its loss
+    rows too (the losses both processes summed since the last row are in the checkpoint)."""
     whole = tmp_path / "whole"
     whole.mkdir()
     proc = torchrun(whole, ddp_config(toy_root, whole, source_only, "ddp"))
@@ -75,7 +78,7 @@ def test_torchrun_two_processes_agree_and_stop_together_on_sigterm(
     assert r0 == r1 == json.loads((whole / "ddp" / "metrics.json").read_text())
     assert r0["step"] == 8 and math.isfinite(r0["miou"])
     hist = pd.read_csv(whole / "ddp" / "history.csv")
-    assert list(hist["step"]) == [2, 4, 6, 8]  # rank 0 alone writes
+    assert list(hist["step"]) == [4, 6, 8]  # rank 0 alone writes (6: the main phase ends)
 
     cut = tmp_path / "cut"
     cut.mkdir()
@@ -84,7 +87,7 @@ def test_torchrun_two_processes_agree_and_stop_together_on_sigterm(
     history, deadline = cut / "ddp" / "history.csv", time.time() + 300
     try:
         while not history.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)  # the first loss line: step 2
+            time.sleep(0.05)  # the first loss line: step 4
         os.killpg(proc.pid, signal.SIGTERM)  # the launcher and both ranks
         _, err = proc.communicate(timeout=120)
     finally:
@@ -95,7 +98,7 @@ def test_torchrun_two_processes_agree_and_stop_together_on_sigterm(
     ]
     assert all(stops), (ranks(cut), err[-3000:])
     step = int(stops[0][1])
-    assert int(stops[1][1]) == step and 2 <= step < 8  # both ranks, the same step
+    assert int(stops[1][1]) == step and 4 < step < 8  # both ranks, the same step, mid-row
     assert load_checkpoint(cut / "ddp" / "checkpoints" / "latest.pt")["state"]["step"] == step
 
     proc = torchrun(cut, cfg, resume=True)
