@@ -231,8 +231,10 @@ def tiny(toy_root: Path, out: Path, **sections) -> Config:
         "pretrain": {"batch_size": 2, "max_iters": 40, "early_stop": 8, "lr": 1e-3},
         "adapt": {"batch_size": 2, "max_iters": 40, "early_stop": 6, "lr": 1e-3},
         "method": {"kd_steps": 3},
-        "run": {"out_dir": str(out), "progress": False, "log_every": 2, "ckpt_every": 3,
-                "seed": 5, "keep_checkpoints": 1},  # ~150 MB each: keep the disk use low
+        # checkpoints (~100 MB each) at the end of a phase, on a stop and at the end only:
+        # a test of resuming from an earlier step asks for them (run={"ckpt_every": N})
+        "run": {"out_dir": str(out), "progress": False, "log_every": 2, "ckpt_every": 1000,
+                "seed": 5, "keep_checkpoints": 1},
     }  # fmt: skip
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
