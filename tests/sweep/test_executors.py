@@ -121,6 +121,7 @@ def test_a_job_started_while_others_run_takes_the_least_busy_gpu(tmp_path, monke
 
     monkeypatch.setattr(executors, "visible_gpus", lambda: [0, 1])
     monkeypatch.setattr(executors.submitit, "LocalExecutor", FakeExecutor)
+    monkeypatch.setattr(executors.time, "sleep", lambda seconds: None)  # its polling pause
     results = executors.run_here(tasks, tmp_path / "out", jobs=2)
     assert results == {t.name: None for t in tasks}
     assert [given[t.name] for t in tasks] == [[0], [1], [1]]
