@@ -71,10 +71,11 @@ class LossSums:
     def state_dict(self, rt: Runtime) -> dict:
         """The sums over every process (under torchrun each has its own; called by all of
         them): what the next log row's mean is made of, whichever process saves it."""
-        sums = {k: v.cpu() for k, v in self.sums.items()}
-        if rt.distributed and sums:
+        if rt.distributed and self.sums:
             total = rt.all_reduce_(torch.stack(list(self.sums.values())))
-            sums = {k: t.to("cpu", copy=True) for k, t in zip(sums, total, strict=True)}
+            sums = {k: t.to("cpu", copy=True) for k, t in zip(self.sums, total, strict=True)}
+        else:
+            sums = {k: v.cpu() for k, v in self.sums.items()}
         return {"loss_sums": sums, "loss_count": self.steps}
 
     def load_state_dict(self, state: dict, rt: Runtime) -> None:
