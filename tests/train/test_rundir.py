@@ -289,7 +289,7 @@ def test_a_finished_run_resumed_with_a_larger_early_stop_trains_on_as_one_longer
             ("--early_stop", "3"),
             "adapt.early_stop: 4 -> 3 (a resume may raise it, never lower it)",
         ),
-        (("--early_stop", "4", "--lr", "0.01"), "adapt.lr: 0.0025 -> 0.01"),
+        (("--early_stop", "4", "--lr", "0.01"), "adapt.lr: 0.001 -> 0.01"),
     ]:
         code, err = train(capsys, toy_root, tmp_path, weights, *ft, "--continue_train", *flags)
         assert_user_error(code, err, said, "start a new run under another --name")
