@@ -1,7 +1,8 @@
 """The README's toy table from the runs of benchmarks/toy_table.sh: mean ± 95% CI of target
 val mIoU over seeds at the toy's own gap, paired tests against FT (pixda_core.stats), the
 paired differences, PixDA's selection against the toy's true distances (each round's
-selection.csv row, over the PixDA runs), and the mIoU against the domain gap.
+selection.csv row, over the PixDA runs), PixDA's pixel-level weights against the classes'
+pixel shares (each run's pixel_weights.csv), and the mIoU against the domain gap.
 
 Usage: python benchmarks/toy_table.py results/toy_table [--gap 1]
 (prints Markdown, writes toy_table.md into the folder)
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import spearmanr
 
 from pixda_core import stats
 from pixda_core.analysis import load_runs
@@ -63,6 +65,38 @@ def selection_truth(runs: pd.DataFrame) -> str:
     )
 
 
+def pixel_weights(runs: pd.DataFrame, rare: int = 4) -> str:
+    """PixDA's per-pixel weight on D1's term (ce x w, ``pixel_weights.csv``) against each
+    class's pixel share, one row per PixDA run: Spearman's rho over the classes, the mean
+    weight of the ``rare`` rarest and of the ``rare`` commonest classes, the span of the
+    class-balance factor w, and the class with the largest weight."""
+    rows, rhos = [], []
+    for r in runs[runs["method"] == "pixda"].sort_values(["shots", "seed"]).itertuples():
+        path = Path(r.path) / "pixel_weights.csv"
+        if not path.is_file():
+            continue
+        w = pd.read_csv(path).sort_values("share")
+        rho = spearmanr(w["share"], w["weight"]).statistic
+        rhos.append(rho)
+        top = w.loc[w["weight"].idxmax()]
+        rows.append(
+            f"| {r.shots} | {r.seed} | {rho:+.2f} | {w['weight'].head(rare).mean():.2f} | "
+            f"{w['weight'].tail(rare).mean():.2f} | {w['w'].min():.2f}-{w['w'].max():.2f} | "
+            f"{top['class']} ({top['weight']:.1f}) |"
+        )
+    if not rows:
+        return "\nNo PixDA run with pixel_weights.csv.\n"
+    return (
+        "\n\nPixDA's pixel-level weight (ce x w, the factor on D1's term; mean per class over "
+        "the val pixels) against the class's pixel share:\n\n"
+        f"| shots | seed | rho(share, weight) | {rare} rarest: mean weight | "
+        f"{rare} commonest: mean weight | w spans | largest weight |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        + (f"\nrho over the {len(rhos)} runs: {pd.Series(rhos).mean():+.2f} "
+           "[{:+.2f}, {:+.2f}] (mean, 95% t-interval)\n".format(*stats.t_interval(rhos)))
+    )  # fmt: skip
+
+
 @run_cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -83,6 +117,7 @@ def main(argv=None) -> int:
     ]
     text += "\n\nPaired differences to FT (points, 95% CI):\n" + "\n".join(lines) + "\n"
     text += selection_truth(runs)
+    text += pixel_weights(runs)
     if every["gap"].nunique() > 1:
         text += "\n\nmIoU against the domain gap:\n\n" + stats.render_by_gap(stats.by_gap(every))
     (out / "toy_table.md").write_text(text)

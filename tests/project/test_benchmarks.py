@@ -6,6 +6,7 @@ import importlib.util
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -162,3 +163,25 @@ def test_the_witness_tells_tensors_bytes_and_metrics_apart(tmp_path):
     ]
     assert witness.compare({"ft": rec}, {"ft": {**rec, "miou": 0.51}}) == ["ft: miou not the same"]
     assert witness.compare({"ft": rec, "pixda": rec}, {"ft": rec}) == ["pixda: only in the first"]
+
+
+@pytest.mark.unit
+def test_the_toy_tables_pixel_weights_rank_each_runs_classes(tmp_path):
+    toy_table = _load_script("toy_table")
+    runs = []
+    for seed, weight in ((0, [4.0, 2.0, 1.0]), (1, [1.0, 3.0, 2.0])):
+        folder = tmp_path / f"pixda_1shot_seed{seed}"
+        folder.mkdir()
+        pd.DataFrame(
+            {"class": ["pole", "car", "road"], "share": [0.01, 0.1, 0.5],
+             "w": [1.0, 0.9, 0.8], "weight": weight}
+        ).to_csv(folder / "pixel_weights.csv", index=False)  # fmt: skip
+        runs.append({"method": "pixda", "shots": 1, "seed": seed, "path": str(folder)})
+    runs.append({"method": "finetune", "shots": 1, "seed": 0, "path": str(tmp_path / "none")})
+    text = toy_table.pixel_weights(pd.DataFrame(runs), rare=1)
+    rows = [line for line in text.splitlines() if line.startswith("| 1 |")]
+    # seed 0: the weight falls with the share (rho -1), pole the largest; seed 1: rho +0.5
+    assert rows[0] == "| 1 | 0 | -1.00 | 4.00 | 1.00 | 0.80-1.00 | pole (4.0) |"
+    assert rows[1].startswith("| 1 | 1 | +0.50 |") and rows[1].endswith("car (3.0) |")
+    assert "rho over the 2 runs: -0.25 [" in text
+    assert "No PixDA run" in toy_table.pixel_weights(pd.DataFrame(runs[2:]))
