@@ -65,9 +65,11 @@ def test_the_home_page_is_the_readme():
 
 @pytest.mark.unit
 def test_no_page_states_the_suites_size():
-    """The number of tests changes with every commit: no page states it as a fact."""
+    """The number of tests changes with every commit: no page states it as a fact (a table's
+    statistical tests, "Holm over the table's 8 tests", are not the suite's)."""
     found = [f"{p.name}: {m[0]}" for p in [README, *DOCS.glob("*.md")]
-             for m in re.finditer(r"\b\d[\d,]* (tests|passed)\b", p.read_text())]  # fmt: skip
+             for m in re.finditer(r"(?<!table's )\b\d[\d,]* (tests|passed)\b",
+                                  p.read_text())]  # fmt: skip
     assert not found, found
 
 
